@@ -1,0 +1,17 @@
+//! The public Rust facade. Everything here is `Send + Sync`, takes `&self`, and
+//! never blocks the caller on network I/O. Both FFI layers are thin adapters
+//! over this module.
+
+pub mod application;
+pub mod error;
+pub mod logging;
+pub mod notification;
+pub mod storage;
+
+pub use application::{ApplicationState, SIPApplication};
+pub use error::{Error, ErrorKind, Result, StorageError};
+pub use logging::{set_log_sink, LogLevel, LogSink};
+pub use notification::{
+    Notification, NotificationCenter, NotificationData, ObjectId, ObserverToken, Sender,
+};
+pub use storage::{FileStorage, MemoryStorage, Storage};

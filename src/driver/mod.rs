@@ -1,0 +1,7 @@
+//! The I/O side: the tokio runtime thread, the notification thread, and (as the
+//! engine grows) sockets, DNS, TLS, timers, audio devices and file I/O. It feeds
+//! bytes and time into `proto/` and carries out what `proto/` asks for.
+
+pub mod dispatch;
+pub mod runtime;
+pub mod waiter;

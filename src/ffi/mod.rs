@@ -1,0 +1,53 @@
+//! The two FFI layers: `c` (the C ABI behind `include/sipsimple.h`) and
+//! `uniffi` (Python, Swift, Kotlin). Both are thin adapters over `crate::api`;
+//! conversions both need live here once.
+
+pub mod c;
+pub mod uniffi;
+
+use crate::api::ErrorKind;
+
+/// Status codes of the C ABI. Numbers are append-only: a retired code stays
+/// reserved and is never reused.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SipsimpleStatus {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullArgument = 1,
+    /// The handle is not (or no longer) a live object: freed, or never issued.
+    InvalidHandle = 2,
+    /// The handle is live but of another type than the function takes.
+    WrongHandleType = 3,
+    /// A string argument is not valid UTF-8.
+    InvalidUtf8 = 4,
+    /// An argument is malformed or out of range.
+    InvalidArgument = 5,
+    /// The object's state does not allow the call; nothing changed.
+    InvalidState = 6,
+    /// The named thing does not exist.
+    NotFound = 7,
+    /// A notification field exists but has another type than asked for.
+    TypeMismatch = 8,
+    /// A storage backend failed, or its file is corrupt.
+    Storage = 9,
+    /// A local I/O error.
+    Io = 10,
+    /// An internal error; the message says what.
+    Internal = 11,
+    /// A panic was caught at the boundary; the library is still usable.
+    Panic = 12,
+}
+
+/// The one mapping from the crate's public error kinds to C status codes.
+pub fn status_for_kind(kind: ErrorKind) -> SipsimpleStatus {
+    match kind {
+        ErrorKind::InvalidArgument => SipsimpleStatus::InvalidArgument,
+        ErrorKind::InvalidState => SipsimpleStatus::InvalidState,
+        ErrorKind::NotFound => SipsimpleStatus::NotFound,
+        ErrorKind::Storage => SipsimpleStatus::Storage,
+        ErrorKind::Io => SipsimpleStatus::Io,
+        _ => SipsimpleStatus::Internal,
+    }
+}

@@ -1,0 +1,2 @@
+//! Sans-IO protocol cores: parsers, printers and state machines. No sockets, no
+//! threads, no clocks: time is an argument.

@@ -1,0 +1,210 @@
+/*
+ * Handle and argument misuse through the C ABI: every case must return the
+ * documented error code and set a message; nothing may crash or leak
+ * (this program runs under valgrind in CI).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sipsimple.h>
+
+static int failures = 0;
+
+#define EXPECT(call, want)                                                                       \
+    do {                                                                                         \
+        SipsimpleStatus got_ = (call);                                                           \
+        if (got_ != (want)) {                                                                    \
+            char *m_ = NULL;                                                                     \
+            sipsimple_last_error(&m_);                                                           \
+            fprintf(stderr, "FAIL %s:%d: %s -> %u, want %u (%s)\n", __FILE__, __LINE__, #call,    \
+                    (unsigned)got_, (unsigned)(want), m_ ? m_ : "");                             \
+            sipsimple_string_free(m_);                                                           \
+            failures++;                                                                          \
+        } else if ((want) != SIPSIMPLE_STATUS_OK) {                                              \
+            char *m_ = NULL;                                                                     \
+            sipsimple_last_error(&m_);                                                           \
+            if (!m_ || !*m_) {                                                                   \
+                fprintf(stderr, "FAIL %s:%d: %s set no message\n", __FILE__, __LINE__, #call);   \
+                failures++;                                                                      \
+            }                                                                                    \
+            sipsimple_string_free(m_);                                                           \
+        }                                                                                        \
+    } while (0)
+
+static SipsimpleApplication *g_app;
+static int g_stopped_in_callback;
+static uint64_t g_self_token;
+static int g_self_calls;
+static const SipsimpleNotification *g_saved;
+
+static void stop_on_start(const SipsimpleNotification *n, void *ud) {
+    (void)ud;
+    char *name = NULL;
+    sipsimple_notification_name(n, &name);
+    if (strcmp(name, "SIPApplicationDidStart") == 0) {
+        /* Stopping from inside a callback must not deadlock. */
+        if (sipsimple_application_stop(g_app) == SIPSIMPLE_STATUS_OK)
+            g_stopped_in_callback = 1;
+    }
+    sipsimple_string_free(name);
+}
+
+static void remove_self(const SipsimpleNotification *n, void *ud) {
+    (void)ud;
+    g_self_calls++;
+    g_saved = n; /* used after the callback returns: must be a stale handle */
+    sipsimple_notification_center_remove_observer(g_self_token);
+}
+
+static void typed_fields(const SipsimpleNotification *n, void *ud) {
+    int *ok = ud;
+    char *name = NULL, *reason = NULL;
+    int64_t i = 0;
+    SipsimpleValueType t;
+    sipsimple_notification_name(n, &name);
+    if (strcmp(name, "SIPApplicationDidFail") == 0) {
+        if (sipsimple_notification_get_string(n, "reason", &reason) == SIPSIMPLE_STATUS_OK &&
+            strstr(reason, "config.json") &&
+            sipsimple_notification_field_type(n, "reason", &t) == SIPSIMPLE_STATUS_OK &&
+            t == SIPSIMPLE_VALUE_TYPE_STRING &&
+            sipsimple_notification_get_int(n, "reason", &i) == SIPSIMPLE_STATUS_TYPE_MISMATCH &&
+            sipsimple_notification_get_int(n, "nope", &i) == SIPSIMPLE_STATUS_NOT_FOUND &&
+            sipsimple_notification_get_string(n, NULL, &reason) == SIPSIMPLE_STATUS_NULL_ARGUMENT)
+            *ok = 1;
+        sipsimple_string_free(reason);
+    }
+    sipsimple_string_free(name);
+}
+
+static void noop(const SipsimpleNotification *n, void *ud) {
+    (void)n;
+    (void)ud;
+}
+
+int main(void) {
+    SipsimpleApplication *app = NULL;
+    SipsimpleStorage *st = NULL;
+    uint64_t token = 0, id = 0;
+    char *s = NULL;
+
+    /* NULL arguments */
+    EXPECT(sipsimple_application_new(NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_application_start(NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_application_stop(NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_application_free(NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_storage_new_file(NULL, &st), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_storage_new_file("", &st), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+    EXPECT(sipsimple_notification_center_add_observer(NULL, 0, NULL, NULL, &token),
+           SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_notification_center_add_observer(NULL, 0, noop, NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_notification_name(NULL, &s), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_version(NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    if (sipsimple_last_error(NULL) != SIPSIMPLE_STATUS_NULL_ARGUMENT) {
+        fprintf(stderr, "FAIL: sipsimple_last_error(NULL)\n");
+        failures++;
+    }
+    EXPECT(sipsimple_string_free(NULL), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_set_log_callback(NULL, NULL, 9), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+
+    /* Invalid UTF-8 */
+    EXPECT(sipsimple_storage_new_file("/tmp/\xff\xfe", &st), SIPSIMPLE_STATUS_INVALID_UTF8);
+    EXPECT(sipsimple_notification_center_add_observer("Bad\xc3(", 0, noop, NULL, &token),
+           SIPSIMPLE_STATUS_INVALID_UTF8);
+
+    /* Forged, wrong-type and stale handles */
+    EXPECT(sipsimple_application_stop((SipsimpleApplication *)(uintptr_t)0x1234), SIPSIMPLE_STATUS_INVALID_HANDLE);
+    EXPECT(sipsimple_storage_new_memory(&st), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_new(&app), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_stop((SipsimpleApplication *)st), SIPSIMPLE_STATUS_WRONG_HANDLE_TYPE);
+    EXPECT(sipsimple_storage_free((SipsimpleStorage *)app), SIPSIMPLE_STATUS_WRONG_HANDLE_TYPE);
+    EXPECT(sipsimple_application_start(app, (SipsimpleStorage *)app), SIPSIMPLE_STATUS_WRONG_HANDLE_TYPE);
+    EXPECT(sipsimple_notification_name((SipsimpleNotification *)app, &s), SIPSIMPLE_STATUS_WRONG_HANDLE_TYPE);
+
+    /* Double stop, stop without start, double start */
+    EXPECT(sipsimple_application_stop(app), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_start(app, st), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_start(app, st), SIPSIMPLE_STATUS_INVALID_STATE);
+    EXPECT(sipsimple_application_stop(app), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_stop(app), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_state(app, &s), SIPSIMPLE_STATUS_OK);
+    if (strcmp(s, "stopped") != 0) {
+        fprintf(stderr, "FAIL: state %s\n", s);
+        failures++;
+    }
+    sipsimple_string_free(s);
+
+    /* Stop from inside a callback */
+    g_app = app;
+    EXPECT(sipsimple_application_id(app, &id), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_notification_center_add_observer(NULL, id, stop_on_start, NULL, &token), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_start(app, st), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_notification_center_flush(10000), SIPSIMPLE_STATUS_OK);
+    if (!g_stopped_in_callback) {
+        fprintf(stderr, "FAIL: stop inside callback\n");
+        failures++;
+    }
+    EXPECT(sipsimple_notification_center_remove_observer(token), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_notification_center_remove_observer(token), SIPSIMPLE_STATUS_NOT_FOUND);
+
+    /* An observer removing itself while notifications fire; its notification
+       handle is stale once the callback returned. */
+    EXPECT(sipsimple_notification_center_add_observer(NULL, id, remove_self, NULL, &g_self_token),
+           SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_start(app, st), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_stop(app), SIPSIMPLE_STATUS_OK);
+    if (g_self_calls != 1) {
+        fprintf(stderr, "FAIL: self-removing observer called %d times\n", g_self_calls);
+        failures++;
+    }
+    EXPECT(sipsimple_notification_name(g_saved, &s), SIPSIMPLE_STATUS_INVALID_HANDLE);
+
+    /* A corrupt config file: DidFail with a typed reason, start fails. */
+    {
+        char dir[] = "/tmp/sipsimple-misuse-XXXXXX";
+        char path[256];
+        int typed_ok = 0;
+        SipsimpleStorage *fst = NULL;
+        if (!mkdtemp(dir)) {
+            perror("mkdtemp");
+            return 1;
+        }
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "w");
+        fputs("{ corrupt", f);
+        fclose(f);
+        EXPECT(sipsimple_storage_new_file(dir, &fst), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_notification_center_add_observer(NULL, id, typed_fields, &typed_ok, &token),
+               SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_application_start(app, fst), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_notification_center_remove_observer(token), SIPSIMPLE_STATUS_OK);
+        if (!typed_ok) {
+            fprintf(stderr, "FAIL: typed accessors on SIPApplicationDidFail\n");
+            failures++;
+        }
+        EXPECT(sipsimple_storage_free(fst), SIPSIMPLE_STATUS_OK);
+        unlink(path);
+        rmdir(dir);
+    }
+
+    /* Use after free */
+    EXPECT(sipsimple_application_free(app), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_free(app), SIPSIMPLE_STATUS_INVALID_HANDLE);
+    EXPECT(sipsimple_application_start(app, st), SIPSIMPLE_STATUS_INVALID_HANDLE);
+    EXPECT(sipsimple_storage_free(st), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_storage_free(st), SIPSIMPLE_STATUS_INVALID_HANDLE);
+
+    /* Freeing a running application does not block or crash. */
+    EXPECT(sipsimple_storage_new_memory(&st), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_new(&app), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_start(app, st), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_application_free(app), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_storage_free(st), SIPSIMPLE_STATUS_OK);
+    EXPECT(sipsimple_notification_center_flush(10000), SIPSIMPLE_STATUS_OK);
+    usleep(300 * 1000); /* let the detached runtime thread finish */
+
+    printf("%d passed, %d failed\n", failures ? 0 : 1, failures ? 1 : 0);
+    return failures ? 1 : 0;
+}
