@@ -268,7 +268,7 @@ impl SIPApplication {
                         started.push(sub);
                     }
                     Err(e) => {
-                        failure = Some(format!("{} failed to start: {e}", sub.name()));
+                        failure = Some((format!("{} failed to start: {e}", sub.name()), e));
                         break;
                     }
                 }
@@ -280,7 +280,7 @@ impl SIPApplication {
                     self.post(Self::DID_START, NotificationData::new());
                     Ok(())
                 }
-                Some(reason) => {
+                Some((reason, error)) => {
                     for mut sub in started.into_iter().rev() {
                         sub.stop(&mut ctx);
                     }
@@ -291,7 +291,7 @@ impl SIPApplication {
                         NotificationData::new().with("reason", reason.clone()),
                     );
                     self.post(Self::DID_END, NotificationData::new());
-                    Err(Error::InvalidState(reason))
+                    Err(error)
                 }
             }
         };
@@ -402,6 +402,7 @@ mod tests {
             .start(Arc::new(FileStorage::new(dir.path())))
             .unwrap_err();
         assert!(err.to_string().contains("config.json"));
+        assert_eq!(err.kind(), crate::api::error::ErrorKind::Storage);
         assert_eq!(app.state(), ApplicationState::Stopped);
         let got: Vec<_> = rx.try_iter().collect();
         assert_eq!(got[0].0, "SIPApplicationWillStart");

@@ -178,7 +178,7 @@ int main(void) {
         EXPECT(sipsimple_storage_new_file(dir, &fst), SIPSIMPLE_STATUS_OK);
         EXPECT(sipsimple_notification_center_add_observer(NULL, id, typed_fields, &typed_ok, &token),
                SIPSIMPLE_STATUS_OK);
-        EXPECT(sipsimple_application_start(app, fst), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_application_start(app, fst), SIPSIMPLE_STATUS_STORAGE);
         EXPECT(sipsimple_notification_center_remove_observer(token), SIPSIMPLE_STATUS_OK);
         if (!typed_ok) {
             fprintf(stderr, "FAIL: typed accessors on SIPApplicationDidFail\n");

@@ -9,8 +9,11 @@ use crate::api::{
     self, LogLevel as CoreLogLevel, Notification as CoreNotification, ObjectId, ObserverToken,
 };
 
-/// Errors raised to Python/Swift/Kotlin. One variant per public error kind.
+/// Errors raised to Python/Swift/Kotlin: one variant per public error kind,
+/// carrying the message (a flat error, so each language sees its own native
+/// exception message).
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
 pub enum SipSimpleError {
     #[error("{message}")]
     InvalidArgument { message: String },
