@@ -1,2 +1,3 @@
 //! Sans-IO protocol cores: parsers, printers and state machines. No sockets, no
 //! threads, no clocks: time is an argument.
+pub mod sip;
