@@ -23,6 +23,7 @@ fi
 
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
 command -v cbindgen >/dev/null || cargo install --locked --quiet cbindgen
+command -v cargo-fuzz >/dev/null || cargo install --locked --quiet cargo-fuzz
 kotlinc_path="$(npm root -g 2>/dev/null)/kotlin-compiler/bin/kotlinc"
 [ -x "$kotlinc_path" ] || npm install -g --silent kotlin-compiler >/dev/null
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, the Rust unit and integration tests, the
 # header and bindings drift checks, the C programs under valgrind, the Python
-# and Kotlin bindings. Prints one "N passed, N failed" line at the end.
+# and Kotlin bindings, the fuzz targets for a bounded time. Prints one "N passed, N failed" line at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
@@ -61,6 +61,7 @@ step "C misuse under valgrind" timeout 300 "${VG[@]}" ./build/misuse
 step "C concurrency (8 threads) under valgrind" timeout 300 "${VG[@]}" ./build/concurrency 3
 step "Python bindings (pytest)" timeout 300 python3 -m pytest -q tests/python
 step "Kotlin hello" kotlin_hello
+step "fuzz targets (60 s each)" scripts/fuzz.sh 60
 
 echo
 if [ $failed -gt 0 ]; then
