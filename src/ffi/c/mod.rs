@@ -441,6 +441,23 @@ fn mismatch(n: &Notification, key: *const c_char, want: &str) -> FfiError {
     )
 }
 
+/// Read field `key` of `n` with `extract`, writing it to `out`; a field of
+/// another type is SIPSIMPLE_STATUS_TYPE_MISMATCH naming `want`.
+fn typed_field<T>(
+    n: *const SipsimpleNotification,
+    key: *const c_char,
+    out: *mut T,
+    want: &str,
+    extract: impl Fn(&serde_json::Value) -> Option<T>,
+) -> SipsimpleStatus {
+    guard(|| {
+        let n = notification(n)?;
+        let v = extract(field(&n, key)?).ok_or_else(|| mismatch(&n, key, want))?;
+        *out_ptr(out, "out")? = v;
+        Ok(())
+    })
+}
+
 /// The notification's name, e.g. "SIPApplicationDidStart". Free with `sipsimple_string_free`.
 #[no_mangle]
 pub extern "C" fn sipsimple_notification_name(
@@ -540,14 +557,7 @@ pub extern "C" fn sipsimple_notification_get_int(
     key: *const c_char,
     out: *mut i64,
 ) -> SipsimpleStatus {
-    guard(|| {
-        let n = notification(n)?;
-        let v = field(&n, key)?
-            .as_i64()
-            .ok_or_else(|| mismatch(&n, key, "an integer"))?;
-        *out_ptr(out, "out")? = v;
-        Ok(())
-    })
+    typed_field(n, key, out, "an integer", serde_json::Value::as_i64)
 }
 
 /// A number field (integers convert).
@@ -557,14 +567,7 @@ pub extern "C" fn sipsimple_notification_get_float(
     key: *const c_char,
     out: *mut f64,
 ) -> SipsimpleStatus {
-    guard(|| {
-        let n = notification(n)?;
-        let v = field(&n, key)?
-            .as_f64()
-            .ok_or_else(|| mismatch(&n, key, "a number"))?;
-        *out_ptr(out, "out")? = v;
-        Ok(())
-    })
+    typed_field(n, key, out, "a number", serde_json::Value::as_f64)
 }
 
 /// A boolean field, as 0 or 1.
@@ -574,14 +577,7 @@ pub extern "C" fn sipsimple_notification_get_bool(
     key: *const c_char,
     out: *mut i32,
 ) -> SipsimpleStatus {
-    guard(|| {
-        let n = notification(n)?;
-        let v = field(&n, key)?
-            .as_bool()
-            .ok_or_else(|| mismatch(&n, key, "a boolean"))?;
-        *out_ptr(out, "out")? = i32::from(v);
-        Ok(())
-    })
+    typed_field(n, key, out, "a boolean", |v| v.as_bool().map(i32::from))
 }
 
 /// Any field (lists and maps included) as JSON. Free with `sipsimple_string_free`.

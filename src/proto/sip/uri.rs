@@ -83,10 +83,7 @@ pub struct SipUri {
 
 impl SipUri {
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        super::values::find_param(&self.params, name)
     }
 
     /// The user part with %HH escapes decoded (bytes, since %00 is allowed).

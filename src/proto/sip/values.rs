@@ -147,12 +147,21 @@ pub struct Via {
     pub params: Vec<(String, Option<String>)>,
 }
 
+/// Look a parameter up by name, case-insensitively: None if absent,
+/// Some(None) for a parameter without value.
+pub fn find_param<'a>(
+    params: &'a [(String, Option<String>)],
+    name: &str,
+) -> Option<Option<&'a str>> {
+    params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_deref())
+}
+
 impl Via {
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        find_param(&self.params, name)
     }
     pub fn branch(&self) -> Option<&str> {
         self.param("branch").flatten()
@@ -270,10 +279,7 @@ pub struct NameAddr {
 
 impl NameAddr {
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        find_param(&self.params, name)
     }
     pub fn tag(&self) -> Option<&str> {
         self.param("tag").flatten()
