@@ -66,6 +66,17 @@ impl Host {
     }
 }
 
+/// Print `;name[=value]` parameters.
+fn write_params(f: &mut fmt::Formatter<'_>, params: &[(String, Option<String>)]) -> fmt::Result {
+    for (n, v) in params {
+        match v {
+            Some(v) => write!(f, ";{n}={v}")?,
+            None => write!(f, ";{n}")?,
+        }
+    }
+    Ok(())
+}
+
 /// A `sip:` or `sips:` URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipUri {
@@ -113,12 +124,7 @@ impl fmt::Display for SipUri {
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
-        for (n, v) in &self.params {
-            match v {
-                Some(v) => write!(f, ";{n}={v}")?,
-                None => write!(f, ";{n}")?,
-            }
-        }
+        write_params(f, &self.params)?;
         for (i, (n, v)) in self.headers.iter().enumerate() {
             write!(f, "{}{n}={v}", if i == 0 { '?' } else { '&' })?;
         }
@@ -136,12 +142,7 @@ pub struct TelUri {
 impl fmt::Display for TelUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tel:{}", self.number)?;
-        for (n, v) in &self.params {
-            match v {
-                Some(v) => write!(f, ";{n}={v}")?,
-                None => write!(f, ";{n}")?,
-            }
-        }
+        write_params(f, &self.params)?;
         Ok(())
     }
 }
