@@ -360,8 +360,12 @@ fn parse_start(head: &str, end: usize) -> Result<Start, ParseErrorKind> {
     if uri.is_empty() || uri.starts_with('<') {
         return Err(ParseErrorKind::BadStartLine("bad Request-URI"));
     }
-    if !version.starts_with("SIP/") {
-        return Err(ParseErrorKind::BadStartLine("bad version"));
+    if version != "SIP/2.0" {
+        return Err(if version.starts_with("SIP/") {
+            ParseErrorKind::UnsupportedVersion
+        } else {
+            ParseErrorKind::BadStartLine("bad version")
+        });
     }
     let m = 0..method.len();
     let u = method.len() + 1..method.len() + 1 + uri.len();
@@ -434,11 +438,6 @@ impl SipMessage {
 
     fn check(&self) -> Result<(), ParseErrorKind> {
         if let Start::Request { uri, .. } = self.start {
-            let version_start = uri.end as usize + 1;
-            let line_end = memmem::find(self.head.as_bytes(), b"\r\n").unwrap_or(self.head.len());
-            if &self.head[version_start..line_end] != "SIP/2.0" {
-                return Err(ParseErrorKind::UnsupportedVersion);
-            }
             let ruri = Uri::parse(&self.head[uri.range()])
                 .map_err(|_| ParseErrorKind::BadStartLine("bad Request-URI"))?;
             if ruri.as_sip().is_some_and(|u| !u.headers.is_empty()) {
@@ -820,15 +819,12 @@ impl StreamFramer {
             self.buf.drain(..4);
             return Ok(Some(StreamEvent::Ping));
         }
+        if self.buf == b"\r\n\r" {
+            return Ok(None); // a ping still arriving
+        }
         if self.buf.starts_with(b"\r\n") {
-            if self.buf.len() < 4 && b"\r\n\r\n".starts_with(&self.buf) {
-                // Could be the start of a ping: wait... unless nothing else comes.
-                if self.buf.len() == 2 {
-                    self.buf.drain(..2);
-                    return Ok(Some(StreamEvent::Pong));
-                }
-                return Ok(None);
-            }
+            // A lone CRLF: a pong, or the blank line RFC 3261 section 7.5 allows
+            // before a message.
             self.buf.drain(..2);
             return Ok(Some(StreamEvent::Pong));
         }
