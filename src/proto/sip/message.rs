@@ -732,6 +732,33 @@ impl SipMessage {
         self.push_header(name.as_str(), value)
     }
 
+    /// Replace the first list item of the first `name` header, e.g. the top
+    /// Via when a server adds `received` and `rport` (RFC 3261 18.2.1,
+    /// RFC 3581). Fails if there is no such header or its value is not a
+    /// well-formed list.
+    pub fn replace_first_item(&mut self, name: HeaderName, item: &str) -> Result<(), BuildError> {
+        if item.bytes().any(|c| c == b'\r' || c == b'\n') || has_bare_ctl(item.as_bytes()) {
+            return Err(BuildError("control character in header value"));
+        }
+        let idx = self
+            .headers
+            .iter()
+            .position(|e| e.name == name)
+            .ok_or(BuildError("no such header"))?;
+        let value = &self.head[self.headers[idx].value.range()];
+        let items =
+            values::split_list(value, usize::MAX).map_err(|_| BuildError("malformed list"))?;
+        // split_list returns subslices of `value`: the first item ends here.
+        let first_end = items[0].as_ptr() as usize - value.as_ptr() as usize + items[0].len();
+        let rest = value[first_end..].to_string();
+        let vs = self.head.len();
+        self.head.push_str(item);
+        self.head.push_str(&rest);
+        let ve = self.head.len();
+        self.headers[idx].value = Span::of(vs..ve);
+        Ok(())
+    }
+
     pub fn set_body(&mut self, body: Vec<u8>) {
         self.body = body;
     }

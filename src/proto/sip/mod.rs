@@ -1,9 +1,11 @@
 //! SIP (RFC 3261): the message layer and, as it grows, transactions, dialogs
 //! and digest authentication. Sans-IO: bytes and time in, bytes and events out.
 
+pub mod auth;
 pub mod header;
 pub mod message;
 pub mod screen;
+pub mod transaction;
 pub mod uri;
 pub mod values;
 
