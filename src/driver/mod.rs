@@ -3,5 +3,8 @@
 //! bytes and time into `proto/` and carries out what `proto/` asks for.
 
 pub mod dispatch;
+pub mod engine;
+pub mod ids;
 pub mod runtime;
+pub(crate) mod transport;
 pub mod waiter;

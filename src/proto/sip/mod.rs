@@ -2,6 +2,7 @@
 //! and digest authentication. Sans-IO: bytes and time in, bytes and events out.
 
 pub mod auth;
+pub mod dialog;
 pub mod header;
 pub mod message;
 pub mod screen;

@@ -1,0 +1,641 @@
+//! The SIP engine: one task on the runtime thread that owns the transaction
+//! layer and the transports, feeds them time and bytes, and hands results to
+//! the layers above through channels. Commands are plain channel sends, so
+//! any thread may issue them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::transport::{self, Outgoing, StreamSettings, TransportCounters, TransportInput};
+use crate::proto::sip::screen::build_response;
+use crate::proto::sip::transaction::{
+    Peer, Timer, TimerConfig, TransactionLayer, Transmit, TransportKind, TxError, TxEvent, TxKey,
+    TxStats,
+};
+use crate::proto::sip::{Limits, SipMessage};
+
+/// How the engine listens and behaves.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// UDP bind address; port 0 picks a free port. None: no UDP.
+    pub udp: Option<SocketAddr>,
+    /// TCP bind address; port 0 picks a free port. None: no TCP.
+    pub tcp: Option<SocketAddr>,
+    pub timers: TimerConfig,
+    pub limits: Limits,
+    pub max_transactions: usize,
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Report every message sent and received as [`EngineEvent::Trace`].
+    pub trace: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            udp: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            tcp: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            timers: TimerConfig::default(),
+            limits: Limits::default(),
+            max_transactions: 100_000,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(5),
+            trace: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// One message on the wire, for SIP trace notifications.
+#[derive(Debug, Clone)]
+pub struct WireTrace {
+    pub direction: Direction,
+    pub peer: Peer,
+    pub local: Option<SocketAddr>,
+    pub timestamp: SystemTime,
+    pub data: Vec<u8>,
+}
+
+/// What the engine reports to the layer above (the UA core).
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// A new request with its server transaction; answer with `respond`.
+    Request {
+        key: TxKey,
+        request: SipMessage,
+        source: Peer,
+    },
+    /// An ACK outside any transaction (the ACK of a 2xx).
+    Ack {
+        request: SipMessage,
+        source: Peer,
+    },
+    /// The INVITE `invite` was cancelled by the peer; answer it 487.
+    Cancelled {
+        invite: TxKey,
+    },
+    /// A response matching no transaction.
+    StrayResponse {
+        response: SipMessage,
+        source: Peer,
+    },
+    /// A server INVITE transaction got no ACK (Timer H or L).
+    AckTimeout {
+        key: TxKey,
+        timer: Timer,
+    },
+    /// A server transaction's response could not be sent.
+    ServerTransportError {
+        key: TxKey,
+    },
+    Trace(WireTrace),
+}
+
+/// What a client transaction reports. The channel closes when the
+/// transaction ends.
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    Response(SipMessage),
+    /// Timer B or F: no final response.
+    Timeout,
+    TransportError,
+    /// The request was refused before anything was sent.
+    Rejected(TxError),
+}
+
+/// Counters across the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub transactions: TxStats,
+    pub live_transactions: usize,
+    /// Messages that did not parse (each one dropped, or answered 400/505).
+    pub parse_errors: u64,
+    pub bad_requests_answered: u64,
+    pub send_errors: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connections_open: usize,
+    pub connections_refused: u64,
+    pub connections_idle_closed: u64,
+    pub keepalive_pings: u64,
+}
+
+enum Cmd {
+    SendRequest {
+        request: SipMessage,
+        peer: Peer,
+        events: mpsc::UnboundedSender<ClientEvent>,
+    },
+    Respond {
+        key: TxKey,
+        response: SipMessage,
+    },
+    Stateless {
+        msg: SipMessage,
+        peer: Peer,
+    },
+    SetTrace(bool),
+    Stop,
+}
+
+struct Shared {
+    local_udp: Option<SocketAddr>,
+    local_tcp: Option<SocketAddr>,
+    counters: Arc<TransportCounters>,
+    stats: Mutex<EngineStats>,
+}
+
+/// A handle to the running engine. Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct Engine {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    shared: Arc<Shared>,
+}
+
+/// Failure to start the engine.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {transport} {addr}: {source}")]
+pub struct BindError {
+    pub transport: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl Engine {
+    /// Bind the transports and start the engine task. Must run inside the
+    /// tokio runtime that will own it.
+    pub async fn start(
+        cfg: EngineConfig,
+        events: mpsc::UnboundedSender<EngineEvent>,
+    ) -> Result<Engine, BindError> {
+        let udp = match cfg.udp {
+            Some(addr) => Some(Arc::new(UdpSocket::bind(addr).await.map_err(|source| {
+                BindError {
+                    transport: "UDP",
+                    addr,
+                    source,
+                }
+            })?)),
+            None => None,
+        };
+        let tcp = match cfg.tcp {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| BindError {
+                transport: "TCP",
+                addr,
+                source,
+            })?),
+            None => None,
+        };
+        let counters = Arc::new(TransportCounters::default());
+        counters.trace.store(cfg.trace, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            local_udp: udp.as_ref().and_then(|s| s.local_addr().ok()),
+            local_tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
+            counters: counters.clone(),
+            stats: Mutex::new(EngineStats::default()),
+        });
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let settings = StreamSettings {
+            limits: cfg.limits,
+            idle_timeout: cfg.idle_timeout,
+            max_connections: cfg.max_connections,
+            connect_timeout: cfg.connect_timeout,
+        };
+        let mut tasks = Vec::new();
+        if let Some(sock) = &udp {
+            tasks.push(tokio::spawn(transport::udp_reader(
+                sock.clone(),
+                cfg.limits,
+                in_tx.clone(),
+                counters.clone(),
+            )));
+        }
+        if let Some(listener) = tcp {
+            tasks.push(tokio::spawn(transport::tcp_acceptor(
+                listener,
+                settings.clone(),
+                in_tx.clone(),
+                counters.clone(),
+            )));
+        }
+        let mut layer = TransactionLayer::new(cfg.timers);
+        layer.set_max_transactions(cfg.max_transactions);
+        let task = EngineTask {
+            layer,
+            udp,
+            conns: HashMap::new(),
+            clients: HashMap::new(),
+            events,
+            in_tx,
+            settings,
+            shared: shared.clone(),
+            parse_errors: 0,
+            bad_requests_answered: 0,
+            send_errors: 0,
+            tasks,
+        };
+        tokio::spawn(task.run(cmd_rx, in_rx));
+        Ok(Engine {
+            cmd: cmd_tx,
+            shared,
+        })
+    }
+
+    /// The address a transport listens on (with the port picked for port 0).
+    pub fn local_addr(&self, transport: TransportKind) -> Option<SocketAddr> {
+        match transport {
+            TransportKind::Udp => self.shared.local_udp,
+            TransportKind::Tcp => self.shared.local_tcp,
+            TransportKind::Tls => None,
+        }
+    }
+
+    /// Start a client transaction. Responses, timeout or errors arrive on
+    /// the returned channel, which closes when the transaction ends.
+    pub fn send_request(
+        &self,
+        request: SipMessage,
+        peer: Peer,
+    ) -> mpsc::UnboundedReceiver<ClientEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.cmd.send(Cmd::SendRequest {
+            request,
+            peer,
+            events: tx,
+        });
+        rx
+    }
+
+    /// Answer a server transaction.
+    pub fn respond(&self, key: TxKey, response: SipMessage) {
+        let _ = self.cmd.send(Cmd::Respond { key, response });
+    }
+
+    /// Send outside any transaction (the ACK of a 2xx).
+    pub fn send_stateless(&self, msg: SipMessage, peer: Peer) {
+        let _ = self.cmd.send(Cmd::Stateless { msg, peer });
+    }
+
+    pub fn set_trace(&self, on: bool) {
+        let _ = self.cmd.send(Cmd::SetTrace(on));
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let mut s = *self.shared.stats.lock();
+        let c = &self.shared.counters;
+        s.bytes_in = c.bytes_in.load(Ordering::Relaxed);
+        s.bytes_out = c.bytes_out.load(Ordering::Relaxed);
+        s.connections_open = c.connections_open.load(Ordering::Relaxed);
+        s.connections_refused = c.connections_refused.load(Ordering::Relaxed);
+        s.connections_idle_closed = c.connections_idle_closed.load(Ordering::Relaxed);
+        s.keepalive_pings = c.keepalive_pings.load(Ordering::Relaxed);
+        s
+    }
+
+    /// Close every socket and connection; pending transactions are dropped
+    /// (their channels close).
+    pub fn stop(&self) {
+        let _ = self.cmd.send(Cmd::Stop);
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.cmd.is_closed()
+    }
+}
+
+struct EngineTask {
+    layer: TransactionLayer,
+    udp: Option<Arc<UdpSocket>>,
+    conns: HashMap<SocketAddr, (u64, mpsc::Sender<Outgoing>)>,
+    clients: HashMap<TxKey, mpsc::UnboundedSender<ClientEvent>>,
+    events: mpsc::UnboundedSender<EngineEvent>,
+    in_tx: mpsc::UnboundedSender<TransportInput>,
+    settings: StreamSettings,
+    shared: Arc<Shared>,
+    parse_errors: u64,
+    bad_requests_answered: u64,
+    send_errors: u64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl EngineTask {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+        mut in_rx: mpsc::UnboundedReceiver<TransportInput>,
+    ) {
+        loop {
+            let deadline = self.layer.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                cmd = cmd_rx.recv() => match cmd {
+                    None | Some(Cmd::Stop) => break,
+                    Some(c) => self.handle_cmd(c),
+                },
+                input = in_rx.recv() => {
+                    // in_tx lives in self, so the channel never closes here.
+                    if let Some(i) = input {
+                        self.handle_input(i);
+                    }
+                    // Take what else is already queued before polling again.
+                    while let Ok(i) = in_rx.try_recv() {
+                        self.handle_input(i);
+                        self.flush().await;
+                    }
+                }
+                _ = sleep => self.layer.handle_timeout(Instant::now()),
+            }
+            self.flush().await;
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.conns.clear();
+    }
+
+    fn handle_cmd(&mut self, cmd: Cmd) {
+        let now = Instant::now();
+        match cmd {
+            Cmd::SendRequest {
+                request,
+                peer,
+                events,
+            } => match self.layer.send_request(now, request, peer) {
+                Ok(key) => {
+                    self.clients.insert(key, events);
+                }
+                Err(e) => {
+                    let _ = events.send(ClientEvent::Rejected(e));
+                }
+            },
+            Cmd::Respond { key, response } => {
+                // A late answer to a transaction that is gone (cancelled,
+                // timed out) is not an error worth more than a count.
+                if self.layer.send_response(now, key, response).is_err() {
+                    self.send_errors += 1;
+                }
+            }
+            Cmd::Stateless { msg, peer } => self.layer.send_stateless(peer, &msg),
+            Cmd::SetTrace(on) => self.shared.counters.trace.store(on, Ordering::Relaxed),
+            Cmd::Stop => {}
+        }
+    }
+
+    fn handle_input(&mut self, input: TransportInput) {
+        let now = Instant::now();
+        match input {
+            TransportInput::Message { msg, peer, raw } => {
+                if let Some(data) = raw {
+                    self.trace(Direction::Incoming, peer, data);
+                }
+                self.layer.handle_message(now, msg, peer);
+            }
+            TransportInput::Bad { err, peer } => {
+                self.parse_errors += 1;
+                if let (Some(code), Some(partial)) = (err.response_code(), err.partial.as_deref()) {
+                    let reason = if code == 505 {
+                        "Version Not Supported"
+                    } else {
+                        "Bad Request"
+                    };
+                    if let Ok(mut r) = build_response(partial, code, reason, None) {
+                        let _ = r.push_header("Warning", &format!("399 - \"{err}\""));
+                        self.bad_requests_answered += 1;
+                        let dest = match partial.top_via() {
+                            Some(v)
+                                if peer.transport == TransportKind::Udp
+                                    && v.param("rport").is_none() =>
+                            {
+                                Peer {
+                                    transport: peer.transport,
+                                    addr: SocketAddr::new(peer.addr.ip(), v.port.unwrap_or(5060)),
+                                }
+                            }
+                            _ => peer,
+                        };
+                        self.layer.send_stateless(dest, &r);
+                    }
+                }
+            }
+            TransportInput::Opened { peer, conn, writer } => {
+                self.conns.insert(peer.addr, (conn, writer));
+            }
+            TransportInput::Closed { peer, conn } => {
+                if self.conns.get(&peer.addr).is_some_and(|(c, _)| *c == conn) {
+                    self.conns.remove(&peer.addr);
+                }
+            }
+            TransportInput::SendFailed { keys } => {
+                self.send_errors += keys.len() as u64;
+                for k in keys {
+                    self.layer.handle_transport_error(now, k);
+                }
+            }
+        }
+    }
+
+    fn trace(&self, direction: Direction, peer: Peer, data: Vec<u8>) {
+        let local = match peer.transport {
+            TransportKind::Udp => self.shared.local_udp,
+            _ => self.shared.local_tcp,
+        };
+        let _ = self.events.send(EngineEvent::Trace(WireTrace {
+            direction,
+            peer,
+            local,
+            timestamp: SystemTime::now(),
+            data,
+        }));
+    }
+
+    /// Carry out transmissions and deliver events.
+    async fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.layer.poll_transmit() {
+                progressed = true;
+                self.transmit(t).await;
+            }
+            while let Some(ev) = self.layer.poll_event() {
+                progressed = true;
+                self.deliver(ev);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let mut s = self.shared.stats.lock();
+        s.transactions = self.layer.stats();
+        s.live_transactions = self.layer.len();
+        s.parse_errors = self.parse_errors;
+        s.bad_requests_answered = self.bad_requests_answered;
+        s.send_errors = self.send_errors;
+    }
+
+    async fn transmit(&mut self, t: Transmit) {
+        if self.shared.counters.trace.load(Ordering::Relaxed) {
+            self.trace(Direction::Outgoing, t.peer, t.data.clone());
+        }
+        let now = Instant::now();
+        let len = t.data.len() as u64;
+        match t.peer.transport {
+            TransportKind::Udp => {
+                let ok = match &self.udp {
+                    Some(sock) => sock.send_to(&t.data, t.peer.addr).await.is_ok(),
+                    None => false,
+                };
+                if ok {
+                    self.shared
+                        .counters
+                        .bytes_out
+                        .fetch_add(len, Ordering::Relaxed);
+                } else {
+                    self.send_errors += 1;
+                    if let Some(k) = t.key {
+                        self.layer.handle_transport_error(now, k);
+                    }
+                }
+            }
+            TransportKind::Tcp => {
+                if !self.conns.contains_key(&t.peer.addr) {
+                    match transport::tcp_connect(
+                        t.peer,
+                        self.settings.clone(),
+                        self.in_tx.clone(),
+                        self.shared.counters.clone(),
+                    ) {
+                        Some(c) => {
+                            self.conns.insert(t.peer.addr, c);
+                        }
+                        None => {
+                            self.send_errors += 1;
+                            if let Some(k) = t.key {
+                                self.layer.handle_transport_error(now, k);
+                            }
+                            return;
+                        }
+                    }
+                }
+                let Some((_, writer)) = self.conns.get(&t.peer.addr) else {
+                    return;
+                };
+                let key = t.key;
+                if writer.try_send(Outgoing { data: t.data, key }).is_err() {
+                    self.send_errors += 1;
+                    if let Some(k) = key {
+                        self.layer.handle_transport_error(now, k);
+                    }
+                }
+            }
+            TransportKind::Tls => {
+                self.send_errors += 1;
+                if let Some(k) = t.key {
+                    self.layer.handle_transport_error(now, k);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, ev: TxEvent) {
+        let to_client = |this: &mut Self, key: TxKey, e: ClientEvent| {
+            if let Some(tx) = this.clients.get(&key) {
+                let _ = tx.send(e);
+                true
+            } else {
+                false
+            }
+        };
+        let up = match ev {
+            TxEvent::Request {
+                key,
+                request,
+                source,
+            } => Some(EngineEvent::Request {
+                key,
+                request,
+                source,
+            }),
+            TxEvent::Ack { request, source } => Some(EngineEvent::Ack { request, source }),
+            TxEvent::Cancelled { invite } => Some(EngineEvent::Cancelled { invite }),
+            TxEvent::StrayResponse { response, source } => {
+                Some(EngineEvent::StrayResponse { response, source })
+            }
+            TxEvent::Response { key, response } => {
+                to_client(self, key, ClientEvent::Response(response));
+                None
+            }
+            TxEvent::Timeout { key, timer } => {
+                if to_client(self, key, ClientEvent::Timeout) {
+                    None
+                } else {
+                    Some(EngineEvent::AckTimeout { key, timer })
+                }
+            }
+            TxEvent::TransportError { key } => {
+                if to_client(self, key, ClientEvent::TransportError) {
+                    None
+                } else {
+                    Some(EngineEvent::ServerTransportError { key })
+                }
+            }
+            TxEvent::Terminated { key } => {
+                self.clients.remove(&key);
+                None
+            }
+        };
+        if let Some(e) = up {
+            let _ = self.events.send(e);
+        }
+    }
+}
+
+/// The peer of a SIP URI whose host is an IP address (no DNS needed):
+/// transport from `;transport=`, else UDP (TLS for sips:), port from the
+/// URI or the transport's default.
+pub fn numeric_peer(uri: &crate::proto::sip::Uri) -> Option<Peer> {
+    use crate::proto::sip::Host;
+    let sip = uri.as_sip()?;
+    let ip: std::net::IpAddr = match &sip.host {
+        Host::V4(a) => (*a).into(),
+        Host::V6(a) => (*a).into(),
+        _ => return None,
+    };
+    let transport = match sip.transport() {
+        Some(t) => TransportKind::parse(&t)?,
+        None if sip.secure => TransportKind::Tls,
+        None => TransportKind::Udp,
+    };
+    let default_port = if transport == TransportKind::Tls {
+        5061
+    } else {
+        5060
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, sip.port.unwrap_or(default_port)),
+    })
+}

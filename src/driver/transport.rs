@@ -1,0 +1,287 @@
+//! SIP transports on the runtime thread: UDP, and TCP with one task per
+//! connection. They turn bytes into parsed messages for the engine and carry
+//! out its transmissions. Bounded: a cap on connections, a per-connection
+//! framing limit (the stream framer refuses a message or header section over
+//! the stream limit), an idle timeout, and a bounded write queue per
+//! connection.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::proto::sip::transaction::{Peer, TransportKind, TxKey};
+use crate::proto::sip::{Limits, ParseError, SipMessage, StreamEvent, StreamFramer};
+
+/// What transports tell the engine.
+pub(crate) enum TransportInput {
+    Message {
+        msg: SipMessage,
+        peer: Peer,
+        /// The bytes as received, only while wire tracing is on.
+        raw: Option<Vec<u8>>,
+    },
+    /// A message that did not parse (UDP: the datagram; streams: the
+    /// connection is closed after this).
+    Bad {
+        err: ParseError,
+        peer: Peer,
+    },
+    /// A connection is up (accepted or connected); writes for `peer` go here.
+    Opened {
+        peer: Peer,
+        conn: u64,
+        writer: mpsc::Sender<Outgoing>,
+    },
+    Closed {
+        peer: Peer,
+        conn: u64,
+    },
+    /// Bytes for these transactions could not be sent.
+    SendFailed {
+        keys: Vec<TxKey>,
+    },
+}
+
+/// One message to write on a connection.
+pub(crate) struct Outgoing {
+    pub data: Vec<u8>,
+    pub key: Option<TxKey>,
+}
+
+/// Transport-level counters, shared with the engine's statistics.
+#[derive(Default)]
+pub(crate) struct TransportCounters {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub connections_open: AtomicUsize,
+    pub connections_refused: AtomicU64,
+    pub connections_idle_closed: AtomicU64,
+    pub keepalive_pings: AtomicU64,
+    /// Wire tracing on: transports keep the raw bytes of what they read.
+    pub trace: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Clone)]
+pub(crate) struct StreamSettings {
+    pub limits: Limits,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+}
+
+/// Read datagrams until the socket fails or the engine goes away.
+pub(crate) async fn udp_reader(
+    socket: Arc<UdpSocket>,
+    limits: Limits,
+    to_engine: mpsc::UnboundedSender<TransportInput>,
+    counters: Arc<TransportCounters>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(v) => v,
+            // ICMP port unreachable surfaces here on some systems as
+            // ConnectionReset; it says nothing about the next datagram.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => continue,
+            Err(_) => return,
+        };
+        counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        let data = &buf[..n];
+        // Keep-alive CRLFs on UDP (RFC 5626 uses STUN there, but CRLF is
+        // common): ignore whitespace-only datagrams.
+        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | b' ' | 0)) {
+            continue;
+        }
+        let peer = Peer {
+            transport: TransportKind::Udp,
+            addr: from,
+        };
+        let input = match SipMessage::parse_datagram(data, &limits) {
+            Ok(msg) => TransportInput::Message {
+                msg,
+                peer,
+                raw: counters
+                    .trace
+                    .load(Ordering::Relaxed)
+                    .then(|| data.to_vec()),
+            },
+            Err(err) => TransportInput::Bad { err, peer },
+        };
+        if to_engine.send(input).is_err() {
+            return;
+        }
+    }
+}
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Accept TCP connections up to the cap; each gets its own task.
+pub(crate) async fn tcp_acceptor(
+    listener: TcpListener,
+    settings: StreamSettings,
+    to_engine: mpsc::UnboundedSender<TransportInput>,
+    counters: Arc<TransportCounters>,
+) {
+    loop {
+        let Ok((stream, from)) = listener.accept().await else {
+            // Out of descriptors and similar: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if to_engine.is_closed() {
+            return;
+        }
+        if counters.connections_open.load(Ordering::Relaxed) >= settings.max_connections {
+            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        }
+        let peer = Peer {
+            transport: TransportKind::Tcp,
+            addr: from,
+        };
+        let (tx, rx) = mpsc::channel(256);
+        let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        if to_engine
+            .send(TransportInput::Opened {
+                peer,
+                conn,
+                writer: tx,
+            })
+            .is_err()
+        {
+            return;
+        }
+        counters.connections_open.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(run_connection(
+            Some(stream),
+            peer,
+            conn,
+            rx,
+            settings.clone(),
+            to_engine.clone(),
+            counters.clone(),
+        ));
+    }
+}
+
+/// Open an outgoing TCP connection: returns the writer at once; the task
+/// connects, then writes what was queued meanwhile.
+pub(crate) fn tcp_connect(
+    peer: Peer,
+    settings: StreamSettings,
+    to_engine: mpsc::UnboundedSender<TransportInput>,
+    counters: Arc<TransportCounters>,
+) -> Option<(u64, mpsc::Sender<Outgoing>)> {
+    if counters.connections_open.load(Ordering::Relaxed) >= settings.max_connections {
+        counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    counters.connections_open.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(run_connection(
+        None, peer, conn, rx, settings, to_engine, counters,
+    ));
+    Some((conn, tx))
+}
+
+async fn run_connection(
+    stream: Option<TcpStream>,
+    peer: Peer,
+    conn: u64,
+    mut rx: mpsc::Receiver<Outgoing>,
+    settings: StreamSettings,
+    to_engine: mpsc::UnboundedSender<TransportInput>,
+    counters: Arc<TransportCounters>,
+) {
+    let stream = match stream {
+        Some(s) => Some(s),
+        None => {
+            match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(peer.addr))
+                .await
+            {
+                Ok(Ok(s)) => Some(s),
+                _ => None,
+            }
+        }
+    };
+    if let Some(mut stream) = stream {
+        let _ = stream.set_nodelay(true);
+        serve(&mut stream, peer, &mut rx, &settings, &to_engine, &counters).await;
+    }
+    counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+    let _ = to_engine.send(TransportInput::Closed { peer, conn });
+    // Whatever is still queued was not sent.
+    rx.close();
+    let mut keys = Vec::new();
+    while let Ok(o) = rx.try_recv() {
+        keys.extend(o.key);
+    }
+    if !keys.is_empty() {
+        let _ = to_engine.send(TransportInput::SendFailed { keys });
+    }
+}
+
+async fn serve(
+    stream: &mut TcpStream,
+    peer: Peer,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    settings: &StreamSettings,
+    to_engine: &mpsc::UnboundedSender<TransportInput>,
+    counters: &TransportCounters,
+) {
+    let (mut rd, mut wr) = stream.split();
+    let mut framer = StreamFramer::new(settings.limits);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            out = rx.recv() => {
+                let Some(out) = out else { return };
+                if wr.write_all(&out.data).await.is_err() {
+                    let _ = to_engine.send(TransportInput::SendFailed { keys: out.key.into_iter().collect() });
+                    return;
+                }
+                counters.bytes_out.fetch_add(out.data.len() as u64, Ordering::Relaxed);
+            }
+            r = tokio::time::timeout(settings.idle_timeout, rd.read(&mut buf)) => {
+                let n = match r {
+                    Err(_) => {
+                        counters.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(n)) => n,
+                };
+                counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                framer.push(&buf[..n]);
+                loop {
+                    match framer.next_event() {
+                        Ok(None) => break,
+                        Ok(Some(StreamEvent::Ping)) => {
+                            counters.keepalive_pings.fetch_add(1, Ordering::Relaxed);
+                            if wr.write_all(b"\r\n").await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(StreamEvent::Pong)) => {}
+                        Ok(Some(StreamEvent::Message(msg))) => {
+                            let raw = counters.trace.load(Ordering::Relaxed).then(|| msg.to_bytes());
+                            if to_engine.send(TransportInput::Message { msg, peer, raw }).is_err() {
+                                return;
+                            }
+                        }
+                        Err(err) => {
+                            let _ = to_engine.send(TransportInput::Bad { err, peer });
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
