@@ -10,16 +10,14 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sipsimple::driver::engine::{numeric_peer, ClientEvent, Engine, EngineConfig, EngineEvent};
-use sipsimple::driver::ids::{new_branch, new_call_id, new_tag};
+mod common;
+
+use common::{call, contact, serve_uas, start_engine, via};
+use sipsimple::driver::engine::{ClientEvent, Engine};
+use sipsimple::driver::ids::{new_call_id, new_tag};
 use sipsimple::proto::sip::auth::{Credentials, DigestClient};
-use sipsimple::proto::sip::dialog::{Dialog, Dialogs, Routing};
-use sipsimple::proto::sip::screen::{
-    build_rejection, build_response, screen_request, Capabilities,
-};
 use sipsimple::proto::sip::transaction::{Peer, TransportKind};
 use sipsimple::proto::sip::{SipMessage, Uri};
-use tokio::sync::mpsc;
 
 fn sipp_available() -> bool {
     let ok = Command::new("sipp")
@@ -105,121 +103,13 @@ impl Sipp {
     }
 }
 
-async fn start_engine(
-    transport: TransportKind,
-) -> (Engine, mpsc::UnboundedReceiver<EngineEvent>, SocketAddr) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let cfg = EngineConfig {
-        udp: Some(any),
-        tcp: Some(any),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::start(cfg, tx).await.expect("engine starts");
-    let local = engine.local_addr(transport).unwrap();
-    (engine, rx, local)
-}
-
-fn via(transport: TransportKind, local: SocketAddr) -> String {
-    format!(
-        "SIP/2.0/{} {local};branch={};rport",
-        transport.as_str(),
-        new_branch()
-    )
-}
-
-fn contact(transport: TransportKind, local: SocketAddr) -> String {
-    match transport {
-        TransportKind::Udp => format!("<sip:ua@{local}>"),
-        t => format!("<sip:ua@{local};transport={}>", t.as_str().to_lowercase()),
-    }
-}
-
-const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-
-/// A UAS good enough for SIPp's uac scenario: 180 and 200 for INVITE, 200
-/// for BYE inside a dialog, 481 outside, and the UA-level rejections.
-/// Returns (calls answered, ACKs seen, BYEs answered) when `stop` fires.
-async fn serve_uas(
-    engine: Engine,
-    mut events: mpsc::UnboundedReceiver<EngineEvent>,
-    transport: TransportKind,
-    local: SocketAddr,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> (u32, u32, u32) {
-    let mut dialogs = Dialogs::default();
-    let caps = Capabilities::default();
-    let (mut answered, mut acks, mut byes) = (0, 0, 0);
-    loop {
-        let ev = tokio::select! {
-            _ = &mut stop => return (answered, acks, byes),
-            ev = events.recv() => match ev { Some(e) => e, None => return (answered, acks, byes) },
-        };
-        match ev {
-            EngineEvent::Request { key, request, .. } => {
-                if let Some(rej) = screen_request(&request, &caps) {
-                    engine.respond(
-                        key,
-                        build_rejection(&request, &rej, Some(&new_tag())).unwrap(),
-                    );
-                    continue;
-                }
-                let method = request.method().unwrap_or_default().to_string();
-                match dialogs.route(&request) {
-                    Routing::NoSuchDialog => {
-                        let r =
-                            build_response(&request, 481, "Call/Transaction Does Not Exist", None);
-                        engine.respond(key, r.unwrap());
-                    }
-                    Routing::OutOfOrder(_) => {
-                        let r = build_response(&request, 500, "Server Internal Error", None);
-                        engine.respond(key, r.unwrap());
-                    }
-                    Routing::InDialog(id) => {
-                        engine.respond(key, build_response(&request, 200, "OK", None).unwrap());
-                        if method == "BYE" {
-                            dialogs.remove(&id);
-                            byes += 1;
-                        }
-                    }
-                    Routing::OutOfDialog => match method.as_str() {
-                        "INVITE" => {
-                            let tag = new_tag();
-                            let ringing =
-                                build_response(&request, 180, "Ringing", Some(&tag)).unwrap();
-                            engine.respond(key, ringing);
-                            let mut ok = build_response(&request, 200, "OK", Some(&tag)).unwrap();
-                            ok.push_header("Contact", &contact(transport, local))
-                                .unwrap();
-                            ok.push_header("Content-Type", "application/sdp").unwrap();
-                            ok.set_body(SDP.as_bytes().to_vec());
-                            engine.respond(key, ok);
-                            dialogs.insert(Dialog::from_uas(&request, &tag).unwrap());
-                            answered += 1;
-                        }
-                        _ => {
-                            let r = build_response(&request, 200, "OK", Some(&new_tag())).unwrap();
-                            engine.respond(key, r);
-                        }
-                    },
-                }
-            }
-            EngineEvent::Ack { .. } => acks += 1,
-            EngineEvent::Cancelled { invite } => {
-                let _ = invite;
-            }
-            _ => {}
-        }
-    }
-}
-
 async fn sipp_calls_us(transport: TransportKind) {
     if !sipp_available() {
         return;
     }
     let (engine, events, local) = start_engine(transport).await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let uas = tokio::spawn(serve_uas(engine.clone(), events, transport, local, stop_rx));
+    let uas = tokio::spawn(serve_uas(engine.clone(), events, stop_rx));
     let t = if transport == TransportKind::Udp {
         "u1"
     } else {
@@ -261,60 +151,6 @@ async fn sipp_uac_calls_our_uas_over_udp() {
 #[tokio::test(flavor = "current_thread")]
 async fn sipp_uac_calls_our_uas_over_tcp() {
     sipp_calls_us(TransportKind::Tcp).await;
-}
-
-/// One call from our UAC: INVITE, 2xx, ACK, BYE, 200.
-async fn call(
-    engine: &Engine,
-    transport: TransportKind,
-    local: SocketAddr,
-    remote: SocketAddr,
-) -> Result<(), String> {
-    let peer = Peer {
-        transport,
-        addr: remote,
-    };
-    let target = Uri::parse(&format!("sip:service@{remote}")).unwrap();
-    let mut inv = SipMessage::request("INVITE", &target).unwrap();
-    inv.push_header("Via", &via(transport, local)).unwrap();
-    inv.push_header("Max-Forwards", "70").unwrap();
-    inv.push_header("From", &format!("<sip:ua@{local}>;tag={}", new_tag()))
-        .unwrap();
-    inv.push_header("To", &format!("<{target}>")).unwrap();
-    inv.push_header("Call-ID", &new_call_id()).unwrap();
-    inv.push_header("CSeq", "1 INVITE").unwrap();
-    inv.push_header("Contact", &contact(transport, local))
-        .unwrap();
-    inv.push_header("Content-Type", "application/sdp").unwrap();
-    inv.set_body(SDP.as_bytes().to_vec());
-    let mut rx = engine.send_request(inv.clone(), peer);
-    let mut dialog = None;
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            ClientEvent::Response(r) => {
-                let code = r.status().unwrap().0;
-                if (200..300).contains(&code) {
-                    let mut d = Dialog::from_uac(&inv, &r).map_err(|e| e.to_string())?;
-                    let ack = d.create_ack(1, &via(transport, local)).unwrap();
-                    let hop = numeric_peer(&d.next_hop().unwrap()).ok_or("next hop not numeric")?;
-                    // The Contact's transport decides; SIPp answers with ours.
-                    engine.send_stateless(ack, Peer { transport, ..hop });
-                    let bye = d.create_request("BYE", &via(transport, local)).unwrap();
-                    dialog = Some((bye, hop));
-                    break;
-                } else if code >= 300 {
-                    return Err(format!("INVITE answered {code}"));
-                }
-            }
-            other => return Err(format!("INVITE: {other:?}")),
-        }
-    }
-    let (bye, hop) = dialog.ok_or("INVITE transaction ended without 2xx")?;
-    let mut rx = engine.send_request(bye, Peer { transport, ..hop });
-    match rx.recv().await {
-        Some(ClientEvent::Response(r)) if r.status().unwrap().0 == 200 => Ok(()),
-        other => Err(format!("BYE: {other:?}")),
-    }
 }
 
 async fn we_call_sipp(transport: TransportKind) {
