@@ -230,6 +230,36 @@ SipsimpleStatus sipsimple_application_state(struct SipsimpleApplication *applica
 SipsimpleStatus sipsimple_application_id(struct SipsimpleApplication *application, uint64_t *out);
 
 /**
+ * The SIP engine's counters as a JSON object (messages, retransmissions,
+ * parse errors, connections, ...). InvalidState when not running. Free with
+ * `sipsimple_string_free`.
+ */
+SipsimpleStatus sipsimple_application_engine_statistics(struct SipsimpleApplication *application,
+                                                        char **out);
+
+/**
+ * The port a SIP transport ("udp", "tcp") listens on. NotFound when that
+ * transport is not listening (not running, or not in sip.transport_list).
+ */
+SipsimpleStatus sipsimple_application_sip_local_port(struct SipsimpleApplication *application,
+                                                     const char *transport,
+                                                     uint32_t *out);
+
+/**
+ * Turn SIPEngineSIPTrace notifications on (non-zero) or off (0).
+ * InvalidState when not running.
+ */
+SipsimpleStatus sipsimple_application_set_sip_trace(struct SipsimpleApplication *application,
+                                                    int32_t on);
+
+/**
+ * The sender id of the engine's notifications (SIPEngineSIPTrace).
+ * InvalidState when not running.
+ */
+SipsimpleStatus sipsimple_application_engine_id(struct SipsimpleApplication *application,
+                                                uint64_t *out);
+
+/**
  * Free the handle. A running application is stopped without waiting (use
  * `sipsimple_application_stop` first for an orderly stop).
  */

@@ -562,7 +562,15 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_notificationobserver_handle_notification() != 57087:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_engine_id() != 56956:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics() != 27617:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_id() != 33188:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace() != 41942:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_sip_local_port() != 33291:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_start() != 63040:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -664,9 +672,21 @@ _UniffiLib.uniffi_sipsimple_checksum_constructor_notificationcenter_new.restype 
 _UniffiLib.uniffi_sipsimple_checksum_method_notificationobserver_handle_notification.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_notificationobserver_handle_notification.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_id.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_id.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_sip_local_port.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_sip_local_port.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_start.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_start.restype = ctypes.c_uint16
@@ -796,11 +816,33 @@ _UniffiLib.uniffi_sipsimple_fn_method_notificationobserver_handle_notification.a
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_notificationobserver_handle_notification.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_id.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_id.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_sip_trace.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_int8,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_sip_trace.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sip_local_port.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sip_local_port.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_start.argtypes = (
     ctypes.c_uint64,
     ctypes.c_uint64,
@@ -937,6 +979,142 @@ _uniffi_check_contract_api_version(_UniffiLib)
 
 # Public interface members begin here.
 
+
+class _UniffiFfiConverterUInt64(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u64"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**64
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u64()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u64(value)
+
+@dataclass
+class EngineStatistics:
+    """
+    Counters of the SIP engine.
+"""
+    def __init__(self, *, requests_in:int, responses_in:int, messages_out:int, retransmissions_sent:int, retransmissions_received:int, stray_responses:int, timeouts:int, transport_errors:int, live_transactions:int, parse_errors:int, bad_requests_answered:int, send_errors:int, bytes_in:int, bytes_out:int, connections_open:int, connections_refused:int):
+        self.requests_in = requests_in
+        self.responses_in = responses_in
+        self.messages_out = messages_out
+        self.retransmissions_sent = retransmissions_sent
+        self.retransmissions_received = retransmissions_received
+        self.stray_responses = stray_responses
+        self.timeouts = timeouts
+        self.transport_errors = transport_errors
+        self.live_transactions = live_transactions
+        self.parse_errors = parse_errors
+        self.bad_requests_answered = bad_requests_answered
+        self.send_errors = send_errors
+        self.bytes_in = bytes_in
+        self.bytes_out = bytes_out
+        self.connections_open = connections_open
+        self.connections_refused = connections_refused
+        
+        
+
+    
+    def __str__(self):
+        return "EngineStatistics(requests_in={}, responses_in={}, messages_out={}, retransmissions_sent={}, retransmissions_received={}, stray_responses={}, timeouts={}, transport_errors={}, live_transactions={}, parse_errors={}, bad_requests_answered={}, send_errors={}, bytes_in={}, bytes_out={}, connections_open={}, connections_refused={})".format(self.requests_in, self.responses_in, self.messages_out, self.retransmissions_sent, self.retransmissions_received, self.stray_responses, self.timeouts, self.transport_errors, self.live_transactions, self.parse_errors, self.bad_requests_answered, self.send_errors, self.bytes_in, self.bytes_out, self.connections_open, self.connections_refused)
+    def __eq__(self, other):
+        if self.requests_in != other.requests_in:
+            return False
+        if self.responses_in != other.responses_in:
+            return False
+        if self.messages_out != other.messages_out:
+            return False
+        if self.retransmissions_sent != other.retransmissions_sent:
+            return False
+        if self.retransmissions_received != other.retransmissions_received:
+            return False
+        if self.stray_responses != other.stray_responses:
+            return False
+        if self.timeouts != other.timeouts:
+            return False
+        if self.transport_errors != other.transport_errors:
+            return False
+        if self.live_transactions != other.live_transactions:
+            return False
+        if self.parse_errors != other.parse_errors:
+            return False
+        if self.bad_requests_answered != other.bad_requests_answered:
+            return False
+        if self.send_errors != other.send_errors:
+            return False
+        if self.bytes_in != other.bytes_in:
+            return False
+        if self.bytes_out != other.bytes_out:
+            return False
+        if self.connections_open != other.connections_open:
+            return False
+        if self.connections_refused != other.connections_refused:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeEngineStatistics(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return EngineStatistics(
+            requests_in=_UniffiFfiConverterUInt64.read(buf),
+            responses_in=_UniffiFfiConverterUInt64.read(buf),
+            messages_out=_UniffiFfiConverterUInt64.read(buf),
+            retransmissions_sent=_UniffiFfiConverterUInt64.read(buf),
+            retransmissions_received=_UniffiFfiConverterUInt64.read(buf),
+            stray_responses=_UniffiFfiConverterUInt64.read(buf),
+            timeouts=_UniffiFfiConverterUInt64.read(buf),
+            transport_errors=_UniffiFfiConverterUInt64.read(buf),
+            live_transactions=_UniffiFfiConverterUInt64.read(buf),
+            parse_errors=_UniffiFfiConverterUInt64.read(buf),
+            bad_requests_answered=_UniffiFfiConverterUInt64.read(buf),
+            send_errors=_UniffiFfiConverterUInt64.read(buf),
+            bytes_in=_UniffiFfiConverterUInt64.read(buf),
+            bytes_out=_UniffiFfiConverterUInt64.read(buf),
+            connections_open=_UniffiFfiConverterUInt64.read(buf),
+            connections_refused=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.requests_in)
+        _UniffiFfiConverterUInt64.check_lower(value.responses_in)
+        _UniffiFfiConverterUInt64.check_lower(value.messages_out)
+        _UniffiFfiConverterUInt64.check_lower(value.retransmissions_sent)
+        _UniffiFfiConverterUInt64.check_lower(value.retransmissions_received)
+        _UniffiFfiConverterUInt64.check_lower(value.stray_responses)
+        _UniffiFfiConverterUInt64.check_lower(value.timeouts)
+        _UniffiFfiConverterUInt64.check_lower(value.transport_errors)
+        _UniffiFfiConverterUInt64.check_lower(value.live_transactions)
+        _UniffiFfiConverterUInt64.check_lower(value.parse_errors)
+        _UniffiFfiConverterUInt64.check_lower(value.bad_requests_answered)
+        _UniffiFfiConverterUInt64.check_lower(value.send_errors)
+        _UniffiFfiConverterUInt64.check_lower(value.bytes_in)
+        _UniffiFfiConverterUInt64.check_lower(value.bytes_out)
+        _UniffiFfiConverterUInt64.check_lower(value.connections_open)
+        _UniffiFfiConverterUInt64.check_lower(value.connections_refused)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.requests_in, buf)
+        _UniffiFfiConverterUInt64.write(value.responses_in, buf)
+        _UniffiFfiConverterUInt64.write(value.messages_out, buf)
+        _UniffiFfiConverterUInt64.write(value.retransmissions_sent, buf)
+        _UniffiFfiConverterUInt64.write(value.retransmissions_received, buf)
+        _UniffiFfiConverterUInt64.write(value.stray_responses, buf)
+        _UniffiFfiConverterUInt64.write(value.timeouts, buf)
+        _UniffiFfiConverterUInt64.write(value.transport_errors, buf)
+        _UniffiFfiConverterUInt64.write(value.live_transactions, buf)
+        _UniffiFfiConverterUInt64.write(value.parse_errors, buf)
+        _UniffiFfiConverterUInt64.write(value.bad_requests_answered, buf)
+        _UniffiFfiConverterUInt64.write(value.send_errors, buf)
+        _UniffiFfiConverterUInt64.write(value.bytes_in, buf)
+        _UniffiFfiConverterUInt64.write(value.bytes_out, buf)
+        _UniffiFfiConverterUInt64.write(value.connections_open, buf)
+        _UniffiFfiConverterUInt64.write(value.connections_refused, buf)
 
 
 
@@ -1463,19 +1641,6 @@ class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
         return [
             _UniffiFfiConverterString.read(buf) for i in range(count)
         ]
-
-class _UniffiFfiConverterUInt64(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u64"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**64
-
-    @staticmethod
-    def read(buf):
-        return buf.read_u64()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_u64(value)
 
 
 class NotificationProtocol(typing.Protocol):
@@ -2046,6 +2211,69 @@ class _UniffiFfiConverterTypeNotificationCenter:
     def write(cls, value: NotificationCenter, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterOptionalTypeEngineStatistics(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeEngineStatistics.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeEngineStatistics.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeEngineStatistics.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u16"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**16
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u16()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u16(value)
+
+class _UniffiFfiConverterOptionalUInt16(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterUInt16.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterUInt16.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterUInt16.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 
 class StorageProtocol(typing.Protocol):
     """
@@ -2169,9 +2397,29 @@ class SipApplicationProtocol(typing.Protocol):
     The application: starts and stops the SIP user agent's subsystems.
 """
     
+    def engine_id(self, ) -> typing.Optional[int]:
+        """
+        The sender id of the engine's notifications, while running.
+"""
+        raise NotImplementedError
+    def engine_statistics(self, ) -> typing.Optional[EngineStatistics]:
+        """
+        The SIP engine's counters, while running.
+"""
+        raise NotImplementedError
     def id(self, ) -> int:
         """
         The sender id of this application's notifications.
+"""
+        raise NotImplementedError
+    def set_sip_trace(self, on: bool) -> None:
+        """
+        Turn SIPEngineSIPTrace notifications on or off.
+"""
+        raise NotImplementedError
+    def sip_local_port(self, transport: str) -> typing.Optional[int]:
+        """
+        The port a SIP transport ("udp", "tcp") listens on, while running.
 """
         raise NotImplementedError
     def start(self, storage: Storage) -> None:
@@ -2226,6 +2474,36 @@ class SipApplication(SipApplicationProtocol):
         inst = cls.__new__(cls)
         inst._handle = handle
         return inst
+    def engine_id(self, ) -> typing.Optional[int]:
+        """
+        The sender id of the engine's notifications, while running.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalUInt64.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def engine_statistics(self, ) -> typing.Optional[EngineStatistics]:
+        """
+        The SIP engine's counters, while running.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalTypeEngineStatistics.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def id(self, ) -> int:
         """
         The sender id of this application's notifications.
@@ -2238,6 +2516,42 @@ class SipApplication(SipApplicationProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_sip_trace(self, on: bool) -> None:
+        """
+        Turn SIPEngineSIPTrace notifications on or off.
+"""
+        
+        _UniffiFfiConverterBoolean.check_lower(on)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBoolean.lower(on),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_sip_trace,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sip_local_port(self, transport: str) -> typing.Optional[int]:
+        """
+        The port a SIP transport ("udp", "tcp") listens on, while running.
+"""
+        
+        _UniffiFfiConverterString.check_lower(transport)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(transport),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalUInt16.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sip_local_port,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2383,6 +2697,7 @@ __all__ = [
     "InternalError",
     "LogLevel",
     "SipSimpleError",
+    "EngineStatistics",
     "set_log_sink",
     "version",
     "LogSinkImpl",

@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
+    typealias FfiType = UInt16
+    typealias SwiftType = UInt16
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     typealias FfiType = UInt64
     typealias SwiftType = UInt64
@@ -1453,9 +1469,29 @@ public func FfiConverterTypeNotificationObserver_lower(_ value: NotificationObse
 public protocol SipApplicationProtocol: AnyObject, Sendable {
     
     /**
+     * The sender id of the engine's notifications, while running.
+     */
+    func engineId()  -> UInt64?
+    
+    /**
+     * The SIP engine's counters, while running.
+     */
+    func engineStatistics()  -> EngineStatistics?
+    
+    /**
      * The sender id of this application's notifications.
      */
     func id()  -> UInt64
+    
+    /**
+     * Turn SIPEngineSIPTrace notifications on or off.
+     */
+    func setSipTrace(on: Bool) throws 
+    
+    /**
+     * The port a SIP transport ("udp", "tcp") listens on, while running.
+     */
+    func sipLocalPort(transport: String) throws  -> UInt16?
     
     /**
      * Start with `storage`; SIPApplicationWillStart, SIPApplicationDidStart
@@ -1539,6 +1575,30 @@ public convenience init() {
 
     
     /**
+     * The sender id of the engine's notifications, while running.
+     */
+open func engineId() -> UInt64?  {
+    return try!  FfiConverterOptionUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_engine_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The SIP engine's counters, while running.
+     */
+open func engineStatistics() -> EngineStatistics?  {
+    return try!  FfiConverterOptionTypeEngineStatistics.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_engine_statistics(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The sender id of this application's notifications.
      */
 open func id() -> UInt64  {
@@ -1546,6 +1606,31 @@ open func id() -> UInt64  {
         uniffiCallStatus in
     uniffi_sipsimple_fn_method_sipapplication_id(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Turn SIPEngineSIPTrace notifications on or off.
+     */
+open func setSipTrace(on: Bool)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_set_sip_trace(
+            self.uniffiCloneHandle(),
+        FfiConverterBool.lower(on),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The port a SIP transport ("udp", "tcp") listens on, while running.
+     */
+open func sipLocalPort(transport: String)throws  -> UInt16?  {
+    return try  FfiConverterOptionUInt16.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_sip_local_port(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(transport),uniffiCallStatus
     )
 })
 }
@@ -1786,6 +1871,119 @@ public func FfiConverterTypeStorage_lower(_ value: Storage) -> UInt64 {
 
 
 
+/**
+ * Counters of the SIP engine.
+ */
+public struct EngineStatistics: Equatable, Hashable {
+    public var requestsIn: UInt64
+    public var responsesIn: UInt64
+    public var messagesOut: UInt64
+    public var retransmissionsSent: UInt64
+    public var retransmissionsReceived: UInt64
+    public var strayResponses: UInt64
+    public var timeouts: UInt64
+    public var transportErrors: UInt64
+    public var liveTransactions: UInt64
+    public var parseErrors: UInt64
+    public var badRequestsAnswered: UInt64
+    public var sendErrors: UInt64
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+    public var connectionsOpen: UInt64
+    public var connectionsRefused: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(requestsIn: UInt64, responsesIn: UInt64, messagesOut: UInt64, retransmissionsSent: UInt64, retransmissionsReceived: UInt64, strayResponses: UInt64, timeouts: UInt64, transportErrors: UInt64, liveTransactions: UInt64, parseErrors: UInt64, badRequestsAnswered: UInt64, sendErrors: UInt64, bytesIn: UInt64, bytesOut: UInt64, connectionsOpen: UInt64, connectionsRefused: UInt64) {
+        self.requestsIn = requestsIn
+        self.responsesIn = responsesIn
+        self.messagesOut = messagesOut
+        self.retransmissionsSent = retransmissionsSent
+        self.retransmissionsReceived = retransmissionsReceived
+        self.strayResponses = strayResponses
+        self.timeouts = timeouts
+        self.transportErrors = transportErrors
+        self.liveTransactions = liveTransactions
+        self.parseErrors = parseErrors
+        self.badRequestsAnswered = badRequestsAnswered
+        self.sendErrors = sendErrors
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.connectionsOpen = connectionsOpen
+        self.connectionsRefused = connectionsRefused
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension EngineStatistics: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEngineStatistics: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EngineStatistics {
+        return
+            try EngineStatistics(
+                requestsIn: FfiConverterUInt64.read(from: &buf), 
+                responsesIn: FfiConverterUInt64.read(from: &buf), 
+                messagesOut: FfiConverterUInt64.read(from: &buf), 
+                retransmissionsSent: FfiConverterUInt64.read(from: &buf), 
+                retransmissionsReceived: FfiConverterUInt64.read(from: &buf), 
+                strayResponses: FfiConverterUInt64.read(from: &buf), 
+                timeouts: FfiConverterUInt64.read(from: &buf), 
+                transportErrors: FfiConverterUInt64.read(from: &buf), 
+                liveTransactions: FfiConverterUInt64.read(from: &buf), 
+                parseErrors: FfiConverterUInt64.read(from: &buf), 
+                badRequestsAnswered: FfiConverterUInt64.read(from: &buf), 
+                sendErrors: FfiConverterUInt64.read(from: &buf), 
+                bytesIn: FfiConverterUInt64.read(from: &buf), 
+                bytesOut: FfiConverterUInt64.read(from: &buf), 
+                connectionsOpen: FfiConverterUInt64.read(from: &buf), 
+                connectionsRefused: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: EngineStatistics, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.requestsIn, into: &buf)
+        FfiConverterUInt64.write(value.responsesIn, into: &buf)
+        FfiConverterUInt64.write(value.messagesOut, into: &buf)
+        FfiConverterUInt64.write(value.retransmissionsSent, into: &buf)
+        FfiConverterUInt64.write(value.retransmissionsReceived, into: &buf)
+        FfiConverterUInt64.write(value.strayResponses, into: &buf)
+        FfiConverterUInt64.write(value.timeouts, into: &buf)
+        FfiConverterUInt64.write(value.transportErrors, into: &buf)
+        FfiConverterUInt64.write(value.liveTransactions, into: &buf)
+        FfiConverterUInt64.write(value.parseErrors, into: &buf)
+        FfiConverterUInt64.write(value.badRequestsAnswered, into: &buf)
+        FfiConverterUInt64.write(value.sendErrors, into: &buf)
+        FfiConverterUInt64.write(value.bytesIn, into: &buf)
+        FfiConverterUInt64.write(value.bytesOut, into: &buf)
+        FfiConverterUInt64.write(value.connectionsOpen, into: &buf)
+        FfiConverterUInt64.write(value.connectionsRefused, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEngineStatistics_lift(_ buf: RustBuffer) throws -> EngineStatistics {
+    return try FfiConverterTypeEngineStatistics.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEngineStatistics_lower(_ value: EngineStatistics) -> RustBuffer {
+    return FfiConverterTypeEngineStatistics.lower(value)
+}
+
+
 
 public enum LogLevel: Equatable, Hashable {
     
@@ -2002,6 +2200,30 @@ public func FfiConverterTypeSipSimpleError_lower(_ value: SipSimpleError) -> Rus
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
+    typealias SwiftType = UInt16?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt16.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt16.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
     typealias SwiftType = UInt64?
 
@@ -2146,6 +2368,30 @@ fileprivate struct FfiConverterOptionTypeLogSink: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeEngineStatistics: FfiConverterRustBuffer {
+    typealias SwiftType = EngineStatistics?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeEngineStatistics.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeEngineStatistics.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -2258,7 +2504,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_notificationobserver_handle_notification() != 57087) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_method_sipapplication_engine_id() != 56956) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_engine_statistics() != 27617) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_sipsimple_checksum_method_sipapplication_id() != 33188) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace() != 41942) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_sip_local_port() != 33291) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_sipapplication_start() != 63040) {

@@ -427,9 +427,29 @@ uint64_t uniffi_sipsimple_fn_constructor_sipapplication_new(RustCallStatus *_Non
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ENGINE_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ENGINE_ID
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_engine_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ENGINE_STATISTICS
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ENGINE_STATISTICS
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_engine_statistics(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ID
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ID
 uint64_t uniffi_sipsimple_fn_method_sipapplication_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_SIP_TRACE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_SIP_TRACE
+void uniffi_sipsimple_fn_method_sipapplication_set_sip_trace(uint64_t ptr, int8_t on, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SIP_LOCAL_PORT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SIP_LOCAL_PORT
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_sip_local_port(uint64_t ptr, RustBuffer transport, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_START
@@ -852,9 +872,33 @@ uint16_t uniffi_sipsimple_checksum_method_notificationobserver_handle_notificati
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ENGINE_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ENGINE_ID
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_engine_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ENGINE_STATISTICS
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ENGINE_STATISTICS
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_engine_statistics(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ID
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ID
 uint16_t uniffi_sipsimple_checksum_method_sipapplication_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SET_SIP_TRACE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SET_SIP_TRACE
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SIP_LOCAL_PORT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SIP_LOCAL_PORT
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_sip_local_port(void
     
 );
 #endif

@@ -56,6 +56,7 @@ pub(crate) struct AppContext {
     pub storage: Arc<dyn Storage>,
     pub configuration: Map<String, Value>,
     pub runtime: Option<RuntimeThread>,
+    pub engine: Option<super::engine::EngineHandle>,
 }
 
 /// One part of the application that starts in order and stops in reverse.
@@ -82,11 +83,11 @@ impl Subsystem for ConfigurationSubsystem {
 }
 
 /// The runtime thread that owns sockets and timers.
-struct EngineSubsystem;
+struct RuntimeSubsystem;
 
-impl Subsystem for EngineSubsystem {
+impl Subsystem for RuntimeSubsystem {
     fn name(&self) -> &'static str {
-        "engine"
+        "runtime"
     }
     fn start(&mut self, ctx: &mut AppContext) -> Result<()> {
         let rt = RuntimeThread::spawn("sipsimple-runtime")
@@ -102,7 +103,11 @@ impl Subsystem for EngineSubsystem {
 }
 
 fn default_subsystems() -> Vec<Box<dyn Subsystem>> {
-    vec![Box::new(ConfigurationSubsystem), Box::new(EngineSubsystem)]
+    vec![
+        Box::new(ConfigurationSubsystem),
+        Box::new(RuntimeSubsystem),
+        Box::new(super::engine::EngineSubsystem),
+    ]
 }
 
 struct Running {
@@ -231,6 +236,42 @@ impl SIPApplication {
             .and_then(|r| r.ctx.runtime.as_ref().map(|rt| rt.handle().clone()))
     }
 
+    fn engine(&self) -> Option<super::engine::EngineHandle> {
+        self.inner
+            .running
+            .lock()
+            .as_ref()
+            .and_then(|r| r.ctx.engine.clone())
+    }
+
+    /// The SIP engine's counters, while running.
+    pub fn engine_statistics(&self) -> Option<crate::driver::engine::EngineStats> {
+        self.engine().map(|e| e.stats())
+    }
+
+    /// Where a SIP transport listens (with the port chosen for port 0), while running.
+    pub fn sip_local_address(
+        &self,
+        transport: crate::proto::sip::transaction::TransportKind,
+    ) -> Option<std::net::SocketAddr> {
+        self.engine().and_then(|e| e.local_address(transport))
+    }
+
+    /// Turn SIPEngineSIPTrace notifications on or off (initially from
+    /// `logs.trace_sip`). An error when not running.
+    pub fn set_sip_trace(&self, on: bool) -> Result<()> {
+        let e = self
+            .engine()
+            .ok_or_else(|| Error::InvalidState("SIPApplication is not running".into()))?;
+        e.set_trace(on);
+        Ok(())
+    }
+
+    /// The sender id of the engine's notifications (SIPEngineSIPTrace), while running.
+    pub fn engine_id(&self) -> Option<ObjectId> {
+        self.engine().map(|e| e.sender.id)
+    }
+
     fn post(&self, name: &str, data: NotificationData) {
         NotificationCenter::default().post_notification(name, &self.inner.sender, data);
     }
@@ -258,6 +299,7 @@ impl SIPApplication {
                 storage,
                 configuration: Map::new(),
                 runtime: None,
+                engine: None,
             };
             let mut started: Vec<Box<dyn Subsystem>> = Vec::new();
             let mut failure = None;

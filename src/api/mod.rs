@@ -3,6 +3,7 @@
 //! over this module.
 
 pub mod application;
+pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod notification;

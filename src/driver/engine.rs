@@ -120,7 +120,7 @@ pub enum ClientEvent {
 }
 
 /// Counters across the engine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EngineStats {
     pub transactions: TxStats,
     pub live_transactions: usize,

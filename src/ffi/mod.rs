@@ -5,7 +5,8 @@
 pub mod c;
 pub mod uniffi;
 
-use crate::api::ErrorKind;
+use crate::api::{Error, ErrorKind};
+use crate::proto::sip::transaction::TransportKind;
 
 /// Status codes of the C ABI. Numbers are append-only: a retired code stays
 /// reserved and is never reused.
@@ -50,4 +51,17 @@ pub fn status_for_kind(kind: ErrorKind) -> SipsimpleStatus {
         ErrorKind::Io => SipsimpleStatus::Io,
         _ => SipsimpleStatus::Internal,
     }
+}
+
+/// A transport named by the caller: "udp", "tcp" or "tls" (any case).
+pub fn parse_transport(name: &str) -> Result<TransportKind, Error> {
+    TransportKind::parse(name).ok_or_else(|| {
+        Error::InvalidArgument(format!("unknown SIP transport {name:?} (udp, tcp, tls)"))
+    })
+}
+
+/// The engine counters as a JSON object (the C ABI's form).
+pub fn engine_stats_json(s: &crate::driver::engine::EngineStats) -> String {
+    // Serializing plain integer fields cannot fail.
+    serde_json::to_string(s).unwrap_or_else(|_| "{}".into())
 }

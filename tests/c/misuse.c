@@ -125,8 +125,32 @@ int main(void) {
 
     /* Double stop, stop without start, double start */
     EXPECT(sipsimple_application_stop(app), SIPSIMPLE_STATUS_OK);
+    {
+        uint32_t port = 0;
+        /* The engine's calls before start: InvalidState / NotFound. */
+        EXPECT(sipsimple_application_engine_statistics(app, &s), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_application_set_sip_trace(app, 1), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_application_engine_id(app, &id), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_application_sip_local_port(app, "udp", &port), SIPSIMPLE_STATUS_NOT_FOUND);
+        EXPECT(sipsimple_application_sip_local_port(app, NULL, &port), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_application_sip_local_port(app, "smoke", &port), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_application_sip_local_port(app, "udp", NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    }
     EXPECT(sipsimple_application_start(app, st), SIPSIMPLE_STATUS_OK);
     EXPECT(sipsimple_application_start(app, st), SIPSIMPLE_STATUS_INVALID_STATE);
+    {
+        uint32_t port = 0;
+        EXPECT(sipsimple_application_sip_local_port(app, "UDP", &port), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_application_engine_statistics(app, &s), SIPSIMPLE_STATUS_OK);
+        if (port == 0 || !s || !strstr(s, "\"parse_errors\":0")) {
+            fprintf(stderr, "FAIL: engine port %u / statistics %s\n", port, s ? s : "(null)");
+            failures++;
+        }
+        sipsimple_string_free(s);
+        s = NULL;
+        EXPECT(sipsimple_application_set_sip_trace(app, 1), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_application_engine_statistics(app, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    }
     EXPECT(sipsimple_application_stop(app), SIPSIMPLE_STATUS_OK);
     EXPECT(sipsimple_application_stop(app), SIPSIMPLE_STATUS_OK);
     EXPECT(sipsimple_application_state(app, &s), SIPSIMPLE_STATUS_OK);

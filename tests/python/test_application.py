@@ -153,9 +153,53 @@ def test_log_sink_receives_records():
     got = []
     while not records.empty():
         got.append(records.get_nowait())
-    assert any(t.startswith("sipsimple") and "started engine" in m for (_, t, m) in got), got
+    assert any(t.startswith("sipsimple") and "started sip engine" in m for (_, t, m) in got), got
     assert all(l in (ss.LogLevel.ERROR, ss.LogLevel.WARN, ss.LogLevel.INFO, ss.LogLevel.DEBUG) for (l, _, _) in got)
 
 
 def test_version():
     assert ss.version().count(".") == 2
+
+
+def test_engine_answers_options_and_traces_over_the_binding(center):
+    import socket
+
+    app = ss.SipApplication()
+    app.start(ss.Storage.memory())
+    try:
+        port = app.sip_local_port("udp")
+        assert port and app.sip_local_port("tcp")
+        with pytest.raises(ss.SipSimpleError.InvalidArgument):
+            app.sip_local_port("carrier-pigeon")
+        rec = Recorder()
+        token = center.add_observer(rec, "SIPEngineSIPTrace", app.engine_id())
+        app.set_sip_trace(True)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(5)
+        me = "127.0.0.1:%d" % s.getsockname()[1]
+        req = (
+            "OPTIONS sip:app@127.0.0.1 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP %s;branch=z9hG4bKpy1;rport\r\n"
+            "From: <sip:py@127.0.0.1>;tag=p1\r\nTo: <sip:app@127.0.0.1>\r\n"
+            "Call-ID: py-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n" % me
+        )
+        s.sendto(req.encode(), ("127.0.0.1", port))
+        data, _ = s.recvfrom(65536)
+        assert data.startswith(b"SIP/2.0 200 OK")
+        s.close()
+        stats = app.engine_statistics()
+        assert stats.requests_in == 1 and stats.messages_out == 1
+        assert stats.parse_errors == 0
+        center.flush(5000)
+        traces = [json.loads(g[4]) for g in rec.drain()]
+        assert [t["received"] for t in traces] == [True, False]
+        assert traces[0]["data"].startswith("OPTIONS ")
+        assert traces[1]["destination_port"] == int(me.split(":")[1])
+        center.remove_observer(token)
+    finally:
+        app.stop()
+    assert app.engine_statistics() is None
+    with pytest.raises(ss.SipSimpleError.InvalidState):
+        app.set_sip_trace(True)

@@ -342,6 +342,74 @@ pub extern "C" fn sipsimple_application_id(
     })
 }
 
+/// The SIP engine's counters as a JSON object (messages, retransmissions,
+/// parse errors, connections, ...). InvalidState when not running. Free with
+/// `sipsimple_string_free`.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_engine_statistics(
+    application: *mut SipsimpleApplication,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let stats = app(application)?.engine_statistics().ok_or_else(|| {
+            FfiError::new(
+                SipsimpleStatus::InvalidState,
+                "SIPApplication is not running",
+            )
+        })?;
+        out_string(out, &super::engine_stats_json(&stats))
+    })
+}
+
+/// The port a SIP transport ("udp", "tcp") listens on. NotFound when that
+/// transport is not listening (not running, or not in sip.transport_list).
+#[no_mangle]
+pub extern "C" fn sipsimple_application_sip_local_port(
+    application: *mut SipsimpleApplication,
+    transport: *const c_char,
+    out: *mut u32,
+) -> SipsimpleStatus {
+    guard(|| {
+        let out = out_ptr(out, "out")?;
+        let t = super::parse_transport(in_str(transport, "transport")?)?;
+        let addr = app(application)?.sip_local_address(t).ok_or_else(|| {
+            FfiError::new(SipsimpleStatus::NotFound, "that transport is not listening")
+        })?;
+        *out = u32::from(addr.port());
+        Ok(())
+    })
+}
+
+/// Turn SIPEngineSIPTrace notifications on (non-zero) or off (0).
+/// InvalidState when not running.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_set_sip_trace(
+    application: *mut SipsimpleApplication,
+    on: i32,
+) -> SipsimpleStatus {
+    guard(|| Ok(app(application)?.set_sip_trace(on != 0)?))
+}
+
+/// The sender id of the engine's notifications (SIPEngineSIPTrace).
+/// InvalidState when not running.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_engine_id(
+    application: *mut SipsimpleApplication,
+    out: *mut u64,
+) -> SipsimpleStatus {
+    guard(|| {
+        let out = out_ptr(out, "out")?;
+        let id = app(application)?.engine_id().ok_or_else(|| {
+            FfiError::new(
+                SipsimpleStatus::InvalidState,
+                "SIPApplication is not running",
+            )
+        })?;
+        *out = id.0;
+        Ok(())
+    })
+}
+
 /// Free the handle. A running application is stopped without waiting (use
 /// `sipsimple_application_stop` first for an orderly stop).
 #[no_mangle]

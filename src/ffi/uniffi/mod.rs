@@ -127,6 +127,71 @@ impl SIPApplication {
     pub fn id(&self) -> u64 {
         self.inner.id().0
     }
+
+    /// The SIP engine's counters, while running.
+    pub fn engine_statistics(&self) -> Option<EngineStatistics> {
+        self.inner.engine_statistics().map(EngineStatistics::from)
+    }
+
+    /// The port a SIP transport ("udp", "tcp") listens on, while running.
+    pub fn sip_local_port(&self, transport: String) -> Result<Option<u16>, SipSimpleError> {
+        let t = crate::ffi::parse_transport(&transport)?;
+        Ok(self.inner.sip_local_address(t).map(|a| a.port()))
+    }
+
+    /// Turn SIPEngineSIPTrace notifications on or off.
+    pub fn set_sip_trace(&self, on: bool) -> Result<(), SipSimpleError> {
+        Ok(self.inner.set_sip_trace(on)?)
+    }
+
+    /// The sender id of the engine's notifications, while running.
+    pub fn engine_id(&self) -> Option<u64> {
+        self.inner.engine_id().map(|i| i.0)
+    }
+}
+
+/// Counters of the SIP engine.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct EngineStatistics {
+    pub requests_in: u64,
+    pub responses_in: u64,
+    pub messages_out: u64,
+    pub retransmissions_sent: u64,
+    pub retransmissions_received: u64,
+    pub stray_responses: u64,
+    pub timeouts: u64,
+    pub transport_errors: u64,
+    pub live_transactions: u64,
+    pub parse_errors: u64,
+    pub bad_requests_answered: u64,
+    pub send_errors: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connections_open: u64,
+    pub connections_refused: u64,
+}
+
+impl From<crate::driver::engine::EngineStats> for EngineStatistics {
+    fn from(s: crate::driver::engine::EngineStats) -> Self {
+        EngineStatistics {
+            requests_in: s.transactions.requests_in,
+            responses_in: s.transactions.responses_in,
+            messages_out: s.transactions.messages_out,
+            retransmissions_sent: s.transactions.retransmissions_sent,
+            retransmissions_received: s.transactions.retransmissions_received,
+            stray_responses: s.transactions.stray_responses,
+            timeouts: s.transactions.timeouts,
+            transport_errors: s.transactions.transport_errors,
+            live_transactions: s.live_transactions as u64,
+            parse_errors: s.parse_errors,
+            bad_requests_answered: s.bad_requests_answered,
+            send_errors: s.send_errors,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            connections_open: s.connections_open as u64,
+            connections_refused: s.connections_refused,
+        }
+    }
 }
 
 /// A notification: name, sender, timestamp and named data fields.

@@ -755,7 +755,15 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_notificationobserver_handle_notification(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_engine_id(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_engine_statistics(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_sipapplication_id(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_sip_local_port(
     ): Int
     external fun uniffi_sipsimple_checksum_method_sipapplication_start(
     ): Int
@@ -855,8 +863,16 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_sipsimple_fn_constructor_sipapplication_new(uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_sipsimple_fn_method_sipapplication_engine_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_sipapplication_engine_statistics(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_sipapplication_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_sipsimple_fn_method_sipapplication_set_sip_trace(`ptr`: Long,`on`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_sipapplication_sip_local_port(`ptr`: Long,`transport`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_sipapplication_start(`ptr`: Long,`storage`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_method_sipapplication_state(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1050,7 +1066,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_notificationobserver_handle_notification() and 0xFFFF) != 57087) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_engine_id() and 0xFFFF) != 56956) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics() and 0xFFFF) != 27617) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_sipapplication_id() and 0xFFFF) != 33188) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace() and 0xFFFF) != 41942) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_sip_local_port() and 0xFFFF) != 33291) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_sipapplication_start() and 0xFFFF) != 63040) {
@@ -1263,6 +1291,33 @@ private class JavaLangRefCleanable(
     val cleanable: java.lang.ref.Cleaner.Cleanable
 ) : UniffiCleaner.Cleanable {
     override fun clean() = cleanable.clean()
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUShort: FfiConverter<UShort, Short> {
+    override fun lift(value: Short): UShort {
+        return value.toUShort()
+    }
+
+    fun lift(value: Int): UShort {
+        return value.toUShort()
+    }
+
+    override fun read(buf: ByteBuffer): UShort {
+        return lift(buf.getShort())
+    }
+
+    override fun lower(value: UShort): Short {
+        return value.toShort()
+    }
+
+    override fun allocationSize(value: UShort) = 2UL
+
+    override fun write(value: UShort, buf: ByteBuffer) {
+        buf.putShort(value.toShort())
+    }
 }
 
 /**
@@ -2922,9 +2977,29 @@ public object FfiConverterTypeNotificationObserver: FfiConverter<NotificationObs
 public interface SipApplicationInterface {
     
     /**
+     * The sender id of the engine's notifications, while running.
+     */
+    fun `engineId`(): kotlin.ULong?
+    
+    /**
+     * The SIP engine's counters, while running.
+     */
+    fun `engineStatistics`(): EngineStatistics?
+    
+    /**
      * The sender id of this application's notifications.
      */
     fun `id`(): kotlin.ULong
+    
+    /**
+     * Turn SIPEngineSIPTrace notifications on or off.
+     */
+    fun `setSipTrace`(`on`: kotlin.Boolean)
+    
+    /**
+     * The port a SIP transport ("udp", "tcp") listens on, while running.
+     */
+    fun `sipLocalPort`(`transport`: kotlin.String): kotlin.UShort?
     
     /**
      * Start with `storage`; SIPApplicationWillStart, SIPApplicationDidStart
@@ -3059,6 +3134,38 @@ open class SipApplication: Disposable, AutoCloseable, SipApplicationInterface
 
     
     /**
+     * The sender id of the engine's notifications, while running.
+     */override fun `engineId`(): kotlin.ULong? {
+            return FfiConverterOptionalULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The SIP engine's counters, while running.
+     */override fun `engineStatistics`(): EngineStatistics? {
+            return FfiConverterOptionalTypeEngineStatistics.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * The sender id of this application's notifications.
      */override fun `id`(): kotlin.ULong {
             return FfiConverterULong.lift(
@@ -3067,6 +3174,41 @@ open class SipApplication: Disposable, AutoCloseable, SipApplicationInterface
     UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Turn SIPEngineSIPTrace notifications on or off.
+     */
+    @Throws(SipSimpleException::class)override fun `setSipTrace`(`on`: kotlin.Boolean)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_sip_trace(
+        it,
+        
+        FfiConverterBoolean.lower(`on`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The port a SIP transport ("udp", "tcp") listens on, while running.
+     */
+    @Throws(SipSimpleException::class)override fun `sipLocalPort`(`transport`: kotlin.String): kotlin.UShort? {
+            return FfiConverterOptionalUShort.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sip_local_port(
+        it,
+        
+        FfiConverterString.lower(`transport`),_status)
 }
     }
     )
@@ -3457,6 +3599,117 @@ public object FfiConverterTypeStorage: FfiConverter<Storage, Long> {
 
 
 
+/**
+ * Counters of the SIP engine.
+ */
+data class EngineStatistics (
+    var `requestsIn`: kotlin.ULong
+    , 
+    var `responsesIn`: kotlin.ULong
+    , 
+    var `messagesOut`: kotlin.ULong
+    , 
+    var `retransmissionsSent`: kotlin.ULong
+    , 
+    var `retransmissionsReceived`: kotlin.ULong
+    , 
+    var `strayResponses`: kotlin.ULong
+    , 
+    var `timeouts`: kotlin.ULong
+    , 
+    var `transportErrors`: kotlin.ULong
+    , 
+    var `liveTransactions`: kotlin.ULong
+    , 
+    var `parseErrors`: kotlin.ULong
+    , 
+    var `badRequestsAnswered`: kotlin.ULong
+    , 
+    var `sendErrors`: kotlin.ULong
+    , 
+    var `bytesIn`: kotlin.ULong
+    , 
+    var `bytesOut`: kotlin.ULong
+    , 
+    var `connectionsOpen`: kotlin.ULong
+    , 
+    var `connectionsRefused`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEngineStatistics: FfiConverterRustBuffer<EngineStatistics> {
+    override fun read(buf: ByteBuffer): EngineStatistics {
+        return EngineStatistics(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: EngineStatistics) = (
+            FfiConverterULong.allocationSize(value.`requestsIn`) +
+            FfiConverterULong.allocationSize(value.`responsesIn`) +
+            FfiConverterULong.allocationSize(value.`messagesOut`) +
+            FfiConverterULong.allocationSize(value.`retransmissionsSent`) +
+            FfiConverterULong.allocationSize(value.`retransmissionsReceived`) +
+            FfiConverterULong.allocationSize(value.`strayResponses`) +
+            FfiConverterULong.allocationSize(value.`timeouts`) +
+            FfiConverterULong.allocationSize(value.`transportErrors`) +
+            FfiConverterULong.allocationSize(value.`liveTransactions`) +
+            FfiConverterULong.allocationSize(value.`parseErrors`) +
+            FfiConverterULong.allocationSize(value.`badRequestsAnswered`) +
+            FfiConverterULong.allocationSize(value.`sendErrors`) +
+            FfiConverterULong.allocationSize(value.`bytesIn`) +
+            FfiConverterULong.allocationSize(value.`bytesOut`) +
+            FfiConverterULong.allocationSize(value.`connectionsOpen`) +
+            FfiConverterULong.allocationSize(value.`connectionsRefused`)
+    )
+
+    override fun write(value: EngineStatistics, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`requestsIn`, buf)
+            FfiConverterULong.write(value.`responsesIn`, buf)
+            FfiConverterULong.write(value.`messagesOut`, buf)
+            FfiConverterULong.write(value.`retransmissionsSent`, buf)
+            FfiConverterULong.write(value.`retransmissionsReceived`, buf)
+            FfiConverterULong.write(value.`strayResponses`, buf)
+            FfiConverterULong.write(value.`timeouts`, buf)
+            FfiConverterULong.write(value.`transportErrors`, buf)
+            FfiConverterULong.write(value.`liveTransactions`, buf)
+            FfiConverterULong.write(value.`parseErrors`, buf)
+            FfiConverterULong.write(value.`badRequestsAnswered`, buf)
+            FfiConverterULong.write(value.`sendErrors`, buf)
+            FfiConverterULong.write(value.`bytesIn`, buf)
+            FfiConverterULong.write(value.`bytesOut`, buf)
+            FfiConverterULong.write(value.`connectionsOpen`, buf)
+            FfiConverterULong.write(value.`connectionsRefused`, buf)
+    }
+}
+
+
+
 
 enum class LogLevel {
     
@@ -3573,6 +3826,38 @@ public object FfiConverterTypeSipSimpleError : FfiConverterRustBuffer<SipSimpleE
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalUShort: FfiConverterRustBuffer<kotlin.UShort?> {
+    override fun read(buf: ByteBuffer): kotlin.UShort? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterUShort.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.UShort?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterUShort.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.UShort?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterUShort.write(value, buf)
+        }
+    }
 }
 
 
@@ -3763,6 +4048,38 @@ public object FfiConverterOptionalTypeLogSink: FfiConverterRustBuffer<LogSink?> 
         } else {
             buf.put(1)
             FfiConverterTypeLogSink.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeEngineStatistics: FfiConverterRustBuffer<EngineStatistics?> {
+    override fun read(buf: ByteBuffer): EngineStatistics? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeEngineStatistics.read(buf)
+    }
+
+    override fun allocationSize(value: EngineStatistics?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeEngineStatistics.allocationSize(value)
+        }
+    }
+
+    override fun write(value: EngineStatistics?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeEngineStatistics.write(value, buf)
         }
     }
 }

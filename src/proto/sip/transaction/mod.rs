@@ -123,7 +123,7 @@ pub enum TxError {
 }
 
 /// Counters for the engine's statistics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TxStats {
     pub requests_in: u64,
     pub responses_in: u64,

@@ -1,0 +1,276 @@
+//! The SIP engine as a SIPApplication subsystem: transports bound from the
+//! settings, SIP trace notifications, counters, and the UA core's default
+//! answers for requests no higher layer has claimed yet.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::application::{AppContext, Subsystem};
+use super::error::{Error, Result};
+use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
+use crate::driver::engine::{Direction, Engine, EngineConfig, EngineEvent, EngineStats};
+use crate::driver::ids::new_tag;
+use crate::driver::waiter::Waiter;
+use crate::proto::sip::dialog::{Dialogs, Routing};
+use crate::proto::sip::screen::{build_rejection, build_response, screen_request, Capabilities};
+use crate::proto::sip::transaction::TransportKind;
+use crate::proto::sip::SipMessage;
+
+/// The notification carrying every SIP message sent or received while
+/// `logs.trace_sip` is on.
+pub const SIP_TRACE: &str = "SIPEngineSIPTrace";
+
+/// A setting by dotted name: a top-level `"sip.udp_port"` key, or nested
+/// objects `{"sip": {"udp_port": ...}}`.
+pub(crate) fn setting<'a>(cfg: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(v) = cfg.get(path) {
+        return Some(v);
+    }
+    let mut parts = path.split('.');
+    let mut cur = cfg.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_object()?.get(p)?;
+    }
+    Some(cur)
+}
+
+fn port_setting(cfg: &Map<String, Value>, path: &str) -> Result<u16> {
+    match setting(cfg, path) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{path} must be a port number, not {v}"))
+            }),
+    }
+}
+
+/// Engine settings from the configuration document.
+pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, bool)> {
+    let transports: Vec<String> = match setting(cfg, "sip.transport_list") {
+        None | Some(Value::Null) => vec!["udp".into(), "tcp".into()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|t| {
+                t.as_str()
+                    .map(str::to_ascii_lowercase)
+                    .filter(|t| t == "udp" || t == "tcp")
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "sip.transport_list: {t} is not a supported transport (udp, tcp)"
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?,
+        Some(v) => {
+            return Err(Error::InvalidArgument(format!(
+                "sip.transport_list must be a list, not {v}"
+            )))
+        }
+    };
+    let any = |port| Some(SocketAddr::from(([0, 0, 0, 0], port)));
+    let udp_port = port_setting(cfg, "sip.udp_port")?;
+    let tcp_port = port_setting(cfg, "sip.tcp_port")?;
+    let trace = match setting(cfg, "logs.trace_sip") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(Error::InvalidArgument(format!(
+                "logs.trace_sip must be true or false, not {v}"
+            )))
+        }
+    };
+    let config = EngineConfig {
+        udp: transports
+            .iter()
+            .any(|t| t == "udp")
+            .then(|| any(udp_port))
+            .flatten(),
+        tcp: transports
+            .iter()
+            .any(|t| t == "tcp")
+            .then(|| any(tcp_port))
+            .flatten(),
+        trace,
+        ..EngineConfig::default()
+    };
+    Ok((config, trace))
+}
+
+/// The running engine as the application sees it.
+#[derive(Clone)]
+pub(crate) struct EngineHandle {
+    pub engine: Engine,
+    pub trace: Arc<AtomicBool>,
+    pub sender: Sender,
+}
+
+impl EngineHandle {
+    pub fn set_trace(&self, on: bool) {
+        self.trace.store(on, Ordering::Relaxed);
+        self.engine.set_trace(on);
+    }
+    pub fn stats(&self) -> EngineStats {
+        self.engine.stats()
+    }
+    pub fn local_address(&self, t: TransportKind) -> Option<SocketAddr> {
+        self.engine.local_addr(t)
+    }
+}
+
+/// Binds the SIP transports on the runtime thread.
+pub(crate) struct EngineSubsystem;
+
+impl Subsystem for EngineSubsystem {
+    fn name(&self) -> &'static str {
+        "sip engine"
+    }
+
+    fn start(&mut self, ctx: &mut AppContext) -> Result<()> {
+        let rt = ctx
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Error::InvalidState("the runtime thread is not running".into()))?;
+        let (config, trace_on) = engine_config(&ctx.configuration)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let started = Waiter::new();
+        let put = started.clone();
+        rt.handle().spawn(async move {
+            put.put(Engine::start(config, tx).await);
+        });
+        let engine = started
+            .wait(Duration::from_secs(10))
+            .ok_or_else(|| Error::Internal("the SIP engine did not start in time".into()))?
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot listen on {} {}", e.transport, e.addr),
+                    e.source,
+                )
+            })?;
+        let handle = EngineHandle {
+            engine: engine.clone(),
+            trace: Arc::new(AtomicBool::new(trace_on)),
+            sender: Sender {
+                id: ObjectId::new(),
+                kind: "Engine",
+            },
+        };
+        rt.handle().spawn(ua_core(handle.clone(), rx));
+        ctx.engine = Some(handle);
+        Ok(())
+    }
+
+    fn stop(&mut self, ctx: &mut AppContext) {
+        if let Some(h) = ctx.engine.take() {
+            h.engine.stop();
+        }
+    }
+}
+
+fn trace_data(t: &crate::driver::engine::WireTrace) -> NotificationData {
+    let (src, dst) = match t.direction {
+        Direction::Incoming => (Some(t.peer.addr), t.local),
+        Direction::Outgoing => (t.local, Some(t.peer.addr)),
+    };
+    let ip = |a: Option<SocketAddr>| a.map(|a| a.ip().to_string()).unwrap_or_default();
+    let port = |a: Option<SocketAddr>| a.map(|a| a.port()).unwrap_or(0);
+    NotificationData::new()
+        .with("received", t.direction == Direction::Incoming)
+        .with("transport", t.peer.transport.as_str().to_ascii_lowercase())
+        .with("source_ip", ip(src))
+        .with("source_port", port(src))
+        .with("destination_ip", ip(dst))
+        .with("destination_port", port(dst))
+        .with("data", String::from_utf8_lossy(&t.data).into_owned())
+}
+
+/// The answer for a request nothing above has taken: the RFC 3261 8.2
+/// screening, 481 for a dialog we do not have, 200 to OPTIONS (with Allow,
+/// Accept and Supported), and 405 for methods no layer serves yet.
+pub(crate) fn default_answer(
+    req: &SipMessage,
+    caps: &Capabilities,
+    dialogs: &mut Dialogs,
+) -> Option<SipMessage> {
+    let tag = new_tag();
+    if let Some(rej) = screen_request(req, caps) {
+        return build_rejection(req, &rej, Some(&tag)).ok();
+    }
+    match dialogs.route(req) {
+        Routing::NoSuchDialog | Routing::OutOfOrder(_) | Routing::InDialog(_) => {
+            return build_response(req, 481, "Call/Transaction Does Not Exist", Some(&tag)).ok()
+        }
+        Routing::OutOfDialog => {}
+    }
+    let served = ["OPTIONS"];
+    let mut r = if req.method() == Some("OPTIONS") {
+        build_response(req, 200, "OK", Some(&tag)).ok()?
+    } else {
+        build_response(req, 405, "Method Not Allowed", Some(&tag)).ok()?
+    };
+    r.push_header("Allow", &served.join(", ")).ok()?;
+    if req.method() == Some("OPTIONS") {
+        r.push_header("Accept", &caps.answer_types.join(", "))
+            .ok()?;
+        r.push_header("Supported", &caps.extensions.join(", "))
+            .ok()?;
+    }
+    Some(r)
+}
+
+async fn ua_core(h: EngineHandle, mut rx: mpsc::UnboundedReceiver<EngineEvent>) {
+    let caps = Capabilities::default();
+    let mut dialogs = Dialogs::default();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            EngineEvent::Trace(t) if h.trace.load(Ordering::Relaxed) => {
+                NotificationCenter::default().post_notification(
+                    SIP_TRACE,
+                    &h.sender,
+                    trace_data(&t),
+                );
+            }
+            EngineEvent::Request { key, request, .. } => {
+                if let Some(r) = default_answer(&request, &caps, &mut dialogs) {
+                    h.engine.respond(key, r);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn settings_by_dotted_name_flat_or_nested() {
+        let flat = json!({"sip.udp_port": 5070, "logs.trace_sip": true});
+        let (c, t) = engine_config(flat.as_object().unwrap()).unwrap();
+        assert_eq!(c.udp.unwrap().port(), 5070);
+        assert!(t);
+        let nested = json!({"sip": {"tcp_port": 5071, "transport_list": ["tcp"]}});
+        let (c, t) = engine_config(nested.as_object().unwrap()).unwrap();
+        assert!(c.udp.is_none());
+        assert_eq!(c.tcp.unwrap().port(), 5071);
+        assert!(!t);
+        for bad in [
+            json!({"sip": {"udp_port": 70000}}),
+            json!({"sip": {"udp_port": "x"}}),
+            json!({"sip": {"transport_list": ["sctp"]}}),
+            json!({"sip": {"transport_list": "udp"}}),
+            json!({"logs": {"trace_sip": "yes"}}),
+        ] {
+            let e = engine_config(bad.as_object().unwrap()).unwrap_err();
+            assert_eq!(e.kind(), crate::api::ErrorKind::InvalidArgument, "{bad}");
+        }
+    }
+}
