@@ -13,8 +13,11 @@ use tokio::sync::mpsc;
 use super::application::{AppContext, Subsystem};
 use super::error::{Error, Result};
 use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
-use crate::driver::engine::{Direction, Engine, EngineConfig, EngineEvent, EngineStats};
+use crate::driver::engine::{
+    Direction, Engine, EngineConfig, EngineEvent, EngineStats, StartError,
+};
 use crate::driver::ids::new_tag;
+use crate::driver::tls::TlsSettings;
 use crate::driver::waiter::Waiter;
 use crate::proto::sip::dialog::{Dialogs, Routing};
 use crate::proto::sip::screen::{build_rejection, build_response, screen_request, Capabilities};
@@ -60,10 +63,10 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
             .map(|t| {
                 t.as_str()
                     .map(str::to_ascii_lowercase)
-                    .filter(|t| t == "udp" || t == "tcp")
+                    .filter(|t| t == "udp" || t == "tcp" || t == "tls")
                     .ok_or_else(|| {
                         Error::InvalidArgument(format!(
-                            "sip.transport_list: {t} is not a supported transport (udp, tcp)"
+                            "sip.transport_list: {t} is not a supported transport (udp, tcp, tls)"
                         ))
                     })
             })
@@ -77,6 +80,35 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
     let any = |port| Some(SocketAddr::from(([0, 0, 0, 0], port)));
     let udp_port = port_setting(cfg, "sip.udp_port")?;
     let tcp_port = port_setting(cfg, "sip.tcp_port")?;
+    let tls_port = port_setting(cfg, "sip.tls_port")?;
+    let path = |name: &str| -> Result<Option<std::path::PathBuf>> {
+        match setting(cfg, name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.into())),
+            Some(v) => Err(Error::InvalidArgument(format!(
+                "{name} must be a file path, not {v}"
+            ))),
+        }
+    };
+    let verify_server = match setting(cfg, "tls.verify_server") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(Error::InvalidArgument(format!(
+                "tls.verify_server must be true or false, not {v}"
+            )))
+        }
+    };
+    let tls_settings = TlsSettings {
+        ca_file: path("tls.ca_list")?,
+        certificate_file: path("tls.certificate")?,
+        verify_server,
+        use_system_roots: true,
+    };
+    // TLS is listened on only when it is listed and we have a certificate;
+    // outgoing TLS needs neither.
+    let listen_tls =
+        transports.iter().any(|t| t == "tls") && tls_settings.certificate_file.is_some();
     let trace = match setting(cfg, "logs.trace_sip") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -97,6 +129,8 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
             .any(|t| t == "tcp")
             .then(|| any(tcp_port))
             .flatten(),
+        tls: listen_tls.then(|| any(tls_port)).flatten(),
+        tls_settings,
         trace,
         ..EngineConfig::default()
     };
@@ -147,11 +181,13 @@ impl Subsystem for EngineSubsystem {
         let engine = started
             .wait(Duration::from_secs(10))
             .ok_or_else(|| Error::Internal("the SIP engine did not start in time".into()))?
-            .map_err(|e| {
-                Error::io(
-                    format!("cannot listen on {} {}", e.transport, e.addr),
-                    e.source,
-                )
+            .map_err(|e| match e {
+                StartError::Bind {
+                    transport,
+                    addr,
+                    source,
+                } => Error::io(format!("cannot listen on {transport} {addr}"), source),
+                StartError::Tls(t) => Error::InvalidArgument(t.to_string()),
             })?;
         let handle = EngineHandle {
             engine: engine.clone(),

@@ -14,7 +14,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::transport::{self, Outgoing, StreamSettings, TransportCounters, TransportInput};
+use super::tls::{self, ClientConfigs, TlsSettings};
+use super::transport::{
+    self, Outgoing, StreamSettings, TlsMode, TransportCounters, TransportInput,
+};
 use crate::proto::sip::screen::build_response;
 use crate::proto::sip::transaction::{
     Peer, Timer, TimerConfig, TransactionLayer, Transmit, TransportKind, TxError, TxEvent, TxKey,
@@ -29,6 +32,10 @@ pub struct EngineConfig {
     pub udp: Option<SocketAddr>,
     /// TCP bind address; port 0 picks a free port. None: no TCP.
     pub tcp: Option<SocketAddr>,
+    /// TLS bind address (needs `tls_settings.certificate_file`). None: no
+    /// TLS listener; outgoing TLS works either way.
+    pub tls: Option<SocketAddr>,
+    pub tls_settings: TlsSettings,
     pub timers: TimerConfig,
     pub limits: Limits,
     pub max_transactions: usize,
@@ -45,6 +52,8 @@ impl Default for EngineConfig {
         EngineConfig {
             udp: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
             tcp: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            tls: None,
+            tls_settings: TlsSettings::default(),
             timers: TimerConfig::default(),
             limits: Limits::default(),
             max_transactions: 100_000,
@@ -136,10 +145,22 @@ pub struct EngineStats {
     pub keepalive_pings: u64,
 }
 
+/// Per-request transport options.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// The name a TLS server certificate must match (the domain the request
+    /// is for, before DNS); defaults to the peer's IP address.
+    pub tls_server_name: Option<String>,
+    /// Verify the TLS server certificate (None: the engine's default). This
+    /// is the per-account switch.
+    pub tls_verify: Option<bool>,
+}
+
 enum Cmd {
     SendRequest {
         request: SipMessage,
         peer: Peer,
+        options: SendOptions,
         events: mpsc::UnboundedSender<ClientEvent>,
     },
     Respond {
@@ -157,6 +178,7 @@ enum Cmd {
 struct Shared {
     local_udp: Option<SocketAddr>,
     local_tcp: Option<SocketAddr>,
+    local_tls: Option<SocketAddr>,
     counters: Arc<TransportCounters>,
     stats: Mutex<EngineStats>,
 }
@@ -170,12 +192,16 @@ pub struct Engine {
 
 /// Failure to start the engine.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {transport} {addr}: {source}")]
-pub struct BindError {
-    pub transport: &'static str,
-    pub addr: SocketAddr,
-    #[source]
-    pub source: std::io::Error,
+pub enum StartError {
+    #[error("cannot listen on {transport} {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 impl Engine {
@@ -184,10 +210,20 @@ impl Engine {
     pub async fn start(
         cfg: EngineConfig,
         events: mpsc::UnboundedSender<EngineEvent>,
-    ) -> Result<Engine, BindError> {
+    ) -> Result<Engine, StartError> {
+        let client_tls = tls::client_configs(&cfg.tls_settings)?;
+        let server_tls = match (cfg.tls, &cfg.tls_settings.certificate_file) {
+            (None, _) => None,
+            (Some(_), Some(file)) => Some(tls::server_config(file)?),
+            (Some(_), None) => {
+                return Err(
+                    tls::TlsError("listening on TLS needs a certificate file".into()).into(),
+                )
+            }
+        };
         let udp = match cfg.udp {
             Some(addr) => Some(Arc::new(UdpSocket::bind(addr).await.map_err(|source| {
-                BindError {
+                StartError::Bind {
                     transport: "UDP",
                     addr,
                     source,
@@ -195,19 +231,29 @@ impl Engine {
             })?)),
             None => None,
         };
-        let tcp = match cfg.tcp {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| BindError {
-                transport: "TCP",
-                addr,
-                source,
-            })?),
-            None => None,
+        let bind_stream = |transport: &'static str, addr: Option<SocketAddr>| async move {
+            match addr {
+                Some(addr) => {
+                    TcpListener::bind(addr)
+                        .await
+                        .map(Some)
+                        .map_err(|source| StartError::Bind {
+                            transport,
+                            addr,
+                            source,
+                        })
+                }
+                None => Ok(None),
+            }
         };
+        let tcp = bind_stream("TCP", cfg.tcp).await?;
+        let tls_listener = bind_stream("TLS", cfg.tls).await?;
         let counters = Arc::new(TransportCounters::default());
         counters.trace.store(cfg.trace, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             local_udp: udp.as_ref().and_then(|s| s.local_addr().ok()),
             local_tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
+            local_tls: tls_listener.as_ref().and_then(|s| s.local_addr().ok()),
             counters: counters.clone(),
             stats: Mutex::new(EngineStats::default()),
         });
@@ -228,13 +274,16 @@ impl Engine {
                 counters.clone(),
             )));
         }
-        if let Some(listener) = tcp {
-            tasks.push(tokio::spawn(transport::tcp_acceptor(
-                listener,
-                settings.clone(),
-                in_tx.clone(),
-                counters.clone(),
-            )));
+        for (listener, server) in [(tcp, None), (tls_listener, server_tls)] {
+            if let Some(listener) = listener {
+                tasks.push(tokio::spawn(transport::tcp_acceptor(
+                    listener,
+                    server,
+                    settings.clone(),
+                    in_tx.clone(),
+                    counters.clone(),
+                )));
+            }
         }
         let mut layer = TransactionLayer::new(cfg.timers);
         layer.set_max_transactions(cfg.max_transactions);
@@ -243,6 +292,8 @@ impl Engine {
             udp,
             conns: HashMap::new(),
             clients: HashMap::new(),
+            client_tls,
+            tls_targets: HashMap::new(),
             events,
             in_tx,
             settings,
@@ -264,7 +315,7 @@ impl Engine {
         match transport {
             TransportKind::Udp => self.shared.local_udp,
             TransportKind::Tcp => self.shared.local_tcp,
-            TransportKind::Tls => None,
+            TransportKind::Tls => self.shared.local_tls,
         }
     }
 
@@ -275,10 +326,21 @@ impl Engine {
         request: SipMessage,
         peer: Peer,
     ) -> mpsc::UnboundedReceiver<ClientEvent> {
+        self.send_request_with(request, peer, SendOptions::default())
+    }
+
+    /// `send_request` with transport options (TLS server name, verification).
+    pub fn send_request_with(
+        &self,
+        request: SipMessage,
+        peer: Peer,
+        options: SendOptions,
+    ) -> mpsc::UnboundedReceiver<ClientEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = self.cmd.send(Cmd::SendRequest {
             request,
             peer,
+            options,
             events: tx,
         });
         rx
@@ -324,8 +386,12 @@ impl Engine {
 struct EngineTask {
     layer: TransactionLayer,
     udp: Option<Arc<UdpSocket>>,
-    conns: HashMap<SocketAddr, (u64, mpsc::Sender<Outgoing>)>,
+    /// Open stream connections by (transport, remote address).
+    conns: HashMap<(TransportKind, SocketAddr), (u64, mpsc::Sender<Outgoing>)>,
     clients: HashMap<TxKey, mpsc::UnboundedSender<ClientEvent>>,
+    client_tls: ClientConfigs,
+    /// TLS name and verification wanted for connections we will open.
+    tls_targets: HashMap<SocketAddr, SendOptions>,
     events: mpsc::UnboundedSender<EngineEvent>,
     in_tx: mpsc::UnboundedSender<TransportInput>,
     settings: StreamSettings,
@@ -383,15 +449,21 @@ impl EngineTask {
             Cmd::SendRequest {
                 request,
                 peer,
+                options,
                 events,
-            } => match self.layer.send_request(now, request, peer) {
-                Ok(key) => {
-                    self.clients.insert(key, events);
+            } => {
+                if peer.transport == TransportKind::Tls {
+                    self.tls_targets.insert(peer.addr, options);
                 }
-                Err(e) => {
-                    let _ = events.send(ClientEvent::Rejected(e));
+                match self.layer.send_request(now, request, peer) {
+                    Ok(key) => {
+                        self.clients.insert(key, events);
+                    }
+                    Err(e) => {
+                        let _ = events.send(ClientEvent::Rejected(e));
+                    }
                 }
-            },
+            }
             Cmd::Respond { key, response } => {
                 // A late answer to a transaction that is gone (cancelled,
                 // timed out) is not an error worth more than a count.
@@ -442,11 +514,13 @@ impl EngineTask {
                 }
             }
             TransportInput::Opened { peer, conn, writer } => {
-                self.conns.insert(peer.addr, (conn, writer));
+                self.conns
+                    .insert((peer.transport, peer.addr), (conn, writer));
             }
             TransportInput::Closed { peer, conn } => {
-                if self.conns.get(&peer.addr).is_some_and(|(c, _)| *c == conn) {
-                    self.conns.remove(&peer.addr);
+                let k = (peer.transport, peer.addr);
+                if self.conns.get(&k).is_some_and(|(c, _)| *c == conn) {
+                    self.conns.remove(&k);
                 }
             }
             TransportInput::SendFailed { keys } => {
@@ -461,7 +535,8 @@ impl EngineTask {
     fn trace(&self, direction: Direction, peer: Peer, data: Vec<u8>) {
         let local = match peer.transport {
             TransportKind::Udp => self.shared.local_udp,
-            _ => self.shared.local_tcp,
+            TransportKind::Tcp => self.shared.local_tcp,
+            TransportKind::Tls => self.shared.local_tls,
         };
         let _ = self.events.send(EngineEvent::Trace(WireTrace {
             direction,
@@ -520,27 +595,39 @@ impl EngineTask {
                     }
                 }
             }
-            TransportKind::Tcp => {
-                if !self.conns.contains_key(&t.peer.addr) {
-                    match transport::tcp_connect(
+            TransportKind::Tcp | TransportKind::Tls => {
+                let k = (t.peer.transport, t.peer.addr);
+                if !self.conns.contains_key(&k) {
+                    let mode = match self.tls_mode(t.peer) {
+                        Ok(m) => m,
+                        Err(_) => {
+                            self.send_errors += 1;
+                            if let Some(key) = t.key {
+                                self.layer.handle_transport_error(now, key);
+                            }
+                            return;
+                        }
+                    };
+                    match transport::stream_connect(
                         t.peer,
+                        mode,
                         self.settings.clone(),
                         self.in_tx.clone(),
                         self.shared.counters.clone(),
                     ) {
                         Some(c) => {
-                            self.conns.insert(t.peer.addr, c);
+                            self.conns.insert(k, c);
                         }
                         None => {
                             self.send_errors += 1;
-                            if let Some(k) = t.key {
-                                self.layer.handle_transport_error(now, k);
+                            if let Some(key) = t.key {
+                                self.layer.handle_transport_error(now, key);
                             }
                             return;
                         }
                     }
                 }
-                let Some((_, writer)) = self.conns.get(&t.peer.addr) else {
+                let Some((_, writer)) = self.conns.get(&k) else {
                     return;
                 };
                 let key = t.key;
@@ -551,13 +638,27 @@ impl EngineTask {
                     }
                 }
             }
-            TransportKind::Tls => {
-                self.send_errors += 1;
-                if let Some(k) = t.key {
-                    self.layer.handle_transport_error(now, k);
-                }
-            }
         }
+    }
+
+    /// How to open a new connection to `peer`.
+    fn tls_mode(&self, peer: Peer) -> Result<TlsMode, tls::TlsError> {
+        if peer.transport != TransportKind::Tls {
+            return Ok(TlsMode::None);
+        }
+        let opts = self
+            .tls_targets
+            .get(&peer.addr)
+            .cloned()
+            .unwrap_or_default();
+        let name = match &opts.tls_server_name {
+            Some(n) => tls::server_name(n)?,
+            None => rustls::pki_types::ServerName::IpAddress(peer.addr.ip().into()),
+        };
+        Ok(TlsMode::Client(
+            self.client_tls.choose(opts.tls_verify),
+            name,
+        ))
     }
 
     fn deliver(&mut self, ev: TxEvent) {

@@ -6,5 +6,6 @@ pub mod dispatch;
 pub mod engine;
 pub mod ids;
 pub mod runtime;
+pub mod tls;
 pub(crate) mod transport;
 pub mod waiter;

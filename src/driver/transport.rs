@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -73,6 +74,13 @@ pub(crate) struct StreamSettings {
     pub connect_timeout: Duration,
 }
 
+/// The TLS side of a connection, if any.
+pub(crate) enum TlsMode {
+    None,
+    Client(Arc<rustls::ClientConfig>, ServerName<'static>),
+    Server(Arc<rustls::ServerConfig>),
+}
+
 /// Read datagrams until the socket fails or the engine goes away.
 pub(crate) async fn udp_reader(
     socket: Arc<UdpSocket>,
@@ -122,6 +130,7 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 /// Accept TCP connections up to the cap; each gets its own task.
 pub(crate) async fn tcp_acceptor(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     settings: StreamSettings,
     to_engine: mpsc::UnboundedSender<TransportInput>,
     counters: Arc<TransportCounters>,
@@ -141,7 +150,11 @@ pub(crate) async fn tcp_acceptor(
             continue;
         }
         let peer = Peer {
-            transport: TransportKind::Tcp,
+            transport: if tls.is_some() {
+                TransportKind::Tls
+            } else {
+                TransportKind::Tcp
+            },
             addr: from,
         };
         let (tx, rx) = mpsc::channel(256);
@@ -157,8 +170,13 @@ pub(crate) async fn tcp_acceptor(
             return;
         }
         counters.connections_open.fetch_add(1, Ordering::Relaxed);
+        let mode = match &tls {
+            Some(cfg) => TlsMode::Server(cfg.clone()),
+            None => TlsMode::None,
+        };
         tokio::spawn(run_connection(
             Some(stream),
+            mode,
             peer,
             conn,
             rx,
@@ -169,10 +187,11 @@ pub(crate) async fn tcp_acceptor(
     }
 }
 
-/// Open an outgoing TCP connection: returns the writer at once; the task
-/// connects, then writes what was queued meanwhile.
-pub(crate) fn tcp_connect(
+/// Open an outgoing TCP or TLS connection: returns the writer at once; the
+/// task connects (and handshakes), then writes what was queued meanwhile.
+pub(crate) fn stream_connect(
     peer: Peer,
+    mode: TlsMode,
     settings: StreamSettings,
     to_engine: mpsc::UnboundedSender<TransportInput>,
     counters: Arc<TransportCounters>,
@@ -185,13 +204,15 @@ pub(crate) fn tcp_connect(
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     counters.connections_open.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(run_connection(
-        None, peer, conn, rx, settings, to_engine, counters,
+        None, mode, peer, conn, rx, settings, to_engine, counters,
     ));
     Some((conn, tx))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_connection(
     stream: Option<TcpStream>,
+    mode: TlsMode,
     peer: Peer,
     conn: u64,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -210,9 +231,25 @@ async fn run_connection(
             }
         }
     };
-    if let Some(mut stream) = stream {
+    if let Some(stream) = stream {
         let _ = stream.set_nodelay(true);
-        serve(&mut stream, peer, &mut rx, &settings, &to_engine, &counters).await;
+        let limit = settings.connect_timeout;
+        let io = (&mut rx, &settings, &to_engine, &*counters);
+        match mode {
+            TlsMode::None => serve(stream, peer, io).await,
+            TlsMode::Client(cfg, name) => {
+                let c = tokio_rustls::TlsConnector::from(cfg);
+                if let Ok(Ok(s)) = tokio::time::timeout(limit, c.connect(name, stream)).await {
+                    serve(s, peer, io).await;
+                }
+            }
+            TlsMode::Server(cfg) => {
+                let a = tokio_rustls::TlsAcceptor::from(cfg);
+                if let Ok(Ok(s)) = tokio::time::timeout(limit, a.accept(stream)).await {
+                    serve(s, peer, io).await;
+                }
+            }
+        }
     }
     counters.connections_open.fetch_sub(1, Ordering::Relaxed);
     let _ = to_engine.send(TransportInput::Closed { peer, conn });
@@ -227,22 +264,23 @@ async fn run_connection(
     }
 }
 
-async fn serve(
-    stream: &mut TcpStream,
-    peer: Peer,
-    rx: &mut mpsc::Receiver<Outgoing>,
-    settings: &StreamSettings,
-    to_engine: &mpsc::UnboundedSender<TransportInput>,
-    counters: &TransportCounters,
-) {
-    let (mut rd, mut wr) = stream.split();
+type ConnIo<'a> = (
+    &'a mut mpsc::Receiver<Outgoing>,
+    &'a StreamSettings,
+    &'a mpsc::UnboundedSender<TransportInput>,
+    &'a TransportCounters,
+);
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, peer: Peer, io: ConnIo<'_>) {
+    let (rx, settings, to_engine, counters) = io;
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut framer = StreamFramer::new(settings.limits);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         tokio::select! {
             out = rx.recv() => {
                 let Some(out) = out else { return };
-                if wr.write_all(&out.data).await.is_err() {
+                if wr.write_all(&out.data).await.is_err() || wr.flush().await.is_err() {
                     let _ = to_engine.send(TransportInput::SendFailed { keys: out.key.into_iter().collect() });
                     return;
                 }
@@ -264,7 +302,7 @@ async fn serve(
                         Ok(None) => break,
                         Ok(Some(StreamEvent::Ping)) => {
                             counters.keepalive_pings.fetch_add(1, Ordering::Relaxed);
-                            if wr.write_all(b"\r\n").await.is_err() {
+                            if wr.write_all(b"\r\n").await.is_err() || wr.flush().await.is_err() {
                                 return;
                             }
                         }
