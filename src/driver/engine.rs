@@ -553,16 +553,23 @@ impl EngineTask {
             let mut progressed = false;
             while let Some(t) = self.layer.poll_transmit() {
                 progressed = true;
+                // Counters first, so whoever sees the message sees its count.
+                self.publish_stats();
                 self.transmit(t).await;
             }
             while let Some(ev) = self.layer.poll_event() {
                 progressed = true;
+                self.publish_stats();
                 self.deliver(ev);
             }
             if !progressed {
                 break;
             }
         }
+        self.publish_stats();
+    }
+
+    fn publish_stats(&self) {
         let mut s = self.shared.stats.lock();
         s.transactions = self.layer.stats();
         s.live_transactions = self.layer.len();

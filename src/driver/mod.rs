@@ -3,6 +3,7 @@
 //! bytes and time into `proto/` and carries out what `proto/` asks for.
 
 pub mod dispatch;
+pub mod dns;
 pub mod engine;
 pub mod ids;
 pub mod runtime;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod dialog;
 pub mod header;
+pub mod locate;
 pub mod message;
 pub mod screen;
 pub mod transaction;
