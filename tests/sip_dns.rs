@@ -8,12 +8,12 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use common::{serve_uas, via};
+use common::{local_engine, serve_uas, via};
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, NAPTR, SRV};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use sipsimple::driver::dns::{send_with_failover, DNSLookup, DnsError, Route};
-use sipsimple::driver::engine::{Engine, EngineConfig, EngineEvent};
+use sipsimple::driver::engine::{Engine, EngineEvent};
 use sipsimple::driver::ids::{new_call_id, new_tag};
 use sipsimple::proto::sip::screen::build_response;
 use sipsimple::proto::sip::transaction::TransportKind;
@@ -101,17 +101,6 @@ fn port_nobody_listens_on() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-async fn engine() -> (Engine, mpsc::UnboundedReceiver<EngineEvent>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-    let cfg = EngineConfig {
-        udp: Some(lo),
-        tcp: Some(lo),
-        ..EngineConfig::default()
-    };
-    (Engine::start(cfg, tx).await.unwrap(), rx)
-}
-
 /// A server that is up but overloaded: 503 to everything.
 async fn answer_503(engine: Engine, mut rx: mpsc::UnboundedReceiver<EngineEvent>) {
     while let Some(ev) = rx.recv().await {
@@ -125,8 +114,8 @@ async fn answer_503(engine: Engine, mut rx: mpsc::UnboundedReceiver<EngineEvent>
 #[tokio::test(flavor = "current_thread")]
 async fn rfc3263_lookup_and_failover() {
     use TransportKind::*;
-    let (busy, busy_rx) = engine().await;
-    let (good, good_rx) = engine().await;
+    let (busy, busy_rx) = local_engine().await;
+    let (good, good_rx) = local_engine().await;
     tokio::spawn(answer_503(busy.clone(), busy_rx));
     let (_stop, stop_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(serve_uas(good.clone(), good_rx, stop_rx));
@@ -232,7 +221,7 @@ async fn rfc3263_lookup_and_failover() {
 
     // Failover: the dead TCP target (transport error), the 503 server, then
     // the one that answers.
-    let client = engine().await.0;
+    let client = local_engine().await.0;
     let routes = dns
         .lookup_sip_proxy(&uri("sip:example.test"), &[Udp, Tcp])
         .await

@@ -6,11 +6,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{serve_uas, start_engine};
+use common::{request, send, serve_uas, start_engine};
 use sipsimple::driver::engine::{ClientEvent, Direction, Engine, EngineConfig, EngineEvent};
-use sipsimple::driver::ids::{new_branch, new_call_id, new_tag};
 use sipsimple::proto::sip::transaction::{Peer, TransportKind};
-use sipsimple::proto::sip::{SipMessage, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -182,50 +180,8 @@ async fn a_port_in_use_is_a_clear_error() {
     );
 }
 
-fn options(transport: TransportKind, local: SocketAddr, remote: SocketAddr) -> SipMessage {
-    let target = Uri::parse(&format!("sip:ua@{}", fmt_host(remote))).unwrap();
-    let mut m = SipMessage::request("OPTIONS", &target).unwrap();
-    m.push_header(
-        "Via",
-        &format!(
-            "SIP/2.0/{} {};branch={};rport",
-            transport.as_str(),
-            fmt_host(local),
-            new_branch()
-        ),
-    )
-    .unwrap();
-    m.push_header("Max-Forwards", "70").unwrap();
-    m.push_header(
-        "From",
-        &format!("<sip:a@{}>;tag={}", fmt_host(local), new_tag()),
-    )
-    .unwrap();
-    m.push_header("To", &format!("<{target}>")).unwrap();
-    m.push_header("Call-ID", &new_call_id()).unwrap();
-    m.push_header("CSeq", "1 OPTIONS").unwrap();
-    m
-}
-
-fn fmt_host(a: SocketAddr) -> String {
-    match a {
-        SocketAddr::V4(v) => v.to_string(),
-        SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()),
-    }
-}
-
 async fn ping(engine: &Engine, t: TransportKind, local: SocketAddr, remote: SocketAddr) -> u16 {
-    let mut rx = engine.send_request(
-        options(t, local, remote),
-        Peer {
-            transport: t,
-            addr: remote,
-        },
-    );
-    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-        Ok(Some(ClientEvent::Response(r))) => r.status().unwrap().0,
-        other => panic!("{other:?}"),
-    }
+    send(engine, request("OPTIONS", t, local, remote), t, remote).await
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -299,7 +255,7 @@ async fn unreachable_tcp_peer_is_a_transport_error() {
     };
     let la = a.local_addr(TransportKind::Tcp).unwrap();
     let mut rx = a.send_request(
-        options(TransportKind::Tcp, la, lo(port)),
+        request("OPTIONS", TransportKind::Tcp, la, lo(port)),
         Peer {
             transport: TransportKind::Tcp,
             addr: lo(port),

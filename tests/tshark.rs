@@ -11,63 +11,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{call, serve_uas, via};
-use sipsimple::driver::engine::{ClientEvent, Engine, EngineConfig, EngineEvent};
-use sipsimple::driver::ids::{new_call_id, new_tag};
+use common::{call, local_engine, request, send, serve_uas};
 use sipsimple::proto::sip::auth::{answer, Challenge, DigestInput};
-use sipsimple::proto::sip::transaction::{Peer, TransportKind};
-use sipsimple::proto::sip::{SipMessage, Uri};
-use tokio::sync::mpsc;
+use sipsimple::proto::sip::transaction::TransportKind;
 
 fn skip_or_fail(why: &str) {
     assert!(std::env::var_os("CI").is_none(), "{why}");
     eprintln!("{why}: skipping");
-}
-
-async fn engine() -> (Engine, mpsc::UnboundedReceiver<EngineEvent>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-    let cfg = EngineConfig {
-        udp: Some(lo),
-        tcp: Some(lo),
-        ..EngineConfig::default()
-    };
-    (Engine::start(cfg, tx).await.unwrap(), rx)
-}
-
-fn request(method: &str, t: TransportKind, local: SocketAddr, remote: SocketAddr) -> SipMessage {
-    let target = Uri::parse(&format!("sip:bob@{remote}")).unwrap();
-    let mut m = SipMessage::request(method, &target).unwrap();
-    m.push_header("Via", &via(t, local)).unwrap();
-    m.push_header("Max-Forwards", "70").unwrap();
-    m.push_header(
-        "From",
-        &format!("\"Alice\" <sip:alice@{local}>;tag={}", new_tag()),
-    )
-    .unwrap();
-    m.push_header("To", &format!("<{target}>")).unwrap();
-    m.push_header("Call-ID", &new_call_id()).unwrap();
-    m.push_header("CSeq", &format!("1 {method}")).unwrap();
-    m.push_header("User-Agent", "sipsimple-test").unwrap();
-    m
-}
-
-async fn send(engine: &Engine, m: SipMessage, t: TransportKind, remote: SocketAddr) -> u16 {
-    let mut rx = engine.send_request(
-        m,
-        Peer {
-            transport: t,
-            addr: remote,
-        },
-    );
-    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-        Ok(Some(ClientEvent::Response(r))) => r.status().unwrap().0,
-        other => panic!("{other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -75,8 +28,8 @@ async fn tshark_decodes_our_traffic_cleanly() {
     if Command::new("tshark").arg("-v").output().is_err() {
         return skip_or_fail("tshark (Debian package tshark) is not installed");
     }
-    let (a, _aev) = engine().await;
-    let (b, bev) = engine().await;
+    let (a, _aev) = local_engine().await;
+    let (b, bev) = local_engine().await;
     let ports: Vec<u16> = [&a, &b]
         .iter()
         .flat_map(|e| {

@@ -14,9 +14,8 @@ use sipsimple::proto::sip::transaction::{Peer, TransportKind};
 use sipsimple::proto::sip::{SipMessage, Uri};
 use tokio::sync::mpsc;
 
-pub async fn start_engine(
-    transport: TransportKind,
-) -> (Engine, mpsc::UnboundedReceiver<EngineEvent>, SocketAddr) {
+/// An engine on 127.0.0.1 with UDP and TCP on free ports.
+pub async fn local_engine() -> (Engine, mpsc::UnboundedReceiver<EngineEvent>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let cfg = EngineConfig {
@@ -24,9 +23,56 @@ pub async fn start_engine(
         tcp: Some(any),
         ..EngineConfig::default()
     };
-    let engine = Engine::start(cfg, tx).await.expect("engine starts");
+    (Engine::start(cfg, tx).await.expect("engine starts"), rx)
+}
+
+pub async fn start_engine(
+    transport: TransportKind,
+) -> (Engine, mpsc::UnboundedReceiver<EngineEvent>, SocketAddr) {
+    let (engine, rx) = local_engine().await;
     let local = engine.local_addr(transport).unwrap();
     (engine, rx, local)
+}
+
+/// An out-of-dialog request from `local` to `remote` (IPv4 or IPv6).
+pub fn request(
+    method: &str,
+    t: TransportKind,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> SipMessage {
+    let target = Uri::parse(&format!("sip:bob@{remote}")).unwrap();
+    let mut m = SipMessage::request(method, &target).unwrap();
+    m.push_header("Via", &via(t, local)).unwrap();
+    m.push_header("Max-Forwards", "70").unwrap();
+    m.push_header(
+        "From",
+        &format!("\"Alice\" <sip:alice@{local}>;tag={}", new_tag()),
+    )
+    .unwrap();
+    m.push_header("To", &format!("<{target}>")).unwrap();
+    m.push_header("Call-ID", &new_call_id()).unwrap();
+    m.push_header("CSeq", &format!("1 {method}")).unwrap();
+    m.push_header("User-Agent", "sipsimple-test").unwrap();
+    m
+}
+
+/// Send a request and return the final status (bounded wait).
+pub async fn send(engine: &Engine, m: SipMessage, t: TransportKind, remote: SocketAddr) -> u16 {
+    let mut rx = engine.send_request(
+        m,
+        Peer {
+            transport: t,
+            addr: remote,
+        },
+    );
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(ClientEvent::Response(r))) if r.status().unwrap().0 < 200 => continue,
+            Ok(Some(ClientEvent::Response(r))) => return r.status().unwrap().0,
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 pub fn via(transport: TransportKind, local: SocketAddr) -> String {
