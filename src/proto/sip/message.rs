@@ -250,6 +250,20 @@ fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
     memmem::find(data, b"\r\n\r\n").map(|p| (p + 2, p + 4))
 }
 
+/// The first CRLF in `b` (a byte search for CR, cheaper than a substring
+/// search on short lines).
+fn find_crlf(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\r', &b[i..]) {
+        let at = i + p;
+        if b.get(at + 1) == Some(&b'\n') {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
 /// Split and unfold the head (start line and headers, without the blank
 /// line). Validates UTF-8, control characters and header-line structure.
 fn split_head(raw: &[u8], limits: &Limits) -> Result<SipMessage, ParseError> {
@@ -257,7 +271,7 @@ fn split_head(raw: &[u8], limits: &Limits) -> Result<SipMessage, ParseError> {
     unfold(&mut buf);
     let head = String::from_utf8(buf).map_err(|_| ParseError::bare(ParseErrorKind::BadUtf8))?;
     let b = head.as_bytes();
-    let first_end = memmem::find(b, b"\r\n").ok_or(ParseError::bare(ParseErrorKind::Incomplete))?;
+    let first_end = find_crlf(b).ok_or(ParseError::bare(ParseErrorKind::Incomplete))?;
     if b[..first_end].iter().any(|&c| is_ctl(c)) {
         return Err(ParseError::bare(ParseErrorKind::ControlCharacter));
     }
@@ -270,9 +284,7 @@ fn split_head(raw: &[u8], limits: &Limits) -> Result<SipMessage, ParseError> {
     let mut line_error = None;
     let mut pos = first_end + 2;
     while pos < b.len() {
-        let end = pos
-            + memmem::find(&b[pos..], b"\r\n")
-                .ok_or(ParseError::bare(ParseErrorKind::Incomplete))?;
+        let end = pos + find_crlf(&b[pos..]).ok_or(ParseError::bare(ParseErrorKind::Incomplete))?;
         let line = &b[pos..end];
         if has_bare_ctl(line) {
             return Err(ParseError::bare(ParseErrorKind::ControlCharacter));
@@ -437,10 +449,12 @@ impl SipMessage {
     }
 
     fn check(&self) -> Result<(), ParseErrorKind> {
+        // Validation only: the borrowed scanners check the full grammar
+        // without building owned URIs and parameter lists.
         if let Start::Request { uri, .. } = self.start {
-            let ruri = Uri::parse(&self.head[uri.range()])
+            let has_headers = Uri::check(&self.head[uri.range()])
                 .map_err(|_| ParseErrorKind::BadStartLine("bad Request-URI"))?;
-            if ruri.as_sip().is_some_and(|u| !u.headers.is_empty()) {
+            if has_headers {
                 return Err(ParseErrorKind::BadStartLine("headers in the Request-URI"));
             }
         }
@@ -451,13 +465,12 @@ impl SipMessage {
             match h.name {
                 HeaderName::Via => {
                     counts[0] = counts[0].saturating_add(1);
-                    for item in values::split_list(v, 128).map_err(bad)? {
-                        values::parse_via(item).map_err(bad)?;
-                    }
+                    for_each_item(v, 128, |item| values::scan_via(item).map(|_| ()))
+                        .map_err(bad)?;
                 }
                 HeaderName::From | HeaderName::To => {
                     counts[if h.name == HeaderName::From { 1 } else { 2 }] += 1;
-                    values::parse_name_addr(v).map_err(bad)?;
+                    values::scan_name_addr(v).map_err(bad)?;
                 }
                 HeaderName::CallId => {
                     counts[3] = counts[3].saturating_add(1);
@@ -482,19 +495,36 @@ impl SipMessage {
                     values::parse_number(v, u32::MAX as u64).map_err(bad)?;
                 }
                 HeaderName::Contact if v != "*" => {
-                    for item in values::split_list(v, 128).map_err(bad)? {
-                        let na = values::parse_name_addr(item).map_err(bad)?;
-                        if let Some(Some(e)) = na.param("expires") {
-                            values::parse_number(e, u32::MAX as u64).map_err(bad)?;
-                        }
-                    }
+                    for_each_item(v, 128, |item| {
+                        let na = values::scan_name_addr(item)?;
+                        values::scan_params(na.params, |name, value| {
+                            match value {
+                                Some(values::RawValue::Token(e))
+                                    if name.eq_ignore_ascii_case("expires") =>
+                                {
+                                    values::parse_number(e, u32::MAX as u64)?;
+                                }
+                                Some(values::RawValue::Quoted(_))
+                                    if name.eq_ignore_ascii_case("expires") =>
+                                {
+                                    return Err("not a number");
+                                }
+                                _ => {}
+                            }
+                            Ok(())
+                        })
+                    })
+                    .map_err(bad)?;
                 }
                 HeaderName::Route | HeaderName::RecordRoute | HeaderName::Path => {
-                    for item in values::split_list(v, 128).map_err(bad)? {
-                        if !values::parse_name_addr(item).map_err(bad)?.angle {
-                            return Err(bad("route entries must be <URI>"));
+                    for_each_item(v, 128, |item| {
+                        if values::scan_name_addr(item)?.angle {
+                            Ok(())
+                        } else {
+                            Err("route entries must be <URI>")
                         }
-                    }
+                    })
+                    .map_err(bad)?;
                 }
                 _ => {}
             }
@@ -788,6 +818,26 @@ impl SipMessage {
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
     }
+}
+
+/// Run `f` on each item of a comma list without collecting them.
+fn for_each_item(
+    value: &str,
+    max_items: usize,
+    mut f: impl FnMut(&str) -> Result<(), values::ValueError>,
+) -> Result<(), values::ValueError> {
+    if !value.contains([',', '"', '<']) {
+        // The common case: one plain item.
+        let item = value.trim_matches([' ', '\t']);
+        if item.is_empty() {
+            return Err("empty list item");
+        }
+        return f(item);
+    }
+    for item in values::split_list(value, max_items)? {
+        f(item)?;
+    }
+    Ok(())
 }
 
 /// A message could not be built as asked.

@@ -27,42 +27,65 @@ impl fmt::Display for Host {
     }
 }
 
+/// A host as found in the text, not yet copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostRef<'a> {
+    Domain(&'a str),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl HostRef<'_> {
+    pub(crate) fn to_host(self) -> Host {
+        match self {
+            HostRef::Domain(d) => Host::Domain(d.to_ascii_lowercase()),
+            HostRef::V4(a) => Host::V4(a),
+            HostRef::V6(a) => Host::V6(a),
+        }
+    }
+}
+
+/// Validate a host (`[v6]`, dotted IPv4, or a hostname) without copying it.
+pub(crate) fn scan_host(s: &str) -> Result<HostRef<'_>, UriError> {
+    if let Some(inner) = s.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or(UriError("unterminated IPv6 reference"))?;
+        return inner
+            .parse::<Ipv6Addr>()
+            .map(HostRef::V6)
+            .map_err(|_| UriError("bad IPv6 address"));
+    }
+    if s.is_empty() {
+        return Err(UriError("empty host"));
+    }
+    if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        return s
+            .parse::<Ipv4Addr>()
+            .map(HostRef::V4)
+            .map_err(|_| UriError("bad IPv4 address"));
+    }
+    let ok = s.split('.').enumerate().all(|(i, label)| {
+        // A trailing dot (fully qualified) leaves one empty last label.
+        (label.is_empty() && i > 0 && s.ends_with('.'))
+            || (!label.is_empty()
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-'))
+    });
+    if ok {
+        Ok(HostRef::Domain(s))
+    } else {
+        Err(UriError("bad hostname"))
+    }
+}
+
 impl Host {
     /// Parse a host: `[v6]`, dotted IPv4, or a hostname.
     pub fn parse(s: &str) -> Result<Host, UriError> {
-        if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner
-                .strip_suffix(']')
-                .ok_or(UriError("unterminated IPv6 reference"))?;
-            return inner
-                .parse::<Ipv6Addr>()
-                .map(Host::V6)
-                .map_err(|_| UriError("bad IPv6 address"));
-        }
-        if s.is_empty() {
-            return Err(UriError("empty host"));
-        }
-        if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
-            return s
-                .parse::<Ipv4Addr>()
-                .map(Host::V4)
-                .map_err(|_| UriError("bad IPv4 address"));
-        }
-        let ok = s.split('.').enumerate().all(|(i, label)| {
-            // A trailing dot (fully qualified) leaves one empty last label.
-            (label.is_empty() && i > 0 && s.ends_with('.'))
-                || (!label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || c == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-'))
-        });
-        if ok {
-            Ok(Host::Domain(s.to_ascii_lowercase()))
-        } else {
-            Err(UriError("bad hostname"))
-        }
+        scan_host(s).map(HostRef::to_host)
     }
 }
 
@@ -188,34 +211,62 @@ impl Uri {
 
     /// Parse an absolute URI. Whitespace and control characters are errors.
     pub fn parse(s: &str) -> Result<Uri, UriError> {
-        if s.bytes().any(|c| c <= b' ' || c == 0x7f) {
-            return Err(UriError("whitespace or control character"));
-        }
-        let colon = s.find(':').ok_or(UriError("no scheme"))?;
-        let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
-        let scheme_ok = scheme
-            .as_bytes()
-            .first()
-            .is_some_and(u8::is_ascii_alphabetic)
-            && scheme
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
-        if !scheme_ok {
-            return Err(UriError("bad scheme"));
-        }
-        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-            parse_sip(scheme.eq_ignore_ascii_case("sips"), rest).map(Uri::Sip)
-        } else if scheme.eq_ignore_ascii_case("tel") {
-            parse_tel(rest).map(Uri::Tel)
-        } else {
-            if rest.is_empty() || rest.contains(['<', '>', '"']) {
-                return Err(UriError("bad absolute URI"));
-            }
-            Ok(Uri::Other {
+        Ok(match scan(s)? {
+            UriRef::Sip(p) => Uri::Sip(p.build()?),
+            UriRef::Tel { number, params } => Uri::Tel(TelUri {
+                number: number.to_owned(),
+                params: parse_params(params)?,
+            }),
+            UriRef::Other { scheme, rest } => Uri::Other {
                 scheme: scheme.to_ascii_lowercase(),
                 rest: rest.to_owned(),
-            })
+            },
+        })
+    }
+
+    /// Validate an absolute URI exactly as `parse` would, without building
+    /// it. Returns whether a sip/sips URI carries `?headers`.
+    pub fn check(s: &str) -> Result<bool, UriError> {
+        Ok(match scan(s)? {
+            UriRef::Sip(p) => p.headers.is_some(),
+            _ => false,
+        })
+    }
+}
+
+/// The pieces of a validated URI, borrowed from the text.
+enum UriRef<'a> {
+    Sip(SipParts<'a>),
+    Tel { number: &'a str, params: &'a str },
+    Other { scheme: &'a str, rest: &'a str },
+}
+
+fn scan(s: &str) -> Result<UriRef<'_>, UriError> {
+    if s.bytes().any(|c| c <= b' ' || c == 0x7f) {
+        return Err(UriError("whitespace or control character"));
+    }
+    let colon = s.find(':').ok_or(UriError("no scheme"))?;
+    let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
+    let scheme_ok = scheme
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return Err(UriError("bad scheme"));
+    }
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        scan_sip(scheme.eq_ignore_ascii_case("sips"), rest).map(UriRef::Sip)
+    } else if scheme.eq_ignore_ascii_case("tel") {
+        let (number, params) = scan_tel(rest)?;
+        Ok(UriRef::Tel { number, params })
+    } else {
+        if rest.is_empty() || rest.contains(['<', '>', '"']) {
+            return Err(UriError("bad absolute URI"));
         }
+        Ok(UriRef::Other { scheme, rest })
     }
 }
 
@@ -271,10 +322,13 @@ pub fn unescape(b: &[u8]) -> Vec<u8> {
     out
 }
 
-fn parse_params(s: &str) -> Result<Vec<(String, Option<String>)>, UriError> {
-    let mut params = Vec::new();
+/// Validate `name[=value]` parameters separated by ';', calling `f` for each.
+fn scan_params<'a>(
+    s: &'a str,
+    mut f: impl FnMut(&'a str, Option<&'a str>),
+) -> Result<(), UriError> {
     if s.is_empty() {
-        return Ok(params);
+        return Ok(());
     }
     for p in s.split(';') {
         let (n, v) = match p.split_once('=') {
@@ -288,12 +342,61 @@ fn parse_params(s: &str) -> Result<Vec<(String, Option<String>)>, UriError> {
         if let Some(v) = v {
             check_escaped(v, b"[]/:&+$", "bad parameter value")?;
         }
-        params.push((n.to_owned(), v.map(str::to_owned)));
+        f(n, v);
     }
+    Ok(())
+}
+
+fn parse_params(s: &str) -> Result<Vec<(String, Option<String>)>, UriError> {
+    let mut params = Vec::new();
+    scan_params(s, |n, v| params.push((n.to_owned(), v.map(str::to_owned))))?;
     Ok(params)
 }
 
-fn parse_sip(secure: bool, rest: &str) -> Result<SipUri, UriError> {
+/// Validate `?name=value&...` URI headers, calling `f` for each.
+fn scan_headers<'a>(h: &'a str, mut f: impl FnMut(&'a str, &'a str)) -> Result<(), UriError> {
+    for pair in h.split('&') {
+        let (n, v) = pair.split_once('=').ok_or(UriError("bad URI header"))?;
+        if n.is_empty() {
+            return Err(UriError("bad URI header"));
+        }
+        check_escaped(n, b"[]/?:+$", "bad URI header")?;
+        check_escaped(v, b"[]/?:+$", "bad URI header")?;
+        f(n, v);
+    }
+    Ok(())
+}
+
+/// A validated sip/sips URI, borrowed from the text.
+struct SipParts<'a> {
+    secure: bool,
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: HostRef<'a>,
+    port: Option<u16>,
+    params: &'a str,
+    headers: Option<&'a str>,
+}
+
+impl SipParts<'_> {
+    fn build(&self) -> Result<SipUri, UriError> {
+        let mut headers = Vec::new();
+        if let Some(h) = self.headers {
+            scan_headers(h, |n, v| headers.push((n.to_owned(), v.to_owned())))?;
+        }
+        Ok(SipUri {
+            secure: self.secure,
+            user: self.user.map(str::to_owned),
+            password: self.password.map(str::to_owned),
+            host: self.host.to_host(),
+            port: self.port,
+            params: parse_params(self.params)?,
+            headers,
+        })
+    }
+}
+
+fn scan_sip(secure: bool, rest: &str) -> Result<SipParts<'_>, UriError> {
     // A raw '@' can only end the userinfo (parameters and headers cannot
     // contain one), while the user part may contain '?', ';' and '/'.
     let (userinfo, after) = match rest.find('@') {
@@ -318,7 +421,7 @@ fn parse_sip(secure: bool, rest: &str) -> Result<SipUri, UriError> {
             if let Some(p) = p {
                 check_escaped(p, b"&=+$,", "bad password")?;
             }
-            (Some(u.to_owned()), p.map(str::to_owned))
+            (Some(u), p)
         }
     };
     let (hostport, params) = match hostpart.find(';') {
@@ -329,7 +432,7 @@ fn parse_sip(secure: bool, rest: &str) -> Result<SipUri, UriError> {
         let end = hostport
             .find(']')
             .ok_or(UriError("unterminated IPv6 reference"))?;
-        let host = Host::parse(&hostport[..=end])?;
+        let host = scan_host(&hostport[..=end])?;
         let after = &hostport[end + 1..];
         let port = match after {
             "" => None,
@@ -341,31 +444,22 @@ fn parse_sip(secure: bool, rest: &str) -> Result<SipUri, UriError> {
         (host, port)
     } else {
         match hostport.rsplit_once(':') {
-            Some((h, p)) => (Host::parse(h)?, Some(parse_port(p)?)),
-            None => (Host::parse(hostport)?, None),
+            Some((h, p)) => (scan_host(h)?, Some(parse_port(p)?)),
+            None => (scan_host(hostport)?, None),
         }
     };
-    let params = parse_params(params)?;
-    let mut hdrs = Vec::new();
+    scan_params(params, |_, _| {})?;
     if let Some(h) = headers {
-        for pair in h.split('&') {
-            let (n, v) = pair.split_once('=').ok_or(UriError("bad URI header"))?;
-            if n.is_empty() {
-                return Err(UriError("bad URI header"));
-            }
-            check_escaped(n, b"[]/?:+$", "bad URI header")?;
-            check_escaped(v, b"[]/?:+$", "bad URI header")?;
-            hdrs.push((n.to_owned(), v.to_owned()));
-        }
+        scan_headers(h, |_, _| {})?;
     }
-    Ok(SipUri {
+    Ok(SipParts {
         secure,
         user,
         password,
         host,
         port,
         params,
-        headers: hdrs,
+        headers,
     })
 }
 
@@ -376,7 +470,7 @@ fn parse_port(p: &str) -> Result<u16, UriError> {
     p.parse::<u16>().map_err(|_| UriError("port out of range"))
 }
 
-fn parse_tel(rest: &str) -> Result<TelUri, UriError> {
+fn scan_tel(rest: &str) -> Result<(&str, &str), UriError> {
     let (number, params) = match rest.split_once(';') {
         Some((n, p)) => (n, p),
         None => (rest, ""),
@@ -389,10 +483,8 @@ fn parse_tel(rest: &str) -> Result<TelUri, UriError> {
     if !ok {
         return Err(UriError("bad telephone number"));
     }
-    Ok(TelUri {
-        number: number.to_owned(),
-        params: parse_params(params)?,
-    })
+    scan_params(params, |_, _| {})?;
+    Ok((number, params))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! generic `;name=value` parameters, all strict per RFC 3261 section 25.
 
 use super::header::{is_token, is_token_char};
-use super::uri::{Host, Uri};
+use super::uri::{scan_host, Host, HostRef, Uri};
 
 /// Why a header value was rejected.
 pub type ValueError = &'static str;
@@ -58,6 +58,30 @@ pub fn split_list(value: &str, max_items: usize) -> Result<Vec<&str>, ValueError
     Ok(items)
 }
 
+/// Validate a quoted string at the start of `s` (which starts with '"')
+/// without copying it: the index just past the closing quote.
+fn quoted_end(s: &str) -> Result<usize, ValueError> {
+    let b = s.as_bytes();
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Ok(i + 1),
+            b'\\' => {
+                if i + 1 >= b.len() || b[i + 1] == b'\r' || b[i + 1] == b'\n' {
+                    return Err("bad escape in quoted string");
+                }
+                let ch = s[i + 1..]
+                    .chars()
+                    .next()
+                    .ok_or("bad escape in quoted string")?;
+                i += 1 + ch.len_utf8();
+            }
+            _ => i += 1,
+        }
+    }
+    Err("unterminated quoted string")
+}
+
 /// Parse a quoted string at the start of `s` (which starts with '"').
 /// Returns the unescaped content and the rest after the closing quote.
 fn quoted(s: &str) -> Result<(String, &str), ValueError> {
@@ -91,14 +115,25 @@ fn quoted(s: &str) -> Result<(String, &str), ValueError> {
     Err("unterminated quoted string")
 }
 
-/// Generic parameters: `;name[=value]` repeated, LWS allowed around `;` and `=`.
+/// A parameter value as written: a token or host, or a quoted string
+/// (still quoted and escaped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawValue<'a> {
+    Token(&'a str),
+    Quoted(&'a str),
+}
+
+/// Validate generic parameters, `;name[=value]` repeated with LWS allowed
+/// around `;` and `=`, calling `f` for each without copying anything.
 /// Values are tokens, hosts (IPv6 references included) or quoted strings.
-pub fn parse_params(mut s: &str) -> Result<Vec<(String, Option<String>)>, ValueError> {
-    let mut params = Vec::new();
+pub(crate) fn scan_params<'a>(
+    mut s: &'a str,
+    mut f: impl FnMut(&'a str, Option<RawValue<'a>>) -> Result<(), ValueError>,
+) -> Result<(), ValueError> {
     loop {
         s = s.trim_start_matches([' ', '\t']);
         if s.is_empty() {
-            return Ok(params);
+            return Ok(());
         }
         s = s
             .strip_prefix(';')
@@ -113,12 +148,9 @@ pub fn parse_params(mut s: &str) -> Result<Vec<(String, Option<String>)>, ValueE
         let value = if let Some(rest) = s.strip_prefix('=') {
             let rest = rest.trim_start_matches([' ', '\t']);
             if rest.starts_with('"') {
-                let (v, after) = quoted(rest)?;
-                s = after;
-                Some(format!(
-                    "\"{}\"",
-                    v.replace('\\', "\\\\").replace('"', "\\\"")
-                ))
+                let end = quoted_end(rest)?;
+                s = &rest[end..];
+                Some(RawValue::Quoted(&rest[..end]))
             } else {
                 let end = rest
                     .bytes()
@@ -128,13 +160,35 @@ pub fn parse_params(mut s: &str) -> Result<Vec<(String, Option<String>)>, ValueE
                     return Err("empty parameter value");
                 }
                 s = &rest[end..];
-                Some(rest[..end].to_owned())
+                Some(RawValue::Token(&rest[..end]))
             }
         } else {
             None
         };
-        params.push((name.to_owned(), value));
+        f(name, value)?;
     }
+}
+
+/// Generic parameters, copied out. Quoted values are kept quoted, with only
+/// the escapes they need.
+pub fn parse_params(s: &str) -> Result<Vec<(String, Option<String>)>, ValueError> {
+    let mut params = Vec::new();
+    scan_params(s, |name, value| {
+        let value = match value {
+            None => None,
+            Some(RawValue::Token(t)) => Some(t.to_owned()),
+            Some(RawValue::Quoted(q)) => {
+                let (v, _) = quoted(q)?;
+                Some(format!(
+                    "\"{}\"",
+                    v.replace('\\', "\\\\").replace('"', "\\\"")
+                ))
+            }
+        };
+        params.push((name.to_owned(), value));
+        Ok(())
+    })?;
+    Ok(params)
 }
 
 /// One Via value.
@@ -172,8 +226,16 @@ fn skip_lws(s: &str) -> &str {
     s.trim_start_matches([' ', '\t'])
 }
 
-/// Parse one Via value: `SIP / 2.0 / transport sent-by *(; param)`.
-pub fn parse_via(item: &str) -> Result<Via, ValueError> {
+/// A validated Via value, borrowed.
+pub(crate) struct ViaRef<'a> {
+    pub transport: &'a str,
+    pub host: HostRef<'a>,
+    pub port: Option<u16>,
+    pub params: &'a str,
+}
+
+/// Validate one Via value: `SIP / 2.0 / transport sent-by *(; param)`.
+pub(crate) fn scan_via(item: &str) -> Result<ViaRef<'_>, ValueError> {
     let mut s = skip_lws(item);
     let proto_end = s.bytes().position(|c| !is_token_char(c)).unwrap_or(s.len());
     if !s[..proto_end].eq_ignore_ascii_case("SIP") {
@@ -195,7 +257,7 @@ pub fn parse_via(item: &str) -> Result<Via, ValueError> {
     if t_end == 0 {
         return Err("missing Via transport");
     }
-    let transport = s[..t_end].to_ascii_uppercase();
+    let transport = &s[..t_end];
     s = &s[t_end..];
     if !s.starts_with([' ', '\t']) {
         return Err("missing space before Via sent-by");
@@ -205,10 +267,10 @@ pub fn parse_via(item: &str) -> Result<Via, ValueError> {
         .bytes()
         .position(|c| is_lws(c) || c == b';')
         .unwrap_or(s.len());
-    let hostport = &s[..hp_end];
-    let (host, port) = split_hostport(hostport)?;
-    let params = parse_params(&s[hp_end..])?;
-    Ok(Via {
+    let (host, port) = scan_hostport(&s[..hp_end])?;
+    let params = &s[hp_end..];
+    scan_params(params, |_, _| Ok(()))?;
+    Ok(ViaRef {
         transport,
         host,
         port,
@@ -216,8 +278,19 @@ pub fn parse_via(item: &str) -> Result<Via, ValueError> {
     })
 }
 
-/// `host[:port]` with IPv6 references.
-pub fn split_hostport(hp: &str) -> Result<(Host, Option<u16>), ValueError> {
+/// Parse one Via value: `SIP / 2.0 / transport sent-by *(; param)`.
+pub fn parse_via(item: &str) -> Result<Via, ValueError> {
+    let v = scan_via(item)?;
+    Ok(Via {
+        transport: v.transport.to_ascii_uppercase(),
+        host: v.host.to_host(),
+        port: v.port,
+        params: parse_params(v.params)?,
+    })
+}
+
+/// `host[:port]` with IPv6 references, validated in place.
+pub(crate) fn scan_hostport(hp: &str) -> Result<(HostRef<'_>, Option<u16>), ValueError> {
     let (h, p) = if hp.starts_with('[') {
         let end = hp.find(']').ok_or("unterminated IPv6 reference")?;
         match &hp[end + 1..] {
@@ -233,7 +306,7 @@ pub fn split_hostport(hp: &str) -> Result<(Host, Option<u16>), ValueError> {
             None => (hp, None),
         }
     };
-    let host = Host::parse(h).map_err(|e| e.0)?;
+    let host = scan_host(h).map_err(|e| e.0)?;
     let port = match p {
         None => None,
         Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()) => {
@@ -242,6 +315,11 @@ pub fn split_hostport(hp: &str) -> Result<(Host, Option<u16>), ValueError> {
         Some(_) => return Err("bad port"),
     };
     Ok((host, port))
+}
+
+/// `host[:port]` with IPv6 references.
+pub fn split_hostport(hp: &str) -> Result<(Host, Option<u16>), ValueError> {
+    scan_hostport(hp).map(|(h, p)| (h.to_host(), p))
 }
 
 /// Parse a decimal number of at most `max`, digits only (no sign, no space).
@@ -286,39 +364,43 @@ impl NameAddr {
     }
 }
 
-/// Parse one name-addr / addr-spec item.
-pub fn parse_name_addr(item: &str) -> Result<NameAddr, ValueError> {
+/// A validated name-addr / addr-spec, borrowed.
+pub(crate) struct NameAddrRef<'a> {
+    /// Quoted (with its quotes) or a run of tokens; None if absent.
+    pub display: Option<&'a str>,
+    pub uri: &'a str,
+    pub angle: bool,
+    pub params: &'a str,
+}
+
+/// Validate one name-addr / addr-spec item without copying it.
+pub(crate) fn scan_name_addr(item: &str) -> Result<NameAddrRef<'_>, ValueError> {
     let s = item.trim_matches([' ', '\t']);
-    let (display_name, rest) = if s.starts_with('"') {
-        let (d, rest) = quoted(s)?;
-        let rest = skip_lws(rest);
+    let (display, rest) = if s.starts_with('"') {
+        let end = quoted_end(s)?;
+        let rest = skip_lws(&s[end..]);
         if !rest.starts_with('<') {
             return Err("quoted display name without <URI>");
         }
-        (Some(d), rest)
+        (Some(&s[..end]), rest)
     } else if let Some(lt) = s.find('<') {
         let d = s[..lt].trim_matches([' ', '\t']);
         // Unquoted display names are tokens separated by LWS.
         if !d.split([' ', '\t']).filter(|w| !w.is_empty()).all(is_token) {
             return Err("display name must be tokens or a quoted string");
         }
-        (
-            if d.is_empty() {
-                None
-            } else {
-                Some(d.to_owned())
-            },
-            &s[lt..],
-        )
+        (if d.is_empty() { None } else { Some(d) }, &s[lt..])
     } else {
         (None, s)
     };
     if let Some(inner) = rest.strip_prefix('<') {
         let gt = inner.find('>').ok_or("unterminated <")?;
-        let uri = Uri::parse(&inner[..gt]).map_err(|e| e.0)?;
-        let params = parse_params(&inner[gt + 1..])?;
-        return Ok(NameAddr {
-            display_name,
+        let uri = &inner[..gt];
+        Uri::check(uri).map_err(|e| e.0)?;
+        let params = &inner[gt + 1..];
+        scan_params(params, |_, _| Ok(()))?;
+        return Ok(NameAddrRef {
+            display,
             uri,
             angle: true,
             params,
@@ -327,17 +409,34 @@ pub fn parse_name_addr(item: &str) -> Result<NameAddr, ValueError> {
     // addr-spec: the URI ends at the first ';' (those are header parameters),
     // and cannot carry ',' '?' (RFC 3261 section 20.10).
     let end = rest.find([';', ' ', '\t']).unwrap_or(rest.len());
-    let uri_s = &rest[..end];
-    if uri_s.contains(['?', ',']) {
+    let uri = &rest[..end];
+    if uri.contains(['?', ',']) {
         return Err("URI with '?' or ',' must be enclosed in <>");
     }
-    let uri = Uri::parse(uri_s).map_err(|e| e.0)?;
-    let params = parse_params(&rest[end..])?;
-    Ok(NameAddr {
-        display_name,
+    Uri::check(uri).map_err(|e| e.0)?;
+    let params = &rest[end..];
+    scan_params(params, |_, _| Ok(()))?;
+    Ok(NameAddrRef {
+        display,
         uri,
         angle: false,
         params,
+    })
+}
+
+/// Parse one name-addr / addr-spec item.
+pub fn parse_name_addr(item: &str) -> Result<NameAddr, ValueError> {
+    let n = scan_name_addr(item)?;
+    let display_name = match n.display {
+        Some(d) if d.starts_with('"') => Some(quoted(d)?.0),
+        Some(d) => Some(d.to_owned()),
+        None => None,
+    };
+    Ok(NameAddr {
+        display_name,
+        uri: Uri::parse(n.uri).map_err(|e| e.0)?,
+        angle: n.angle,
+        params: parse_params(n.params)?,
     })
 }
 
