@@ -136,6 +136,7 @@ pub fn is_token_char(c: u8) -> bool {
 }
 
 /// True if `s` is a non-empty RFC 3261 token.
+#[inline]
 pub fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_char)
 }

@@ -206,6 +206,7 @@ impl HeaderRef<'_> {
     }
 }
 
+#[inline]
 fn is_ctl(c: u8) -> bool {
     (c < 0x20 && c != b'\t') || c == 0x7f
 }
@@ -213,6 +214,10 @@ fn is_ctl(c: u8) -> bool {
 /// A control character that is not escaped as a quoted-pair (`\` followed by
 /// any byte but CR and LF, RFC 3261 section 25.1).
 fn has_bare_ctl(line: &[u8]) -> bool {
+    // Nearly every line has no control character at all: one quick pass.
+    if !line.iter().any(|&c| is_ctl(c)) {
+        return false;
+    }
     line.iter()
         .enumerate()
         .any(|(i, &c)| is_ctl(c) && !(i > 0 && line[i - 1] == b'\\'))

@@ -241,11 +241,23 @@ enum UriRef<'a> {
     Other { scheme: &'a str, rest: &'a str },
 }
 
+/// Position of an ASCII byte: a plain scan beats the generic char search on
+/// the short strings URIs are made of.
+#[inline]
+fn find_byte(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
+}
+
+#[inline]
+fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    find_byte(s, b).map(|i| (&s[..i], &s[i + 1..]))
+}
+
 fn scan(s: &str) -> Result<UriRef<'_>, UriError> {
     if s.bytes().any(|c| c <= b' ' || c == 0x7f) {
         return Err(UriError("whitespace or control character"));
     }
-    let colon = s.find(':').ok_or(UriError("no scheme"))?;
+    let colon = find_byte(s, b':').ok_or(UriError("no scheme"))?;
     let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
     let scheme_ok = scheme
         .as_bytes()
@@ -331,7 +343,7 @@ fn scan_params<'a>(
         return Ok(());
     }
     for p in s.split(';') {
-        let (n, v) = match p.split_once('=') {
+        let (n, v) = match split_at_byte(p, b'=') {
             Some((n, v)) => (n, Some(v)),
             None => (p, None),
         };
@@ -399,18 +411,18 @@ impl SipParts<'_> {
 fn scan_sip(secure: bool, rest: &str) -> Result<SipParts<'_>, UriError> {
     // A raw '@' can only end the userinfo (parameters and headers cannot
     // contain one), while the user part may contain '?', ';' and '/'.
-    let (userinfo, after) = match rest.find('@') {
+    let (userinfo, after) = match find_byte(rest, b'@') {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
-    let (hostpart, headers) = match after.split_once('?') {
+    let (hostpart, headers) = match split_at_byte(after, b'?') {
         Some((m, h)) => (m, Some(h)),
         None => (after, None),
     };
     let (user, password) = match userinfo {
         None => (None, None),
         Some(ui) => {
-            let (u, p) = match ui.split_once(':') {
+            let (u, p) = match split_at_byte(ui, b':') {
                 Some((u, p)) => (u, Some(p)),
                 None => (ui, None),
             };
@@ -424,7 +436,7 @@ fn scan_sip(secure: bool, rest: &str) -> Result<SipParts<'_>, UriError> {
             (Some(u), p)
         }
     };
-    let (hostport, params) = match hostpart.find(';') {
+    let (hostport, params) = match find_byte(hostpart, b';') {
         Some(i) => (&hostpart[..i], &hostpart[i + 1..]),
         None => (hostpart, ""),
     };
