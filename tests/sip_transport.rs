@@ -267,3 +267,48 @@ async fn unreachable_tcp_peer_is_a_transport_error() {
     assert!(matches!(ev, Some(ClientEvent::TransportError)), "{ev:?}");
     assert_eq!(a.stats().transactions.transport_errors, 1);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn our_flows_send_crlf_pings_and_drop_a_silent_peer() {
+    let cfg = EngineConfig {
+        keepalive_interval: Some(Duration::from_millis(150)),
+        pong_timeout: Duration::from_millis(300),
+        ..local_cfg()
+    };
+    let (a, _aev) = engine_with(cfg).await;
+    let (b, bev, _) = start_engine(TransportKind::Tcp).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let uas = tokio::spawn(serve_uas(b.clone(), bev, stop_rx));
+    let la = a.local_addr(TransportKind::Tcp).unwrap();
+    let lb = b.local_addr(TransportKind::Tcp).unwrap();
+    assert_eq!(ping(&a, TransportKind::Tcp, la, lb).await, 200);
+    // The peer answers each ping; the flow stays up.
+    until(&a, |s| s.keepalive_pongs >= 3).await;
+    assert!(b.stats().keepalive_pings >= 3);
+    assert_eq!(a.stats().keepalive_failures, 0);
+    assert_eq!(a.stats().connections_open, 1);
+    let _ = stop_tx.send(());
+    uas.await.unwrap();
+
+    // A peer that reads but never answers: the flow is closed.
+    let silent = tokio::net::TcpListener::bind(lo(0)).await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let sink = tokio::spawn(async move {
+        let (mut s, _) = silent.accept().await.unwrap();
+        let mut b = vec![0u8; 4096];
+        while let Ok(n) = s.read(&mut b).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let _rx = a.send_request(
+        request("OPTIONS", TransportKind::Tcp, la, silent_addr),
+        Peer {
+            transport: TransportKind::Tcp,
+            addr: silent_addr,
+        },
+    );
+    until(&a, |s| s.keepalive_failures == 1 && s.connections_open == 1).await;
+    sink.await.unwrap();
+}

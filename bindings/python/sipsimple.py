@@ -998,7 +998,7 @@ class EngineStatistics:
     """
     Counters of the SIP engine.
 """
-    def __init__(self, *, requests_in:int, responses_in:int, messages_out:int, retransmissions_sent:int, retransmissions_received:int, stray_responses:int, timeouts:int, transport_errors:int, live_transactions:int, parse_errors:int, bad_requests_answered:int, send_errors:int, bytes_in:int, bytes_out:int, connections_open:int, connections_refused:int):
+    def __init__(self, *, requests_in:int, responses_in:int, messages_out:int, retransmissions_sent:int, retransmissions_received:int, stray_responses:int, timeouts:int, transport_errors:int, live_transactions:int, parse_errors:int, bad_requests_answered:int, send_errors:int, bytes_in:int, bytes_out:int, connections_open:int, connections_refused:int, keepalive_pongs:int, keepalive_failures:int):
         self.requests_in = requests_in
         self.responses_in = responses_in
         self.messages_out = messages_out
@@ -1015,12 +1015,14 @@ class EngineStatistics:
         self.bytes_out = bytes_out
         self.connections_open = connections_open
         self.connections_refused = connections_refused
+        self.keepalive_pongs = keepalive_pongs
+        self.keepalive_failures = keepalive_failures
         
         
 
     
     def __str__(self):
-        return "EngineStatistics(requests_in={}, responses_in={}, messages_out={}, retransmissions_sent={}, retransmissions_received={}, stray_responses={}, timeouts={}, transport_errors={}, live_transactions={}, parse_errors={}, bad_requests_answered={}, send_errors={}, bytes_in={}, bytes_out={}, connections_open={}, connections_refused={})".format(self.requests_in, self.responses_in, self.messages_out, self.retransmissions_sent, self.retransmissions_received, self.stray_responses, self.timeouts, self.transport_errors, self.live_transactions, self.parse_errors, self.bad_requests_answered, self.send_errors, self.bytes_in, self.bytes_out, self.connections_open, self.connections_refused)
+        return "EngineStatistics(requests_in={}, responses_in={}, messages_out={}, retransmissions_sent={}, retransmissions_received={}, stray_responses={}, timeouts={}, transport_errors={}, live_transactions={}, parse_errors={}, bad_requests_answered={}, send_errors={}, bytes_in={}, bytes_out={}, connections_open={}, connections_refused={}, keepalive_pongs={}, keepalive_failures={})".format(self.requests_in, self.responses_in, self.messages_out, self.retransmissions_sent, self.retransmissions_received, self.stray_responses, self.timeouts, self.transport_errors, self.live_transactions, self.parse_errors, self.bad_requests_answered, self.send_errors, self.bytes_in, self.bytes_out, self.connections_open, self.connections_refused, self.keepalive_pongs, self.keepalive_failures)
     def __eq__(self, other):
         if self.requests_in != other.requests_in:
             return False
@@ -1054,6 +1056,10 @@ class EngineStatistics:
             return False
         if self.connections_refused != other.connections_refused:
             return False
+        if self.keepalive_pongs != other.keepalive_pongs:
+            return False
+        if self.keepalive_failures != other.keepalive_failures:
+            return False
         return True
 
 class _UniffiFfiConverterTypeEngineStatistics(_UniffiConverterRustBuffer):
@@ -1076,6 +1082,8 @@ class _UniffiFfiConverterTypeEngineStatistics(_UniffiConverterRustBuffer):
             bytes_out=_UniffiFfiConverterUInt64.read(buf),
             connections_open=_UniffiFfiConverterUInt64.read(buf),
             connections_refused=_UniffiFfiConverterUInt64.read(buf),
+            keepalive_pongs=_UniffiFfiConverterUInt64.read(buf),
+            keepalive_failures=_UniffiFfiConverterUInt64.read(buf),
         )
 
     @staticmethod
@@ -1096,6 +1104,8 @@ class _UniffiFfiConverterTypeEngineStatistics(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.check_lower(value.bytes_out)
         _UniffiFfiConverterUInt64.check_lower(value.connections_open)
         _UniffiFfiConverterUInt64.check_lower(value.connections_refused)
+        _UniffiFfiConverterUInt64.check_lower(value.keepalive_pongs)
+        _UniffiFfiConverterUInt64.check_lower(value.keepalive_failures)
 
     @staticmethod
     def write(value, buf):
@@ -1115,6 +1125,8 @@ class _UniffiFfiConverterTypeEngineStatistics(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.write(value.bytes_out, buf)
         _UniffiFfiConverterUInt64.write(value.connections_open, buf)
         _UniffiFfiConverterUInt64.write(value.connections_refused, buf)
+        _UniffiFfiConverterUInt64.write(value.keepalive_pongs, buf)
+        _UniffiFfiConverterUInt64.write(value.keepalive_failures, buf)
 
 
 

@@ -1891,10 +1891,12 @@ public struct EngineStatistics: Equatable, Hashable {
     public var bytesOut: UInt64
     public var connectionsOpen: UInt64
     public var connectionsRefused: UInt64
+    public var keepalivePongs: UInt64
+    public var keepaliveFailures: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
-    public init(requestsIn: UInt64, responsesIn: UInt64, messagesOut: UInt64, retransmissionsSent: UInt64, retransmissionsReceived: UInt64, strayResponses: UInt64, timeouts: UInt64, transportErrors: UInt64, liveTransactions: UInt64, parseErrors: UInt64, badRequestsAnswered: UInt64, sendErrors: UInt64, bytesIn: UInt64, bytesOut: UInt64, connectionsOpen: UInt64, connectionsRefused: UInt64) {
+    public init(requestsIn: UInt64, responsesIn: UInt64, messagesOut: UInt64, retransmissionsSent: UInt64, retransmissionsReceived: UInt64, strayResponses: UInt64, timeouts: UInt64, transportErrors: UInt64, liveTransactions: UInt64, parseErrors: UInt64, badRequestsAnswered: UInt64, sendErrors: UInt64, bytesIn: UInt64, bytesOut: UInt64, connectionsOpen: UInt64, connectionsRefused: UInt64, keepalivePongs: UInt64, keepaliveFailures: UInt64) {
         self.requestsIn = requestsIn
         self.responsesIn = responsesIn
         self.messagesOut = messagesOut
@@ -1911,6 +1913,8 @@ public struct EngineStatistics: Equatable, Hashable {
         self.bytesOut = bytesOut
         self.connectionsOpen = connectionsOpen
         self.connectionsRefused = connectionsRefused
+        self.keepalivePongs = keepalivePongs
+        self.keepaliveFailures = keepaliveFailures
     }
 
     
@@ -1944,7 +1948,9 @@ public struct FfiConverterTypeEngineStatistics: FfiConverterRustBuffer {
                 bytesIn: FfiConverterUInt64.read(from: &buf), 
                 bytesOut: FfiConverterUInt64.read(from: &buf), 
                 connectionsOpen: FfiConverterUInt64.read(from: &buf), 
-                connectionsRefused: FfiConverterUInt64.read(from: &buf)
+                connectionsRefused: FfiConverterUInt64.read(from: &buf), 
+                keepalivePongs: FfiConverterUInt64.read(from: &buf), 
+                keepaliveFailures: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -1965,6 +1971,8 @@ public struct FfiConverterTypeEngineStatistics: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.bytesOut, into: &buf)
         FfiConverterUInt64.write(value.connectionsOpen, into: &buf)
         FfiConverterUInt64.write(value.connectionsRefused, into: &buf)
+        FfiConverterUInt64.write(value.keepalivePongs, into: &buf)
+        FfiConverterUInt64.write(value.keepaliveFailures, into: &buf)
     }
 }
 

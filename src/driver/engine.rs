@@ -43,6 +43,10 @@ pub struct EngineConfig {
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// CRLF keep-alive on TCP/TLS connections we open (RFC 5626 4.4.1):
+    /// ping interval (None: off) and how long to wait for the pong.
+    pub keepalive_interval: Option<Duration>,
+    pub pong_timeout: Duration,
     /// Report every message sent and received as [`EngineEvent::Trace`].
     pub trace: bool,
 }
@@ -60,6 +64,9 @@ impl Default for EngineConfig {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(5),
+            // RFC 5626 4.4.1 recommends 95 to 120 s for connection-oriented flows.
+            keepalive_interval: Some(Duration::from_secs(110)),
+            pong_timeout: Duration::from_secs(10),
             trace: false,
         }
     }
@@ -142,7 +149,11 @@ pub struct EngineStats {
     pub connections_open: usize,
     pub connections_refused: u64,
     pub connections_idle_closed: u64,
+    /// CRLFCRLF pings we answered.
     pub keepalive_pings: u64,
+    /// Pongs to our pings, and flows closed because none came.
+    pub keepalive_pongs: u64,
+    pub keepalive_failures: u64,
 }
 
 /// Per-request transport options.
@@ -264,6 +275,8 @@ impl Engine {
             idle_timeout: cfg.idle_timeout,
             max_connections: cfg.max_connections,
             connect_timeout: cfg.connect_timeout,
+            keepalive: cfg.keepalive_interval,
+            pong_timeout: cfg.pong_timeout,
         };
         let mut tasks = Vec::new();
         if let Some(sock) = &udp {
@@ -369,6 +382,8 @@ impl Engine {
         s.connections_refused = c.connections_refused.load(Ordering::Relaxed);
         s.connections_idle_closed = c.connections_idle_closed.load(Ordering::Relaxed);
         s.keepalive_pings = c.keepalive_pings.load(Ordering::Relaxed);
+        s.keepalive_pongs = c.keepalive_pongs.load(Ordering::Relaxed);
+        s.keepalive_failures = c.keepalive_failures.load(Ordering::Relaxed);
         s
     }
 

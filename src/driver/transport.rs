@@ -62,6 +62,9 @@ pub(crate) struct TransportCounters {
     pub connections_refused: AtomicU64,
     pub connections_idle_closed: AtomicU64,
     pub keepalive_pings: AtomicU64,
+    /// Pongs that answered our pings, and flows closed for want of one.
+    pub keepalive_pongs: AtomicU64,
+    pub keepalive_failures: AtomicU64,
     /// Wire tracing on: transports keep the raw bytes of what they read.
     pub trace: std::sync::atomic::AtomicBool,
 }
@@ -72,6 +75,10 @@ pub(crate) struct StreamSettings {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub connect_timeout: Duration,
+    /// On connections we open: send a CRLFCRLF ping this often and close the
+    /// flow when no CRLF pong comes within `pong_timeout` (RFC 5626 4.4.1).
+    pub keepalive: Option<Duration>,
+    pub pong_timeout: Duration,
 }
 
 /// The TLS side of a connection, if any.
@@ -220,6 +227,7 @@ async fn run_connection(
     to_engine: mpsc::UnboundedSender<TransportInput>,
     counters: Arc<TransportCounters>,
 ) {
+    let outgoing = stream.is_none();
     let stream = match stream {
         Some(s) => Some(s),
         None => {
@@ -234,7 +242,13 @@ async fn run_connection(
     if let Some(stream) = stream {
         let _ = stream.set_nodelay(true);
         let limit = settings.connect_timeout;
-        let io = (&mut rx, &settings, &to_engine, &*counters);
+        // Only the side that opened a flow keeps it alive.
+        let keepalive = match mode {
+            TlsMode::Server(_) => None,
+            _ if outgoing => settings.keepalive,
+            _ => None,
+        };
+        let io = (&mut rx, &settings, &to_engine, &*counters, keepalive);
         match mode {
             TlsMode::None => serve(stream, peer, io).await,
             TlsMode::Client(cfg, name) => {
@@ -269,15 +283,38 @@ type ConnIo<'a> = (
     &'a StreamSettings,
     &'a mpsc::UnboundedSender<TransportInput>,
     &'a TransportCounters,
+    Option<Duration>,
 );
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, peer: Peer, io: ConnIo<'_>) {
-    let (rx, settings, to_engine, counters) = io;
+    let (rx, settings, to_engine, counters, keepalive) = io;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut framer = StreamFramer::new(settings.limits);
     let mut buf = vec![0u8; 16 * 1024];
+    let start = tokio::time::Instant::now();
+    let mut next_ping = keepalive.map(|k| start + k);
+    let mut pong_due: Option<tokio::time::Instant> = None;
     loop {
+        let wake = pong_due.or(next_ping);
+        let keepalive_timer = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = keepalive_timer => {
+                let now = tokio::time::Instant::now();
+                if pong_due.is_some_and(|d| d <= now) {
+                    counters.keepalive_failures.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if wr.write_all(b"\r\n\r\n").await.is_err() || wr.flush().await.is_err() {
+                    return;
+                }
+                pong_due = Some(now + settings.pong_timeout);
+                next_ping = keepalive.map(|k| now + k);
+            }
             out = rx.recv() => {
                 let Some(out) = out else { return };
                 if wr.write_all(&out.data).await.is_err() || wr.flush().await.is_err() {
@@ -306,7 +343,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, peer: Peer, io: Con
                                 return;
                             }
                         }
-                        Ok(Some(StreamEvent::Pong)) => {}
+                        Ok(Some(StreamEvent::Pong)) => {
+                            if pong_due.take().is_some() {
+                                counters.keepalive_pongs.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         Ok(Some(StreamEvent::Message(msg))) => {
                             let raw = counters.trace.load(Ordering::Relaxed).then(|| msg.to_bytes());
                             if to_engine.send(TransportInput::Message { msg, peer, raw }).is_err() {

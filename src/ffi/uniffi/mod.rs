@@ -169,6 +169,8 @@ pub struct EngineStatistics {
     pub bytes_out: u64,
     pub connections_open: u64,
     pub connections_refused: u64,
+    pub keepalive_pongs: u64,
+    pub keepalive_failures: u64,
 }
 
 impl From<crate::driver::engine::EngineStats> for EngineStatistics {
@@ -190,6 +192,8 @@ impl From<crate::driver::engine::EngineStats> for EngineStatistics {
             bytes_out: s.bytes_out,
             connections_open: s.connections_open as u64,
             connections_refused: s.connections_refused,
+            keepalive_pongs: s.keepalive_pongs,
+            keepalive_failures: s.keepalive_failures,
         }
     }
 }

@@ -3634,6 +3634,10 @@ data class EngineStatistics (
     var `connectionsOpen`: kotlin.ULong
     , 
     var `connectionsRefused`: kotlin.ULong
+    , 
+    var `keepalivePongs`: kotlin.ULong
+    , 
+    var `keepaliveFailures`: kotlin.ULong
     
 ){
     
@@ -3650,6 +3654,8 @@ data class EngineStatistics (
 public object FfiConverterTypeEngineStatistics: FfiConverterRustBuffer<EngineStatistics> {
     override fun read(buf: ByteBuffer): EngineStatistics {
         return EngineStatistics(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
@@ -3685,7 +3691,9 @@ public object FfiConverterTypeEngineStatistics: FfiConverterRustBuffer<EngineSta
             FfiConverterULong.allocationSize(value.`bytesIn`) +
             FfiConverterULong.allocationSize(value.`bytesOut`) +
             FfiConverterULong.allocationSize(value.`connectionsOpen`) +
-            FfiConverterULong.allocationSize(value.`connectionsRefused`)
+            FfiConverterULong.allocationSize(value.`connectionsRefused`) +
+            FfiConverterULong.allocationSize(value.`keepalivePongs`) +
+            FfiConverterULong.allocationSize(value.`keepaliveFailures`)
     )
 
     override fun write(value: EngineStatistics, buf: ByteBuffer) {
@@ -3705,6 +3713,8 @@ public object FfiConverterTypeEngineStatistics: FfiConverterRustBuffer<EngineSta
             FfiConverterULong.write(value.`bytesOut`, buf)
             FfiConverterULong.write(value.`connectionsOpen`, buf)
             FfiConverterULong.write(value.`connectionsRefused`, buf)
+            FfiConverterULong.write(value.`keepalivePongs`, buf)
+            FfiConverterULong.write(value.`keepaliveFailures`, buf)
     }
 }
 
