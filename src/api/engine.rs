@@ -54,6 +54,16 @@ fn port_setting(cfg: &Map<String, Value>, path: &str) -> Result<u16> {
     }
 }
 
+fn bool_setting(cfg: &Map<String, Value>, path: &str, default: bool) -> Result<bool> {
+    match setting(cfg, path) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(Error::InvalidArgument(format!(
+            "{path} must be true or false, not {v}"
+        ))),
+    }
+}
+
 /// Engine settings from the configuration document.
 pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, bool)> {
     let transports: Vec<String> = match setting(cfg, "sip.transport_list") {
@@ -90,15 +100,7 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
             ))),
         }
     };
-    let verify_server = match setting(cfg, "tls.verify_server") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => {
-            return Err(Error::InvalidArgument(format!(
-                "tls.verify_server must be true or false, not {v}"
-            )))
-        }
-    };
+    let verify_server = bool_setting(cfg, "tls.verify_server", true)?;
     let tls_settings = TlsSettings {
         ca_file: path("tls.ca_list")?,
         certificate_file: path("tls.certificate")?,
@@ -109,15 +111,7 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
     // outgoing TLS needs neither.
     let listen_tls =
         transports.iter().any(|t| t == "tls") && tls_settings.certificate_file.is_some();
-    let trace = match setting(cfg, "logs.trace_sip") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => {
-            return Err(Error::InvalidArgument(format!(
-                "logs.trace_sip must be true or false, not {v}"
-            )))
-        }
-    };
+    let trace = bool_setting(cfg, "logs.trace_sip", false)?;
     let config = EngineConfig {
         udp: transports
             .iter()

@@ -12,7 +12,6 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 
 use super::engine::{ClientEvent, Engine, SendOptions};
-use super::ids::random_hex;
 use crate::proto::sip::locate::{self, Naptr, Plan, Srv};
 use crate::proto::sip::transaction::{Peer, TransportKind};
 use crate::proto::sip::{SipMessage, Uri};
@@ -51,14 +50,9 @@ pub struct DNSLookup {
     resolver: TokioResolver,
 }
 
+/// A number in 0..=n for the RFC 2782 weighted choice.
 fn rand_upto(n: u32) -> u32 {
-    let hex = random_hex(4);
-    let v = u32::from_str_radix(&hex, 16).unwrap_or(0);
-    if n == 0 {
-        0
-    } else {
-        v % (n + 1)
-    }
+    getrandom::u32().unwrap_or(0) % n.saturating_add(1)
 }
 
 impl DNSLookup {
@@ -158,6 +152,37 @@ impl DNSLookup {
         }
     }
 
+    /// SRV per NAPTR target (or per transport without NAPTR), then the
+    /// domain's own addresses at the default port with the first transport
+    /// when no SRV exists (RFC 3263 4.2).
+    async fn srv_then_a(
+        &self,
+        domain: &str,
+        transports: &[TransportKind],
+        naptr: Vec<(TransportKind, String)>,
+        routes: &mut Vec<Route>,
+    ) {
+        if naptr.is_empty() {
+            for t in transports {
+                let name = locate::srv_name(*t, domain);
+                self.srv_routes(*t, &name, domain, routes).await;
+            }
+        } else {
+            for (t, name) in naptr {
+                self.srv_routes(t, &name, domain, routes).await;
+            }
+        }
+        if let (true, Some(&t)) = (routes.is_empty(), transports.first()) {
+            for ip in self.addresses(domain).await {
+                routes.push(Route {
+                    address: SocketAddr::new(ip, locate::default_port(t)),
+                    transport: t,
+                    tls_name: domain.to_string(),
+                });
+            }
+        }
+    }
+
     /// The ordered routes for `uri` over the transports we support (in our
     /// order of preference), per RFC 3263.
     pub async fn lookup_sip_proxy(
@@ -189,38 +214,15 @@ impl DNSLookup {
                     });
                 }
             }
-            Plan::Srv { domain, transports } | Plan::Naptr { domain, transports }
-                if !transports.is_empty() =>
-            {
-                let naptr = if matches!(locate::plan(uri, &transports)?, Plan::Naptr { .. }) {
-                    locate::naptr_targets(self.naptr(&domain).await, &transports)
-                } else {
-                    Vec::new()
-                };
-                if naptr.is_empty() {
-                    for t in &transports {
-                        let name = locate::srv_name(*t, &domain);
-                        self.srv_routes(*t, &name, &domain, &mut routes).await;
-                    }
-                } else {
-                    for (t, name) in naptr {
-                        self.srv_routes(t, &name, &domain, &mut routes).await;
-                    }
-                }
-                if routes.is_empty() {
-                    // No SRV: the domain's own addresses at the default port,
-                    // with the first transport (4.2).
-                    let t = transports[0];
-                    for ip in self.addresses(&domain).await {
-                        routes.push(Route {
-                            address: SocketAddr::new(ip, locate::default_port(t)),
-                            transport: t,
-                            tls_name: domain.clone(),
-                        });
-                    }
-                }
+            Plan::Naptr { domain, transports } => {
+                let naptr = locate::naptr_targets(self.naptr(&domain).await, &transports);
+                self.srv_then_a(&domain, &transports, naptr, &mut routes)
+                    .await;
             }
-            Plan::Srv { .. } | Plan::Naptr { .. } => {}
+            Plan::Srv { domain, transports } => {
+                self.srv_then_a(&domain, &transports, Vec::new(), &mut routes)
+                    .await;
+            }
         }
         if routes.is_empty() {
             return Err(DnsError::NotFound(uri.to_string()));
@@ -250,7 +252,7 @@ pub async fn send_with_failover(
     mut build: impl FnMut(&Route) -> SipMessage,
 ) -> Result<(Route, SipMessage), FailoverError> {
     let mut last = String::from("no routes");
-    for (i, route) in routes.iter().enumerate() {
+    for route in routes {
         let opts = SendOptions {
             tls_server_name: Some(route.tls_name.clone()),
             tls_verify,
@@ -287,7 +289,6 @@ pub async fn send_with_failover(
             Some(r) => return Ok((route.clone(), r)),
             None => {}
         }
-        let _ = i;
     }
     Err(FailoverError {
         tried: routes.len(),

@@ -20,8 +20,8 @@ use super::transport::{
 };
 use crate::proto::sip::screen::build_response;
 use crate::proto::sip::transaction::{
-    Peer, Timer, TimerConfig, TransactionLayer, Transmit, TransportKind, TxError, TxEvent, TxKey,
-    TxStats,
+    response_peer, Peer, Timer, TimerConfig, TransactionLayer, Transmit, TransportKind, TxError,
+    TxEvent, TxKey, TxStats,
 };
 use crate::proto::sip::{Limits, SipMessage};
 
@@ -194,6 +194,16 @@ struct Shared {
     stats: Mutex<EngineStats>,
 }
 
+impl Shared {
+    fn local(&self, transport: TransportKind) -> Option<SocketAddr> {
+        match transport {
+            TransportKind::Udp => self.local_udp,
+            TransportKind::Tcp => self.local_tcp,
+            TransportKind::Tls => self.local_tls,
+        }
+    }
+}
+
 /// A handle to the running engine. Cheap to clone; usable from any thread.
 #[derive(Clone)]
 pub struct Engine {
@@ -325,11 +335,7 @@ impl Engine {
 
     /// The address a transport listens on (with the port picked for port 0).
     pub fn local_addr(&self, transport: TransportKind) -> Option<SocketAddr> {
-        match transport {
-            TransportKind::Udp => self.shared.local_udp,
-            TransportKind::Tcp => self.shared.local_tcp,
-            TransportKind::Tls => self.shared.local_tls,
-        }
+        self.shared.local(transport)
     }
 
     /// Start a client transaction. Responses, timeout or errors arrive on
@@ -513,16 +519,8 @@ impl EngineTask {
                         let _ = r.push_header("Warning", &format!("399 - \"{err}\""));
                         self.bad_requests_answered += 1;
                         let dest = match partial.top_via() {
-                            Some(v)
-                                if peer.transport == TransportKind::Udp
-                                    && v.param("rport").is_none() =>
-                            {
-                                Peer {
-                                    transport: peer.transport,
-                                    addr: SocketAddr::new(peer.addr.ip(), v.port.unwrap_or(5060)),
-                                }
-                            }
-                            _ => peer,
+                            Some(v) => response_peer(&v, peer),
+                            None => peer,
                         };
                         self.layer.send_stateless(dest, &r);
                     }
@@ -548,11 +546,7 @@ impl EngineTask {
     }
 
     fn trace(&self, direction: Direction, peer: Peer, data: Vec<u8>) {
-        let local = match peer.transport {
-            TransportKind::Udp => self.shared.local_udp,
-            TransportKind::Tcp => self.shared.local_tcp,
-            TransportKind::Tls => self.shared.local_tls,
-        };
+        let local = self.shared.local(peer.transport);
         let _ = self.events.send(EngineEvent::Trace(WireTrace {
             direction,
             peer,
@@ -597,70 +591,52 @@ impl EngineTask {
         if self.shared.counters.trace.load(Ordering::Relaxed) {
             self.trace(Direction::Outgoing, t.peer, t.data.clone());
         }
-        let now = Instant::now();
         let len = t.data.len() as u64;
-        match t.peer.transport {
-            TransportKind::Udp => {
-                let ok = match &self.udp {
-                    Some(sock) => sock.send_to(&t.data, t.peer.addr).await.is_ok(),
-                    None => false,
-                };
-                if ok {
-                    self.shared
-                        .counters
-                        .bytes_out
-                        .fetch_add(len, Ordering::Relaxed);
-                } else {
-                    self.send_errors += 1;
-                    if let Some(k) = t.key {
-                        self.layer.handle_transport_error(now, k);
-                    }
-                }
+        let sent = match t.peer.transport {
+            TransportKind::Udp => match &self.udp {
+                Some(sock) => sock.send_to(&t.data, t.peer.addr).await.is_ok(),
+                None => false,
+            },
+            TransportKind::Tcp | TransportKind::Tls => self.queue_on_stream(t.peer, t.data, t.key),
+        };
+        if sent {
+            if t.peer.transport == TransportKind::Udp {
+                // Stream bytes are counted by the connection task once written.
+                self.shared
+                    .counters
+                    .bytes_out
+                    .fetch_add(len, Ordering::Relaxed);
             }
-            TransportKind::Tcp | TransportKind::Tls => {
-                let k = (t.peer.transport, t.peer.addr);
-                if !self.conns.contains_key(&k) {
-                    let mode = match self.tls_mode(t.peer) {
-                        Ok(m) => m,
-                        Err(_) => {
-                            self.send_errors += 1;
-                            if let Some(key) = t.key {
-                                self.layer.handle_transport_error(now, key);
-                            }
-                            return;
-                        }
-                    };
-                    match transport::stream_connect(
-                        t.peer,
-                        mode,
-                        self.settings.clone(),
-                        self.in_tx.clone(),
-                        self.shared.counters.clone(),
-                    ) {
-                        Some(c) => {
-                            self.conns.insert(k, c);
-                        }
-                        None => {
-                            self.send_errors += 1;
-                            if let Some(key) = t.key {
-                                self.layer.handle_transport_error(now, key);
-                            }
-                            return;
-                        }
-                    }
-                }
-                let Some((_, writer)) = self.conns.get(&k) else {
-                    return;
-                };
-                let key = t.key;
-                if writer.try_send(Outgoing { data: t.data, key }).is_err() {
-                    self.send_errors += 1;
-                    if let Some(k) = key {
-                        self.layer.handle_transport_error(now, k);
-                    }
-                }
+        } else {
+            self.send_errors += 1;
+            if let Some(k) = t.key {
+                self.layer.handle_transport_error(Instant::now(), k);
             }
         }
+    }
+
+    /// Hand bytes to the connection for `peer`, opening it if needed. False
+    /// when that cannot be done (no TLS name, connection cap, queue full).
+    fn queue_on_stream(&mut self, peer: Peer, data: Vec<u8>, key: Option<TxKey>) -> bool {
+        let k = (peer.transport, peer.addr);
+        if !self.conns.contains_key(&k) {
+            let Ok(mode) = self.tls_mode(peer) else {
+                return false;
+            };
+            let Some(c) = transport::stream_connect(
+                peer,
+                mode,
+                self.settings.clone(),
+                self.in_tx.clone(),
+                self.shared.counters.clone(),
+            ) else {
+                return false;
+            };
+            self.conns.insert(k, c);
+        }
+        self.conns
+            .get(&k)
+            .is_some_and(|(_, writer)| writer.try_send(Outgoing { data, key }).is_ok())
     }
 
     /// How to open a new connection to `peer`.
@@ -740,25 +716,17 @@ impl EngineTask {
 /// transport from `;transport=`, else UDP (TLS for sips:), port from the
 /// URI or the transport's default.
 pub fn numeric_peer(uri: &crate::proto::sip::Uri) -> Option<Peer> {
-    use crate::proto::sip::Host;
-    let sip = uri.as_sip()?;
-    let ip: std::net::IpAddr = match &sip.host {
-        Host::V4(a) => (*a).into(),
-        Host::V6(a) => (*a).into(),
-        _ => return None,
-    };
-    let transport = match sip.transport() {
-        Some(t) => TransportKind::parse(&t)?,
-        None if sip.secure => TransportKind::Tls,
-        None => TransportKind::Udp,
-    };
-    let default_port = if transport == TransportKind::Tls {
-        5061
-    } else {
-        5060
-    };
-    Some(Peer {
-        transport,
-        addr: SocketAddr::new(ip, sip.port.unwrap_or(default_port)),
-    })
+    use crate::proto::sip::locate::{plan, Plan};
+    let all = [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls];
+    match plan(uri, &all).ok()? {
+        Plan::Address {
+            ip,
+            port,
+            transport,
+        } => Some(Peer {
+            transport,
+            addr: SocketAddr::new(ip, port),
+        }),
+        _ => None,
+    }
 }

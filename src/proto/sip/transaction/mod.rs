@@ -289,7 +289,7 @@ fn client_match_key(msg: &SipMessage) -> Option<String> {
 /// Where responses to a request go (RFC 3261 18.2.2, RFC 3581): back on the
 /// connection for reliable transports; to the source address when the
 /// client asked for rport; otherwise to the source IP at the Via port.
-fn response_peer(via: &Via, source: Peer) -> Peer {
+pub fn response_peer(via: &Via, source: Peer) -> Peer {
     if source.transport.is_reliable() || via.param("rport").is_some() {
         return source;
     }
@@ -595,19 +595,19 @@ impl TransactionLayer {
             }
             _ => return Err(TxError::WrongState),
         }
-        self.drain_terminated(now);
+        self.drain_terminated();
         Ok(())
     }
 
     /// The transport failed to deliver for `key` (RFC 3261 17.1.4, 17.2.4).
-    pub fn handle_transport_error(&mut self, now: Instant, key: TxKey) {
+    pub fn handle_transport_error(&mut self, _now: Instant, key: TxKey) {
         let Some(tx) = self.txs.get_mut(&key.0) else {
             return;
         };
         self.out.stats.transport_errors += 1;
         tx.terminate(key.0, &mut self.out);
         self.out.events.push_back(TxEvent::TransportError { key });
-        self.drain_terminated(now);
+        self.drain_terminated();
     }
 
     /// A parsed message arrived from `source`.
@@ -619,7 +619,7 @@ impl TransactionLayer {
             self.out.stats.responses_in += 1;
             self.handle_response(now, msg, source);
         }
-        self.drain_terminated(now);
+        self.drain_terminated();
     }
 
     fn handle_response(&mut self, now: Instant, resp: SipMessage, source: Peer) {
@@ -935,10 +935,10 @@ impl TransactionLayer {
                 }
             }
         }
-        self.drain_terminated(now);
+        self.drain_terminated();
     }
 
-    fn drain_terminated(&mut self, _now: Instant) {
+    fn drain_terminated(&mut self) {
         let done = std::mem::take(&mut self.out.terminated);
         for id in done {
             self.remove(id);
