@@ -1,3 +1,4 @@
 //! Sans-IO protocol cores: parsers, printers and state machines. No sockets, no
 //! threads, no clocks: time is an argument.
+pub mod sdp;
 pub mod sip;
