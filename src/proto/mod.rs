@@ -2,3 +2,4 @@
 //! threads, no clocks: time is an argument.
 pub mod sdp;
 pub mod sip;
+pub mod ua;
