@@ -268,6 +268,13 @@ impl SIPApplication {
     }
 
     /// The sender id of the engine's notifications (SIPEngineSIPTrace), while running.
+    /// The SessionManager of the running application.
+    pub fn session_manager(&self) -> Result<super::session::SessionManager> {
+        self.engine()
+            .map(|e| super::session::SessionManager::new(e.sessions))
+            .ok_or_else(|| Error::InvalidState("SIPApplication is not running".into()))
+    }
+
     pub fn engine_id(&self) -> Option<ObjectId> {
         self.engine().map(|e| e.sender.id)
     }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::application::{AppContext, Subsystem};
 use super::error::{Error, Result};
 use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
+use super::session::{self, Input, SessionEnv, SessionTable};
 use crate::driver::engine::{
     Direction, Engine, EngineConfig, EngineEvent, EngineStats, StartError,
 };
@@ -131,12 +132,60 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
     Ok((config, trace))
 }
 
+/// How long stop() waits for sessions to end before closing transports.
+const SESSION_END_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn user_agent(cfg: &Map<String, Value>) -> String {
+    setting(cfg, "user_agent")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && !s.contains(['\r', '\n']))
+        .map(str::to_string)
+        .unwrap_or_else(|| concat!("sipsimple/", env!("CARGO_PKG_VERSION")).to_string())
+}
+
+/// `sip.session_timer`: false turns our own timer off; `sip.session_expires`
+/// and `sip.min_se` set the intervals (RFC 4028).
+fn session_timers(
+    cfg: &Map<String, Value>,
+) -> Result<Option<crate::proto::ua::session::SessionTimers>> {
+    if !bool_setting(cfg, "sip.session_timer", true)? {
+        return Ok(None);
+    }
+    let num = |path: &str, default: u32| -> Result<u32> {
+        match setting(cfg, path) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n >= 90)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "{path} must be a number of seconds >= 90, not {v}"
+                    ))
+                }),
+        }
+    };
+    let interval = num("sip.session_expires", 1800)?;
+    let min_se = num("sip.min_se", 90)?;
+    if min_se > interval {
+        return Err(Error::InvalidArgument(
+            "sip.min_se must not exceed sip.session_expires".into(),
+        ));
+    }
+    Ok(Some(crate::proto::ua::session::SessionTimers {
+        interval,
+        min_se,
+        refresh_with_update: true,
+    }))
+}
+
 /// The running engine as the application sees it.
 #[derive(Clone)]
 pub(crate) struct EngineHandle {
     pub engine: Engine,
     pub trace: Arc<AtomicBool>,
     pub sender: Sender,
+    pub sessions: SessionEnv,
 }
 
 impl EngineHandle {
@@ -190,6 +239,14 @@ impl Subsystem for EngineSubsystem {
                 id: ObjectId::new(),
                 kind: "Engine",
             },
+            sessions: SessionEnv {
+                engine: engine.clone(),
+                runtime: rt.handle().clone(),
+                table: Arc::new(SessionTable::default()),
+                user_agent: user_agent(&ctx.configuration),
+                timers: session_timers(&ctx.configuration)?,
+                rel100: bool_setting(&ctx.configuration, "sip.enable_100rel", true)?,
+            },
         };
         rt.handle().spawn(ua_core(handle.clone(), rx));
         ctx.engine = Some(handle);
@@ -198,6 +255,9 @@ impl Subsystem for EngineSubsystem {
 
     fn stop(&mut self, ctx: &mut AppContext) {
         if let Some(h) = ctx.engine.take() {
+            // Sessions end first, each with its BYE or CANCEL answered or
+            // given up on, before the transports close.
+            session::SessionManager::new(h.sessions.clone()).end_all(SESSION_END_TIMEOUT);
             h.engine.stop();
         }
     }
@@ -254,9 +314,15 @@ pub(crate) fn default_answer(
     Some(r)
 }
 
+/// The tag of a header value's name-addr (To or From).
+fn tag_of(v: Option<crate::proto::sip::values::NameAddr>) -> Option<String> {
+    v.and_then(|n| n.tag().map(str::to_string))
+}
+
 async fn ua_core(h: EngineHandle, mut rx: mpsc::UnboundedReceiver<EngineEvent>) {
     let caps = Capabilities::default();
     let mut dialogs = Dialogs::default();
+    let table = h.sessions.table.clone();
     while let Some(ev) = rx.recv().await {
         match ev {
             EngineEvent::Trace(t) if h.trace.load(Ordering::Relaxed) => {
@@ -266,9 +332,55 @@ async fn ua_core(h: EngineHandle, mut rx: mpsc::UnboundedReceiver<EngineEvent>) 
                     trace_data(&t),
                 );
             }
-            EngineEvent::Request { key, request, .. } => {
+            EngineEvent::Request {
+                key,
+                request,
+                source,
+            } => {
+                let call_id = request.call_id().unwrap_or("").to_string();
+                let to_tag = tag_of(request.to());
+                let screened = screen_request(&request, &caps).is_some();
+                match (request.method(), to_tag) {
+                    (Some(_), Some(tag)) if !screened => {
+                        let is_invite = request.method() == Some("INVITE");
+                        let input = Input::Request {
+                            key: Some(key),
+                            request: request.clone(),
+                        };
+                        if table.route(&call_id, &tag, input) {
+                            if is_invite {
+                                // A re-INVITE may be cancelled or miss its ACK.
+                                table.register_key(&call_id, &tag, key);
+                            }
+                            continue;
+                        }
+                    }
+                    (Some("INVITE"), None) if !screened => {
+                        session::incoming(&h.sessions, key, request, source);
+                        continue;
+                    }
+                    _ => {}
+                }
                 if let Some(r) = default_answer(&request, &caps, &mut dialogs) {
                     h.engine.respond(key, r);
+                }
+            }
+            EngineEvent::Ack { request, .. } => {
+                let call_id = request.call_id().unwrap_or("").to_string();
+                if let Some(tag) = tag_of(request.to()) {
+                    table.route(&call_id, &tag, Input::Request { key: None, request });
+                }
+            }
+            EngineEvent::Cancelled { invite } => {
+                table.route_key(invite, Input::Cancel(invite));
+            }
+            EngineEvent::AckTimeout { key, .. } => {
+                table.route_key(key, Input::AckTimeout);
+            }
+            EngineEvent::StrayResponse { response, .. } => {
+                let call_id = response.call_id().unwrap_or("").to_string();
+                if let Some(tag) = tag_of(response.from()) {
+                    table.route(&call_id, &tag, Input::Stray(response));
                 }
             }
             _ => {}

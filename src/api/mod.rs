@@ -2,17 +2,25 @@
 //! never blocks the caller on network I/O. Both FFI layers are thin adapters
 //! over this module.
 
+pub mod account;
 pub mod application;
 pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod notification;
+pub mod session;
 pub mod storage;
+pub mod stream;
 
+pub use account::Account;
 pub use application::{ApplicationState, SIPApplication};
 pub use error::{Error, ErrorKind, Result, StorageError};
 pub use logging::{set_log_sink, LogLevel, LogSink};
 pub use notification::{
     Notification, NotificationCenter, NotificationData, ObjectId, ObserverToken, Sender,
 };
+pub use session::{Session, SessionManager, SessionState};
 pub use storage::{FileStorage, MemoryStorage, Storage};
+pub use stream::{
+    MediaStream, MediaStreamFactory, MediaStreamRegistry, StreamContext, StreamFuture, StreamHandle,
+};

@@ -2,6 +2,8 @@
 //! built from the library's dialog, screening and digest parts.
 #![allow(dead_code)]
 
+pub mod media;
+
 use std::net::SocketAddr;
 
 use sipsimple::driver::engine::{numeric_peer, ClientEvent, Engine, EngineConfig, EngineEvent};
