@@ -34,6 +34,16 @@
 #include <stdlib.h>
 
 /**
+ * Limits that bound what one description may hold.
+ */
+#define MAX_SDP_BYTES (64 * 1024)
+
+/**
+ * More media sections than any real offer carries.
+ */
+#define MAX_MEDIA 64
+
+/**
  * Status codes of the C ABI. Numbers are append-only: a retired code stays
  * reserved and is never reused.
  */
@@ -130,6 +140,11 @@ typedef uint32_t SipsimpleValueType;
 #endif // __cplusplus
 
 /**
+ * An account (`Account` or the Bonjour account). Opaque.
+ */
+typedef struct SipsimpleAccount SipsimpleAccount;
+
+/**
  * An application (`SIPApplication`). Opaque.
  */
 typedef struct SipsimpleApplication SipsimpleApplication;
@@ -138,6 +153,11 @@ typedef struct SipsimpleApplication SipsimpleApplication;
  * A notification. Opaque; valid only during the callback that received it.
  */
 typedef struct SipsimpleNotification SipsimpleNotification;
+
+/**
+ * A session (`Session`). Opaque.
+ */
+typedef struct SipsimpleSession SipsimpleSession;
 
 /**
  * A configuration storage backend. Opaque.
@@ -159,6 +179,65 @@ typedef void (*SipsimpleLogCallback)(uint32_t level,
                                      const char *target,
                                      const char *message,
                                      void *user_data);
+
+/**
+ * Callbacks of a stream type defined by the application. Every callback
+ * gets the stream's id (its notification sender id) and the `user_data`
+ * given at registration. Return 0 for success from the int32_t ones.
+ * `initialize` and `start` run on a worker thread and may block; the
+ * others run on the runtime thread and must return quickly. Strings passed
+ * in are valid until the callback returns.
+ */
+typedef struct SipsimpleStreamCallbacks {
+  /**
+   * Whether the type takes media section `index` of the offer `sdp`:
+   * non-zero makes a stream with `stream_id`.
+   */
+  int32_t (*new_from_sdp)(uint64_t stream_id, const char *sdp, uint32_t index, void *user_data);
+  /**
+   * A stream the application asked for (connect, add_stream).
+   */
+  int32_t (*new_outgoing)(uint64_t stream_id, void *user_data);
+  /**
+   * Prepare local resources; `direction` is "outgoing" or "incoming".
+   */
+  int32_t (*initialize)(uint64_t stream_id,
+                        const char *local_ip,
+                        const char *direction,
+                        void *user_data);
+  /**
+   * The media section (from "m=" on, lines ending in CRLF) for an offer
+   * (`remote_media` NULL) or the answer to `remote_media`. The returned
+   * string must stay valid until the next callback for this stream; the
+   * library copies it. NULL refuses.
+   */
+  const char *(*get_local_media)(uint64_t stream_id, const char *remote_media, void *user_data);
+  /**
+   * Both descriptions are known: start the media.
+   */
+  int32_t (*start)(uint64_t stream_id,
+                   const char *local_sdp,
+                   const char *remote_sdp,
+                   uint32_t index,
+                   void *user_data);
+  /**
+   * A renegotiated description (may be NULL).
+   */
+  void (*update)(uint64_t stream_id,
+                 const char *local_sdp,
+                 const char *remote_sdp,
+                 uint32_t index,
+                 void *user_data);
+  /**
+   * Hold and unhold (may be NULL).
+   */
+  void (*hold)(uint64_t stream_id, void *user_data);
+  void (*unhold)(uint64_t stream_id, void *user_data);
+  /**
+   * The stream is over; called exactly once per stream made.
+   */
+  void (*end)(uint64_t stream_id, void *user_data);
+} SipsimpleStreamCallbacks;
 
 #ifdef __cplusplus
 extern "C" {
@@ -365,6 +444,156 @@ SipsimpleStatus sipsimple_notification_get_json(const struct SipsimpleNotificati
 SipsimpleStatus sipsimple_set_log_callback(SipsimpleLogCallback callback,
                                            void *user_data,
                                            uint32_t level);
+
+/**
+ * An account for `id` (user@domain); `display_name` may be NULL.
+ */
+SipsimpleStatus sipsimple_account_new(const char *id,
+                                      const char *display_name,
+                                      struct SipsimpleAccount **out);
+
+/**
+ * The P2P account `bonjour@local`; `display_name` may be NULL.
+ */
+SipsimpleStatus sipsimple_account_new_bonjour(const char *display_name,
+                                              struct SipsimpleAccount **out);
+
+/**
+ * Free an account handle (sessions keep their own reference).
+ */
+SipsimpleStatus sipsimple_account_free(struct SipsimpleAccount *account);
+
+/**
+ * The account that incoming sessions belong to (default: Bonjour). NULL
+ * resets to the default.
+ */
+SipsimpleStatus sipsimple_application_set_default_account(struct SipsimpleApplication *application,
+                                                          struct SipsimpleAccount *account_handle);
+
+/**
+ * While `busy` is non-zero, new incoming sessions are answered 486 Busy
+ * Here without a session being made.
+ */
+SipsimpleStatus sipsimple_application_set_busy(struct SipsimpleApplication *application,
+                                               int32_t busy);
+
+/**
+ * A new outgoing session (state "NULL") of a running application.
+ */
+SipsimpleStatus sipsimple_session_new(struct SipsimpleApplication *application,
+                                      struct SipsimpleAccount *account_handle,
+                                      struct SipsimpleSession **out);
+
+/**
+ * A handle to the live session whose notifications carry `session_id` as
+ * sender id (e.g. from SIPSessionNewIncoming). SIPSIMPLE_STATUS_NOT_FOUND
+ * when it has ended. Free the handle with `sipsimple_session_free`.
+ */
+SipsimpleStatus sipsimple_application_get_session(struct SipsimpleApplication *application,
+                                                  uint64_t session_id,
+                                                  struct SipsimpleSession **out);
+
+/**
+ * Free a session handle. The session itself goes on until it ends.
+ */
+SipsimpleStatus sipsimple_session_free(struct SipsimpleSession *s);
+
+/**
+ * The session's id (the sender id of its notifications).
+ */
+SipsimpleStatus sipsimple_session_id(struct SipsimpleSession *s, uint64_t *out);
+
+/**
+ * The state: "NULL", "connecting", "incoming", "accepting", "established",
+ * "proposing", "received_proposal", "terminating", "terminated". Free with
+ * `sipsimple_string_free`.
+ */
+SipsimpleStatus sipsimple_session_state(struct SipsimpleSession *s, char **out);
+
+/**
+ * Every attribute as a JSON object: id, account, state, direction,
+ * start_time, stop_time, on_hold_by_local, on_hold_by_remote, on_hold,
+ * remote_user_agent, local_identity, remote_identity, route, streams,
+ * proposed_streams. Free with `sipsimple_string_free`.
+ */
+SipsimpleStatus sipsimple_session_info(struct SipsimpleSession *s, char **out);
+
+/**
+ * Call `uri` with new streams of the comma-separated registered
+ * `stream_types`; `routes` is NULL or a comma-separated list of proxy URIs.
+ */
+SipsimpleStatus sipsimple_session_connect(struct SipsimpleSession *s,
+                                          const char *uri,
+                                          const char *routes,
+                                          const char *stream_types);
+
+/**
+ * Send 180 Ringing on an incoming session.
+ */
+SipsimpleStatus sipsimple_session_send_ring_indication(struct SipsimpleSession *s);
+
+/**
+ * Accept an incoming session with the proposed streams of the listed
+ * types (comma-separated; NULL: all proposed streams).
+ */
+SipsimpleStatus sipsimple_session_accept(struct SipsimpleSession *s, const char *stream_types);
+
+/**
+ * Refuse an incoming session with `code` (300-699, e.g. 486, 603).
+ */
+SipsimpleStatus sipsimple_session_reject(struct SipsimpleSession *s, uint32_t code);
+
+/**
+ * End the session (CANCEL, decline or BYE as the state needs).
+ */
+SipsimpleStatus sipsimple_session_end(struct SipsimpleSession *s);
+
+SipsimpleStatus sipsimple_session_hold(struct SipsimpleSession *s);
+
+SipsimpleStatus sipsimple_session_unhold(struct SipsimpleSession *s);
+
+/**
+ * Propose a new stream of a registered type (re-INVITE).
+ */
+SipsimpleStatus sipsimple_session_add_stream(struct SipsimpleSession *s, const char *stream_type);
+
+/**
+ * Remove the session's (first) stream of `stream_type`.
+ */
+SipsimpleStatus sipsimple_session_remove_stream(struct SipsimpleSession *s,
+                                                const char *stream_type);
+
+/**
+ * Accept the peer's proposal with the proposed streams of the listed
+ * types (NULL: all).
+ */
+SipsimpleStatus sipsimple_session_accept_proposal(struct SipsimpleSession *s,
+                                                  const char *stream_types);
+
+/**
+ * Refuse the peer's proposal with `code` (300-699, usually 488).
+ */
+SipsimpleStatus sipsimple_session_reject_proposal(struct SipsimpleSession *s, uint32_t code);
+
+/**
+ * Register a stream type implemented by the application, under `name`
+ * (1-64 letters, digits, '-', '_', '.'). Higher `priority` is asked first
+ * for an incoming m= line; `hold_supported` non-zero makes the session set
+ * the direction attribute on its media section for hold. `callbacks` is
+ * copied; new_from_sdp, new_outgoing, initialize, get_local_media, start
+ * and end are required. A type registered again replaces the old one.
+ */
+SipsimpleStatus sipsimple_stream_type_register(const char *name,
+                                               int32_t priority,
+                                               int32_t hold_supported,
+                                               const struct SipsimpleStreamCallbacks *callbacks,
+                                               void *user_data);
+
+/**
+ * Remove a stream type; running sessions keep their streams.
+ * SIPSIMPLE_STATUS_NOT_FOUND if no such type is registered.
+ */
+SipsimpleStatus sipsimple_stream_type_unregister(const char *name);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -37,6 +37,7 @@ c_build() {
   cflags=$(pkg-config --cflags --libs sipsimple) || return 1
   # shellcheck disable=SC2086
   gcc -Wall -Wextra -Werror -std=c11 examples-c/hello.c $cflags -o build/hello &&
+    gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE examples-c/loopback.c $cflags -lpthread -o build/loopback &&
     gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE tests/c/misuse.c $cflags -lpthread -o build/misuse &&
     gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE tests/c/concurrency.c $cflags -lpthread -o build/concurrency &&
     gcc -Wall -Wextra -Werror -std=c11 examples-c/hello.c -Ibuild/prefix/include build/prefix/lib/libsipsimple.a \
@@ -57,6 +58,7 @@ step "header drift" scripts/gen-header.sh --check
 step "bindings drift" scripts/gen-bindings.sh --check
 step "C build (pkg-config, shared and static)" c_build
 step "C hello under valgrind" timeout 300 "${VG[@]}" ./build/hello
+step "C loopback demo (a C-defined stream type) under valgrind" timeout 300 "${VG[@]}" ./build/loopback
 step "C misuse under valgrind" timeout 300 "${VG[@]}" ./build/misuse
 step "C concurrency (8 threads) under valgrind" timeout 300 "${VG[@]}" ./build/concurrency 3
 step "Python bindings (pytest)" timeout 300 python3 -m pytest -q tests/python

@@ -22,5 +22,6 @@ pub use notification::{
 pub use session::{Session, SessionManager, SessionState};
 pub use storage::{FileStorage, MemoryStorage, Storage};
 pub use stream::{
-    MediaStream, MediaStreamFactory, MediaStreamRegistry, StreamContext, StreamFuture, StreamHandle,
+    HostStreamHandler, HostStreamType, MediaStream, MediaStreamFactory, MediaStreamRegistry,
+    StreamContext, StreamFuture, StreamHandle,
 };

@@ -317,6 +317,33 @@ impl Session {
         self.inner.info.lock().proposed_streams.clone()
     }
 
+    /// Every attribute as one JSON object (times in seconds since the Unix
+    /// epoch), the form the C ABI returns.
+    pub fn info_json(&self) -> Value {
+        let i = self.inner.info.lock();
+        let secs = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64())
+        };
+        serde_json::json!({
+            "id": self.inner.sender.id.0,
+            "account": self.inner.account.id(),
+            "state": i.state.unwrap_or(State::Null).as_str(),
+            "direction": i.direction,
+            "start_time": secs(i.start_time),
+            "stop_time": secs(i.stop_time),
+            "on_hold_by_local": i.on_hold_by_local,
+            "on_hold_by_remote": i.on_hold_by_remote,
+            "on_hold": i.on_hold_by_local || i.on_hold_by_remote,
+            "remote_user_agent": i.remote_user_agent,
+            "local_identity": i.local_identity,
+            "remote_identity": i.remote_identity,
+            "route": i.route,
+            "streams": streams_json(&i.streams),
+            "proposed_streams": streams_json(&i.proposed_streams),
+        })
+    }
+
     /// Check the state and move to `next` atomically; posts the change.
     fn transition(&self, what: &str, allowed: &[State], next: Option<State>) -> Result<()> {
         let prev = {
@@ -1908,6 +1935,11 @@ impl SessionManager {
     /// Sessions not yet terminated.
     pub fn sessions(&self) -> Vec<Session> {
         self.env.table.sessions()
+    }
+
+    /// The live session with this id (the sender id of its notifications).
+    pub fn session(&self, id: ObjectId) -> Option<Session> {
+        self.sessions().into_iter().find(|s| s.id() == id)
     }
 
     /// A new outgoing session (state NULL) for `account`.

@@ -94,6 +94,12 @@ pub trait MediaStream: Send + Sync + 'static {
 
     /// Release everything; called once.
     fn end(&self);
+
+    /// The id the stream wants as a notification sender (host streams know
+    /// theirs before the session sees them).
+    fn object_id(&self) -> Option<ObjectId> {
+        None
+    }
 }
 
 /// Makes streams of one type (the class side of IMediaStream).
@@ -139,7 +145,7 @@ impl StreamHandle {
     pub fn new(imp: Arc<dyn MediaStream>) -> StreamHandle {
         StreamHandle {
             sender: Sender {
-                id: ObjectId::new(),
+                id: imp.object_id().unwrap_or_default(),
                 kind: "MediaStream",
             },
             type_name: imp.stream_type().to_string(),
@@ -251,5 +257,213 @@ impl MediaStreamRegistry {
             .iter()
             .find_map(|f| f.new_from_sdp(sdp, index))
             .map(StreamHandle::new)
+    }
+}
+
+/// A stream type implemented by the host application (C, Python, Swift,
+/// Kotlin): SDP travels as text, calls block. `initialize` and `start` run
+/// on a blocking-pool thread; the others on the runtime thread and must
+/// return quickly. `stream_id` is the stream's notification sender id.
+pub trait HostStreamHandler: Send + Sync + 'static {
+    /// Whether this type takes media section `index` of `sdp`; if so a
+    /// stream with `stream_id` now exists.
+    fn new_from_sdp(&self, stream_id: u64, sdp: &str, index: u32) -> bool;
+    /// A stream the application asked for (outgoing offer or proposal).
+    fn new_outgoing(&self, stream_id: u64) -> std::result::Result<(), String>;
+    fn initialize(
+        &self,
+        stream_id: u64,
+        local_ip: &str,
+        direction: &str,
+    ) -> std::result::Result<(), String>;
+    /// The media section (from `m=` on) for an offer (`remote_media` None)
+    /// or the answer to `remote_media`.
+    fn get_local_media(
+        &self,
+        stream_id: u64,
+        remote_media: Option<&str>,
+    ) -> std::result::Result<String, String>;
+    fn start(
+        &self,
+        stream_id: u64,
+        local_sdp: &str,
+        remote_sdp: &str,
+        index: u32,
+    ) -> std::result::Result<(), String>;
+    fn update(&self, stream_id: u64, local_sdp: &str, remote_sdp: &str, index: u32);
+    fn hold(&self, stream_id: u64);
+    fn unhold(&self, stream_id: u64);
+    fn end(&self, stream_id: u64);
+}
+
+struct HostStream {
+    id: ObjectId,
+    type_name: String,
+    hold_supported: bool,
+    handler: Arc<dyn HostStreamHandler>,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+fn host_err(type_name: &str, what: &str, e: String) -> Error {
+    Error::Internal(format!("{type_name} stream: {what} failed: {e}"))
+}
+
+impl MediaStream for HostStream {
+    fn stream_type(&self) -> &str {
+        &self.type_name
+    }
+
+    fn hold_supported(&self) -> bool {
+        self.hold_supported
+    }
+
+    fn object_id(&self) -> Option<ObjectId> {
+        Some(self.id)
+    }
+
+    fn initialize<'a>(&'a self, ctx: &'a StreamContext) -> StreamFuture<'a, ()> {
+        let h = self.handler.clone();
+        let (id, ip, dir) = (self.id.0, ctx.local_ip.to_string(), ctx.direction);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || h.initialize(id, &ip, dir))
+                .await
+                .map_err(|e| Error::Internal(format!("host callback panicked: {e}")))?
+                .map_err(|e| host_err(&self.type_name, "initialize", e))
+        })
+    }
+
+    fn get_local_media(&self, remote: Option<&MediaDescription>) -> Result<MediaDescription> {
+        let remote = remote.map(|m| m.to_string());
+        let text = self
+            .handler
+            .get_local_media(self.id.0, remote.as_deref())
+            .map_err(|e| host_err(&self.type_name, "get_local_media", e))?;
+        MediaDescription::parse_section(&text).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "{} stream: get_local_media returned a bad media section: {e}",
+                self.type_name
+            ))
+        })
+    }
+
+    fn start<'a>(
+        &'a self,
+        local_sdp: &'a SessionDescription,
+        remote_sdp: &'a SessionDescription,
+        index: usize,
+    ) -> StreamFuture<'a, ()> {
+        let h = self.handler.clone();
+        let (id, l, r) = (self.id.0, local_sdp.to_string(), remote_sdp.to_string());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || h.start(id, &l, &r, index as u32))
+                .await
+                .map_err(|e| Error::Internal(format!("host callback panicked: {e}")))?
+                .map_err(|e| host_err(&self.type_name, "start", e))
+        })
+    }
+
+    fn update(
+        &self,
+        local_sdp: &SessionDescription,
+        remote_sdp: &SessionDescription,
+        index: usize,
+    ) {
+        self.handler.update(
+            self.id.0,
+            &local_sdp.to_string(),
+            &remote_sdp.to_string(),
+            index as u32,
+        );
+    }
+
+    fn hold(&self) {
+        self.handler.hold(self.id.0);
+    }
+
+    fn unhold(&self) {
+        self.handler.unhold(self.id.0);
+    }
+
+    fn end(&self) {
+        if !self.ended.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.handler.end(self.id.0);
+        }
+    }
+}
+
+impl Drop for HostStream {
+    fn drop(&mut self) {
+        // A stream made but never used (a proposal nobody accepted) still
+        // gets its end call, so the host can free what it keeps per stream.
+        MediaStream::end(self);
+    }
+}
+
+/// The factory of a host-defined stream type.
+pub struct HostStreamType {
+    name: String,
+    priority: i32,
+    hold_supported: bool,
+    handler: Arc<dyn HostStreamHandler>,
+}
+
+impl HostStreamType {
+    pub fn new(
+        name: &str,
+        priority: i32,
+        hold_supported: bool,
+        handler: Arc<dyn HostStreamHandler>,
+    ) -> HostStreamType {
+        HostStreamType {
+            name: name.to_string(),
+            priority,
+            hold_supported,
+            handler,
+        }
+    }
+
+    fn make(&self) -> HostStream {
+        HostStream {
+            id: ObjectId::new(),
+            type_name: self.name.clone(),
+            hold_supported: self.hold_supported,
+            handler: self.handler.clone(),
+            ended: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl MediaStreamFactory for HostStreamType {
+    fn stream_type(&self) -> &str {
+        &self.name
+    }
+
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+
+    fn new_from_sdp(&self, sdp: &SessionDescription, index: usize) -> Option<Arc<dyn MediaStream>> {
+        let s = self.make();
+        if self
+            .handler
+            .new_from_sdp(s.id.0, &sdp.to_string(), index as u32)
+        {
+            Some(Arc::new(s))
+        } else {
+            // Not taken: no stream exists, so no end call either.
+            s.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            None
+        }
+    }
+
+    fn new_outgoing(&self) -> Result<Arc<dyn MediaStream>> {
+        let s = self.make();
+        match self.handler.new_outgoing(s.id.0) {
+            Ok(()) => Ok(Arc::new(s)),
+            Err(e) => {
+                s.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(host_err(&self.name, "new_outgoing", e))
+            }
+        }
     }
 }

@@ -65,3 +65,46 @@ pub fn engine_stats_json(s: &crate::driver::engine::EngineStats) -> String {
     // Serializing plain integer fields cannot fail.
     serde_json::to_string(s).unwrap_or_else(|_| "{}".into())
 }
+
+/// A comma-separated list of stream types ("audio,chat"), trimmed, with
+/// empty items dropped.
+pub fn parse_type_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// New outgoing streams of the named registered types.
+pub fn streams_for_types(types: &[String]) -> Result<Vec<crate::api::StreamHandle>, Error> {
+    if types.is_empty() {
+        return Err(Error::InvalidArgument(
+            "name at least one stream type".into(),
+        ));
+    }
+    types
+        .iter()
+        .map(|t| crate::api::MediaStreamRegistry::default().create(t))
+        .collect()
+}
+
+/// The proposed streams whose type is listed (None: all of them).
+pub fn pick_streams(
+    proposed: Vec<crate::api::StreamHandle>,
+    types: Option<&[String]>,
+) -> Result<Vec<crate::api::StreamHandle>, Error> {
+    let picked: Vec<_> = match types {
+        None => proposed,
+        Some(t) => proposed
+            .into_iter()
+            .filter(|s| t.iter().any(|x| x == s.stream_type()))
+            .collect(),
+    };
+    if picked.is_empty() {
+        return Err(Error::InvalidArgument(
+            "none of the proposed streams has a listed type".into(),
+        ));
+    }
+    Ok(picked)
+}

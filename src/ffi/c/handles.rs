@@ -20,6 +20,8 @@ pub(crate) enum Kind {
     Application,
     Storage,
     Notification,
+    Account,
+    Session,
 }
 
 struct Entry {

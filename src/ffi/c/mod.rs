@@ -19,6 +19,9 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod handles;
+mod session;
+
+pub use session::{SipsimpleAccount, SipsimpleSession, SipsimpleStreamCallbacks};
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};

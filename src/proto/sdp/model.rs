@@ -496,29 +496,67 @@ impl fmt::Display for SessionDescription {
         }
         attrs(f, &self.attributes)?;
         for m in &self.media {
-            write!(f, "m={} {}", m.media, m.port)?;
-            if let Some(n) = m.port_count {
-                write!(f, "/{n}")?;
-            }
-            write!(f, " {}", m.proto)?;
-            for fmt in &m.formats {
-                write!(f, " {fmt}")?;
-            }
-            f.write_str("\r\n")?;
-            if let Some(i) = &m.information {
-                line(f, 'i', i)?;
-            }
-            for c in &m.connections {
-                line(f, 'c', &conn(c))?;
-            }
-            for b in &m.bandwidths {
-                write!(f, "b={}:{}\r\n", b.bwtype, b.value)?;
-            }
-            if let Some(k) = &m.key {
-                line(f, 'k', k)?;
-            }
-            attrs(f, &m.attributes)?;
+            write!(f, "{m}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for MediaDescription {
+    /// The section from its `m=` line on, each line ending in CRLF.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self;
+        write!(f, "m={} {}", m.media, m.port)?;
+        if let Some(n) = m.port_count {
+            write!(f, "/{n}")?;
+        }
+        write!(f, " {}", m.proto)?;
+        for fmt in &m.formats {
+            write!(f, " {fmt}")?;
+        }
+        f.write_str("\r\n")?;
+        if let Some(i) = &m.information {
+            line(f, 'i', i)?;
+        }
+        for c in &m.connections {
+            line(f, 'c', &conn(c))?;
+        }
+        for b in &m.bandwidths {
+            write!(f, "b={}:{}\r\n", b.bwtype, b.value)?;
+        }
+        if let Some(k) = &m.key {
+            line(f, 'k', k)?;
+        }
+        attrs(f, &m.attributes)
+    }
+}
+
+impl MediaDescription {
+    /// One media section as text (from `m=` on), as a host application
+    /// writes it for its own stream type.
+    pub fn parse_section(text: &str) -> Result<MediaDescription, super::SdpError> {
+        let trimmed = text.trim_start();
+        if !trimmed.starts_with("m=") {
+            return Err(super::SdpError {
+                line: 1,
+                reason: "a media section starts with m=".into(),
+            });
+        }
+        let mut body = trimmed.replace("\r\n", "\n");
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        let wrapped = format!("v=0\no=- 0 0 IN IP4 0.0.0.0\ns=-\nc=IN IP4 0.0.0.0\nt=0 0\n{body}");
+        let mut sd = super::parse::parse(wrapped.as_bytes()).map_err(|e| super::SdpError {
+            line: e.line.saturating_sub(5),
+            reason: e.reason,
+        })?;
+        if sd.media.len() != 1 {
+            return Err(super::SdpError {
+                line: 0,
+                reason: format!("expected one media section, got {}", sd.media.len()),
+            });
+        }
+        Ok(sd.media.remove(0))
     }
 }

@@ -1,0 +1,345 @@
+/*
+ * loopback: two endpoints, alice and bob, in one process. Alice calls bob
+ * over 127.0.0.1 with no server in between; both print their notifications.
+ * The session carries "ping", a media stream type this program defines
+ * itself through the stream registry: each side binds a UDP socket, puts it
+ * in its SDP, and sends a greeting to the address the other side's SDP gave.
+ * Alice then puts the call on hold, takes it off hold, and hangs up.
+ *
+ *   gcc -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE loopback.c \
+ *       $(pkg-config --cflags --libs sipsimple) -lpthread -o loopback
+ *   ./loopback
+ *
+ * Exit status 0 when the whole exchange happened.
+ */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sipsimple.h>
+
+static int check(SipsimpleStatus st, const char *what) {
+    if (st == SIPSIMPLE_STATUS_OK)
+        return 1;
+    char *msg = NULL;
+    sipsimple_last_error(&msg);
+    fprintf(stderr, "%s failed (status %u): %s\n", what, (unsigned)st, msg ? msg : "?");
+    sipsimple_string_free(msg);
+    return 0;
+}
+
+/* ------------------------------------------------------------ the ping stream */
+
+#define MAX_STREAMS 8
+
+struct ping_stream {
+    uint64_t id; /* 0: free slot */
+    int fd;
+    char media[256];
+    pthread_t reader;
+    int reading;
+};
+
+static struct ping_stream streams[MAX_STREAMS];
+static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int pings_received;
+static atomic_int streams_ended;
+
+static struct ping_stream *stream_get(uint64_t id, int create) {
+    struct ping_stream *found = NULL;
+    pthread_mutex_lock(&streams_lock);
+    for (int i = 0; i < MAX_STREAMS && !found; i++)
+        if (streams[i].id == id)
+            found = &streams[i];
+    for (int i = 0; i < MAX_STREAMS && !found && create; i++)
+        if (streams[i].id == 0) {
+            memset(&streams[i], 0, sizeof streams[i]);
+            streams[i].id = id;
+            streams[i].fd = -1;
+            found = &streams[i];
+        }
+    pthread_mutex_unlock(&streams_lock);
+    return found;
+}
+
+static int32_t ping_new_from_sdp(uint64_t id, const char *sdp, uint32_t index, void *ud) {
+    (void)ud;
+    /* Take the index-th m= line if it is ours. */
+    const char *m = sdp;
+    for (uint32_t i = 0; m && i <= index; i++) {
+        m = strstr(m, "\nm=");
+        if (m && i < index)
+            m++;
+    }
+    if (!m || strncmp(m + 1, "m=application ", 14) != 0 || !strstr(m, "UDP x-ping"))
+        return 0;
+    return stream_get(id, 1) != NULL;
+}
+
+static int32_t ping_new_outgoing(uint64_t id, void *ud) {
+    (void)ud;
+    return stream_get(id, 1) ? 0 : 1;
+}
+
+static int32_t ping_initialize(uint64_t id, const char *local_ip, const char *direction, void *ud) {
+    (void)direction;
+    (void)ud;
+    struct ping_stream *s = stream_get(id, 0);
+    if (!s)
+        return 1;
+    s->fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, local_ip, &a.sin_addr);
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&a, sizeof a) != 0)
+        return 2;
+    socklen_t len = sizeof a;
+    getsockname(s->fd, (struct sockaddr *)&a, &len);
+    snprintf(s->media, sizeof s->media, "m=application %u UDP x-ping\r\na=ping-greeting:hello\r\n",
+             (unsigned)ntohs(a.sin_port));
+    return 0;
+}
+
+static const char *ping_get_local_media(uint64_t id, const char *remote_media, void *ud) {
+    (void)remote_media;
+    (void)ud;
+    struct ping_stream *s = stream_get(id, 0);
+    return s && s->fd >= 0 ? s->media : NULL;
+}
+
+static void *ping_reader(void *arg) {
+    struct ping_stream *s = arg;
+    char buf[128];
+    ssize_t n = recv(s->fd, buf, sizeof buf - 1, 0);
+    if (n > 0) {
+        buf[n] = 0;
+        printf("           ping stream %" PRIu64 " received \"%s\"\n", s->id, buf);
+        fflush(stdout);
+        atomic_fetch_add(&pings_received, 1);
+    }
+    return NULL;
+}
+
+/* Find "c=IN IP4 <ip>" and the port of the index-th m= line in an SDP. */
+static int remote_address(const char *sdp, uint32_t index, struct sockaddr_in *out) {
+    const char *c = strstr(sdp, "c=IN IP4 ");
+    const char *m = sdp;
+    for (uint32_t i = 0; m && i <= index; i++) {
+        m = strstr(m, "m=");
+        if (m && i < index)
+            m += 2;
+    }
+    unsigned port = 0;
+    char ip[64] = {0};
+    if (!c || !m || sscanf(c, "c=IN IP4 %63s", ip) != 1 || sscanf(m, "m=application %u", &port) != 1)
+        return 0;
+    out->sin_family = AF_INET;
+    out->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, ip, &out->sin_addr) == 1;
+}
+
+static int32_t ping_start(uint64_t id, const char *local_sdp, const char *remote_sdp, uint32_t index,
+                          void *ud) {
+    (void)local_sdp;
+    (void)ud;
+    struct ping_stream *s = stream_get(id, 0);
+    struct sockaddr_in peer;
+    if (!s || !remote_address(remote_sdp, index, &peer))
+        return 1;
+    s->reading = pthread_create(&s->reader, NULL, ping_reader, s) == 0;
+    char msg[64];
+    snprintf(msg, sizeof msg, "hello from stream %" PRIu64, id);
+    sendto(s->fd, msg, strlen(msg), 0, (struct sockaddr *)&peer, sizeof peer);
+    return 0;
+}
+
+static void ping_hold(uint64_t id, void *ud) {
+    (void)ud;
+    printf("           ping stream %" PRIu64 " on hold\n", id);
+}
+
+static void ping_unhold(uint64_t id, void *ud) {
+    (void)ud;
+    printf("           ping stream %" PRIu64 " off hold\n", id);
+}
+
+static void ping_end(uint64_t id, void *ud) {
+    (void)ud;
+    struct ping_stream *s = stream_get(id, 0);
+    if (!s)
+        return;
+    if (s->reading)
+        pthread_join(s->reader, NULL);
+    if (s->fd >= 0)
+        close(s->fd);
+    pthread_mutex_lock(&streams_lock);
+    s->id = 0;
+    pthread_mutex_unlock(&streams_lock);
+    atomic_fetch_add(&streams_ended, 1);
+}
+
+/* ------------------------------------------------------------ the endpoints */
+
+static SipsimpleApplication *alice, *bob;
+static atomic_uint_fast64_t alice_session_id;
+static atomic_int started, ended, held;
+
+static void on_notification(const SipsimpleNotification *n, void *ud) {
+    (void)ud;
+    char *name = NULL, *kind = NULL, *data = NULL;
+    uint64_t sender = 0;
+    if (!check(sipsimple_notification_name(n, &name), "name") ||
+        !check(sipsimple_notification_sender_kind(n, &kind), "kind") ||
+        !check(sipsimple_notification_sender_id(n, &sender), "sender") ||
+        !check(sipsimple_notification_data_json(n, &data), "data"))
+        goto out;
+    if (strncmp(name, "SIPSession", 10) != 0 && strncmp(name, "MediaStream", 11) != 0)
+        goto out;
+    const char *who = strcmp(kind, "Session") != 0 ? "      " : sender == alice_session_id ? "alice " : "bob   ";
+    printf("[%s] %-34s %s\n", who, name, data);
+    fflush(stdout);
+    if (strcmp(name, "SIPSessionNewIncoming") == 0) {
+        /* Bob answers: ring, then accept every proposed stream. */
+        SipsimpleSession *s = NULL;
+        if (check(sipsimple_application_get_session(bob, sender, &s), "get session")) {
+            check(sipsimple_session_send_ring_indication(s), "ring");
+            check(sipsimple_session_accept(s, NULL), "accept");
+            sipsimple_session_free(s);
+        }
+    } else if (strcmp(name, "SIPSessionGotProposal") == 0) {
+        /* Bob takes every stream alice proposes. */
+        SipsimpleSession *s = NULL;
+        if (check(sipsimple_application_get_session(bob, sender, &s), "get session")) {
+            check(sipsimple_session_accept_proposal(s, NULL), "accept proposal");
+            sipsimple_session_free(s);
+        }
+    } else if (strcmp(name, "SIPSessionDidStart") == 0) {
+        atomic_fetch_add(&started, 1);
+    } else if (strcmp(name, "SIPSessionDidChangeHoldState") == 0) {
+        atomic_fetch_add(&held, 1);
+    } else if (strcmp(name, "SIPSessionDidEnd") == 0) {
+        atomic_fetch_add(&ended, 1);
+    }
+out:
+    sipsimple_string_free(name);
+    sipsimple_string_free(kind);
+    sipsimple_string_free(data);
+}
+
+static int wait_for(atomic_int *v, int at_least, const char *what) {
+    for (int i = 0; i < 1000; i++) {
+        if (atomic_load(v) >= at_least)
+            return 1;
+        usleep(10000);
+    }
+    fprintf(stderr, "timed out waiting for %s\n", what);
+    return 0;
+}
+
+static int wait_established(SipsimpleSession *s) {
+    for (int i = 0; i < 1000; i++) {
+        char *state = NULL;
+        int ok = check(sipsimple_session_state(s, &state), "state") && strcmp(state, "established") == 0;
+        sipsimple_string_free(state);
+        if (ok)
+            return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static SipsimpleApplication *start_endpoint(SipsimpleStorage *storage) {
+    SipsimpleApplication *app = NULL;
+    if (!check(sipsimple_application_new(&app), "application") ||
+        !check(sipsimple_application_start(app, storage), "start"))
+        return NULL;
+    return app;
+}
+
+int main(void) {
+    SipsimpleStorage *storage = NULL;
+    SipsimpleAccount *account = NULL;
+    SipsimpleSession *call = NULL;
+    uint64_t token = 0;
+    int ok = 0;
+
+    SipsimpleStreamCallbacks ping = {
+        .new_from_sdp = ping_new_from_sdp,
+        .new_outgoing = ping_new_outgoing,
+        .initialize = ping_initialize,
+        .get_local_media = ping_get_local_media,
+        .start = ping_start,
+        .hold = ping_hold,
+        .unhold = ping_unhold,
+        .end = ping_end,
+    };
+    /* Both endpoints share the process's stream registry. */
+    if (!check(sipsimple_stream_type_register("ping", 0, 1, &ping, NULL), "register ping") ||
+        !check(sipsimple_storage_new_memory(&storage), "storage") ||
+        !check(sipsimple_notification_center_add_observer(NULL, 0, on_notification, NULL, &token), "observer"))
+        return 1;
+    alice = start_endpoint(storage);
+    bob = start_endpoint(storage);
+    uint32_t bob_port = 0;
+    if (!alice || !bob || !check(sipsimple_application_sip_local_port(bob, "udp", &bob_port), "bob's port"))
+        goto done;
+    char uri[64];
+    snprintf(uri, sizeof uri, "sip:bob@127.0.0.1:%u", (unsigned)bob_port);
+    printf("alice calls %s\n", uri);
+
+    uint64_t id = 0;
+    if (!check(sipsimple_account_new("alice@example.com", "Alice", &account), "account") ||
+        !check(sipsimple_session_new(alice, account, &call), "session") ||
+        !check(sipsimple_session_id(call, &id), "session id"))
+        goto done;
+    atomic_store(&alice_session_id, id);
+    if (!check(sipsimple_session_connect(call, uri, NULL, "ping"), "connect") ||
+        !wait_for(&started, 2, "both sides to start") || !wait_for(&pings_received, 2, "both greetings"))
+        goto done;
+    /* Hold and unhold: a re-INVITE each (sendonly, then sendrecv). */
+    if (!check(sipsimple_session_hold(call), "hold") || !wait_for(&held, 2, "hold on both sides") ||
+        !wait_established(call) || !check(sipsimple_session_unhold(call), "unhold") ||
+        !wait_for(&held, 4, "unhold on both sides") || !wait_established(call))
+        goto done;
+    /* Add a second ping stream, then remove it. */
+    if (!check(sipsimple_session_add_stream(call, "ping"), "add stream") || !wait_for(&pings_received, 4, "the new stream's greetings") ||
+        !wait_established(call) || !check(sipsimple_session_remove_stream(call, "ping"), "remove stream") ||
+        !wait_established(call))
+        goto done;
+    char *info = NULL;
+    if (check(sipsimple_session_info(call, &info), "info"))
+        printf("alice's session: %s\n", info);
+    sipsimple_string_free(info);
+    if (!check(sipsimple_session_end(call), "end") || !wait_for(&ended, 2, "both sides to end"))
+        goto done;
+    ok = 1;
+done:
+    if (call)
+        sipsimple_session_free(call);
+    if (account)
+        sipsimple_account_free(account);
+    if (alice) {
+        check(sipsimple_application_stop(alice), "stop alice");
+        sipsimple_application_free(alice);
+    }
+    if (bob) {
+        check(sipsimple_application_stop(bob), "stop bob");
+        sipsimple_application_free(bob);
+    }
+    if (token)
+        sipsimple_notification_center_remove_observer(token);
+    check(sipsimple_stream_type_unregister("ping"), "unregister ping");
+    sipsimple_storage_free(storage);
+    printf("%s: %d sessions started, %d greetings, %d streams ended\n", ok ? "done" : "FAILED",
+           atomic_load(&started), atomic_load(&pings_received), atomic_load(&streams_ended));
+    return ok && atomic_load(&streams_ended) >= 4 ? 0 : 1;
+}

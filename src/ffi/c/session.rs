@@ -1,0 +1,558 @@
+//! The C ABI for accounts, sessions and host-defined stream types.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::Arc;
+
+use super::handles::{self, Kind};
+use super::{
+    app, guard, handle_err, in_str, opt_str, out_ptr, out_string, FfiError, SipsimpleApplication,
+    UserData,
+};
+use crate::api::{
+    Account, HostStreamHandler, HostStreamType, MediaStreamRegistry, ObjectId, Session,
+};
+use crate::ffi::{parse_type_list, pick_streams, streams_for_types, SipsimpleStatus};
+
+/// An account (`Account` or the Bonjour account). Opaque.
+pub struct SipsimpleAccount {
+    _private: [u8; 0],
+}
+
+/// A session (`Session`). Opaque.
+pub struct SipsimpleSession {
+    _private: [u8; 0],
+}
+
+fn account(h: *const SipsimpleAccount) -> Result<Arc<Account>, FfiError> {
+    handles::get(h, Kind::Account).map_err(handle_err("account"))
+}
+
+fn session(h: *const SipsimpleSession) -> Result<Arc<Session>, FfiError> {
+    handles::get(h, Kind::Session).map_err(handle_err("session"))
+}
+
+fn new_account(a: Account, out: *mut *mut SipsimpleAccount) -> Result<(), FfiError> {
+    let out = out_ptr(out, "out")?;
+    *out = handles::insert(Kind::Account, Arc::new(a));
+    Ok(())
+}
+
+/// An account for `id` (user@domain); `display_name` may be NULL.
+#[no_mangle]
+pub extern "C" fn sipsimple_account_new(
+    id: *const c_char,
+    display_name: *const c_char,
+    out: *mut *mut SipsimpleAccount,
+) -> SipsimpleStatus {
+    guard(|| {
+        let id = in_str(id, "id")?;
+        let dn = opt_str(display_name, "display_name")?;
+        new_account(Account::new(id, dn)?, out)
+    })
+}
+
+/// The P2P account `bonjour@local`; `display_name` may be NULL.
+#[no_mangle]
+pub extern "C" fn sipsimple_account_new_bonjour(
+    display_name: *const c_char,
+    out: *mut *mut SipsimpleAccount,
+) -> SipsimpleStatus {
+    guard(|| {
+        let dn = opt_str(display_name, "display_name")?;
+        new_account(Account::bonjour(dn)?, out)
+    })
+}
+
+/// Free an account handle (sessions keep their own reference).
+#[no_mangle]
+pub extern "C" fn sipsimple_account_free(account: *mut SipsimpleAccount) -> SipsimpleStatus {
+    guard(|| {
+        handles::remove(account, Kind::Account).map_err(handle_err("account"))?;
+        Ok(())
+    })
+}
+
+/// The account that incoming sessions belong to (default: Bonjour). NULL
+/// resets to the default.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_set_default_account(
+    application: *mut SipsimpleApplication,
+    account_handle: *mut SipsimpleAccount,
+) -> SipsimpleStatus {
+    guard(|| {
+        let a = app(application)?;
+        let acc = if account_handle.is_null() {
+            None
+        } else {
+            Some((*account(account_handle)?).clone())
+        };
+        a.session_manager()?.set_default_account(acc);
+        Ok(())
+    })
+}
+
+/// While `busy` is non-zero, new incoming sessions are answered 486 Busy
+/// Here without a session being made.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_set_busy(
+    application: *mut SipsimpleApplication,
+    busy: i32,
+) -> SipsimpleStatus {
+    guard(|| {
+        app(application)?.session_manager()?.set_busy(busy != 0);
+        Ok(())
+    })
+}
+
+/// A new outgoing session (state "NULL") of a running application.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_new(
+    application: *mut SipsimpleApplication,
+    account_handle: *mut SipsimpleAccount,
+    out: *mut *mut SipsimpleSession,
+) -> SipsimpleStatus {
+    guard(|| {
+        let a = app(application)?;
+        let acc = account(account_handle)?;
+        let out = out_ptr(out, "out")?;
+        let s = a.session_manager()?.new_session(&acc);
+        *out = handles::insert(Kind::Session, Arc::new(s));
+        Ok(())
+    })
+}
+
+/// A handle to the live session whose notifications carry `session_id` as
+/// sender id (e.g. from SIPSessionNewIncoming). SIPSIMPLE_STATUS_NOT_FOUND
+/// when it has ended. Free the handle with `sipsimple_session_free`.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_get_session(
+    application: *mut SipsimpleApplication,
+    session_id: u64,
+    out: *mut *mut SipsimpleSession,
+) -> SipsimpleStatus {
+    guard(|| {
+        let a = app(application)?;
+        let out = out_ptr(out, "out")?;
+        let s = a
+            .session_manager()?
+            .session(ObjectId(session_id))
+            .ok_or_else(|| {
+                FfiError::new(
+                    SipsimpleStatus::NotFound,
+                    format!("no live session with id {session_id}"),
+                )
+            })?;
+        *out = handles::insert(Kind::Session, Arc::new(s));
+        Ok(())
+    })
+}
+
+/// Free a session handle. The session itself goes on until it ends.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_free(s: *mut SipsimpleSession) -> SipsimpleStatus {
+    guard(|| {
+        handles::remove(s, Kind::Session).map_err(handle_err("session"))?;
+        Ok(())
+    })
+}
+
+/// The session's id (the sender id of its notifications).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_id(s: *mut SipsimpleSession, out: *mut u64) -> SipsimpleStatus {
+    guard(|| {
+        let id = session(s)?.id().0;
+        *out_ptr(out, "out")? = id;
+        Ok(())
+    })
+}
+
+/// The state: "NULL", "connecting", "incoming", "accepting", "established",
+/// "proposing", "received_proposal", "terminating", "terminated". Free with
+/// `sipsimple_string_free`.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_state(
+    s: *mut SipsimpleSession,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| out_string(out, session(s)?.state().as_str()))
+}
+
+/// Every attribute as a JSON object: id, account, state, direction,
+/// start_time, stop_time, on_hold_by_local, on_hold_by_remote, on_hold,
+/// remote_user_agent, local_identity, remote_identity, route, streams,
+/// proposed_streams. Free with `sipsimple_string_free`.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_info(
+    s: *mut SipsimpleSession,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| out_string(out, &session(s)?.info_json().to_string()))
+}
+
+/// Call `uri` with new streams of the comma-separated registered
+/// `stream_types`; `routes` is NULL or a comma-separated list of proxy URIs.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_connect(
+    s: *mut SipsimpleSession,
+    uri: *const c_char,
+    routes: *const c_char,
+    stream_types: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let uri = in_str(uri, "uri")?;
+        let routes = opt_str(routes, "routes")?
+            .map(parse_type_list)
+            .unwrap_or_default();
+        let types = parse_type_list(in_str(stream_types, "stream_types")?);
+        let streams = streams_for_types(&types)?;
+        sess.connect(uri, &routes, streams)?;
+        Ok(())
+    })
+}
+
+/// Send 180 Ringing on an incoming session.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_send_ring_indication(
+    s: *mut SipsimpleSession,
+) -> SipsimpleStatus {
+    guard(|| Ok(session(s)?.send_ring_indication()?))
+}
+
+/// Accept an incoming session with the proposed streams of the listed
+/// types (comma-separated; NULL: all proposed streams).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_accept(
+    s: *mut SipsimpleSession,
+    stream_types: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let types = opt_str(stream_types, "stream_types")?.map(parse_type_list);
+        let streams = pick_streams(sess.proposed_streams(), types.as_deref())?;
+        Ok(sess.accept(streams)?)
+    })
+}
+
+/// Refuse an incoming session with `code` (300-699, e.g. 486, 603).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_reject(s: *mut SipsimpleSession, code: u32) -> SipsimpleStatus {
+    guard(|| {
+        let code = u16::try_from(code).unwrap_or(0);
+        Ok(session(s)?.reject(code, None)?)
+    })
+}
+
+/// End the session (CANCEL, decline or BYE as the state needs).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_end(s: *mut SipsimpleSession) -> SipsimpleStatus {
+    guard(|| Ok(session(s)?.end()?))
+}
+
+#[no_mangle]
+pub extern "C" fn sipsimple_session_hold(s: *mut SipsimpleSession) -> SipsimpleStatus {
+    guard(|| Ok(session(s)?.hold()?))
+}
+
+#[no_mangle]
+pub extern "C" fn sipsimple_session_unhold(s: *mut SipsimpleSession) -> SipsimpleStatus {
+    guard(|| Ok(session(s)?.unhold()?))
+}
+
+/// Propose a new stream of a registered type (re-INVITE).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_add_stream(
+    s: *mut SipsimpleSession,
+    stream_type: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let t = in_str(stream_type, "stream_type")?;
+        let stream = MediaStreamRegistry::default().create(t)?;
+        Ok(sess.add_stream(stream)?)
+    })
+}
+
+/// Remove the session's (first) stream of `stream_type`.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_remove_stream(
+    s: *mut SipsimpleSession,
+    stream_type: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let t = in_str(stream_type, "stream_type")?;
+        let stream = sess
+            .streams()
+            .into_iter()
+            .find(|x| x.stream_type() == t)
+            .ok_or_else(|| {
+                FfiError::new(
+                    SipsimpleStatus::NotFound,
+                    format!("the session has no {t} stream"),
+                )
+            })?;
+        Ok(sess.remove_stream(stream)?)
+    })
+}
+
+/// Accept the peer's proposal with the proposed streams of the listed
+/// types (NULL: all).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_accept_proposal(
+    s: *mut SipsimpleSession,
+    stream_types: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let types = opt_str(stream_types, "stream_types")?.map(parse_type_list);
+        let streams = pick_streams(sess.proposed_streams(), types.as_deref())?;
+        Ok(sess.accept_proposal(streams)?)
+    })
+}
+
+/// Refuse the peer's proposal with `code` (300-699, usually 488).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_reject_proposal(
+    s: *mut SipsimpleSession,
+    code: u32,
+) -> SipsimpleStatus {
+    guard(|| {
+        let code = u16::try_from(code).unwrap_or(0);
+        Ok(session(s)?.reject_proposal(code, None)?)
+    })
+}
+
+// ---------------------------------------------------------------- host streams
+
+/// Callbacks of a stream type defined by the application. Every callback
+/// gets the stream's id (its notification sender id) and the `user_data`
+/// given at registration. Return 0 for success from the int32_t ones.
+/// `initialize` and `start` run on a worker thread and may block; the
+/// others run on the runtime thread and must return quickly. Strings passed
+/// in are valid until the callback returns.
+#[repr(C)]
+pub struct SipsimpleStreamCallbacks {
+    /// Whether the type takes media section `index` of the offer `sdp`:
+    /// non-zero makes a stream with `stream_id`.
+    pub new_from_sdp: Option<
+        unsafe extern "C" fn(
+            stream_id: u64,
+            sdp: *const c_char,
+            index: u32,
+            user_data: *mut c_void,
+        ) -> i32,
+    >,
+    /// A stream the application asked for (connect, add_stream).
+    pub new_outgoing: Option<unsafe extern "C" fn(stream_id: u64, user_data: *mut c_void) -> i32>,
+    /// Prepare local resources; `direction` is "outgoing" or "incoming".
+    pub initialize: Option<
+        unsafe extern "C" fn(
+            stream_id: u64,
+            local_ip: *const c_char,
+            direction: *const c_char,
+            user_data: *mut c_void,
+        ) -> i32,
+    >,
+    /// The media section (from "m=" on, lines ending in CRLF) for an offer
+    /// (`remote_media` NULL) or the answer to `remote_media`. The returned
+    /// string must stay valid until the next callback for this stream; the
+    /// library copies it. NULL refuses.
+    pub get_local_media: Option<
+        unsafe extern "C" fn(
+            stream_id: u64,
+            remote_media: *const c_char,
+            user_data: *mut c_void,
+        ) -> *const c_char,
+    >,
+    /// Both descriptions are known: start the media.
+    pub start: Option<
+        unsafe extern "C" fn(
+            stream_id: u64,
+            local_sdp: *const c_char,
+            remote_sdp: *const c_char,
+            index: u32,
+            user_data: *mut c_void,
+        ) -> i32,
+    >,
+    /// A renegotiated description (may be NULL).
+    pub update: Option<
+        unsafe extern "C" fn(
+            stream_id: u64,
+            local_sdp: *const c_char,
+            remote_sdp: *const c_char,
+            index: u32,
+            user_data: *mut c_void,
+        ),
+    >,
+    /// Hold and unhold (may be NULL).
+    pub hold: Option<unsafe extern "C" fn(stream_id: u64, user_data: *mut c_void)>,
+    pub unhold: Option<unsafe extern "C" fn(stream_id: u64, user_data: *mut c_void)>,
+    /// The stream is over; called exactly once per stream made.
+    pub end: Option<unsafe extern "C" fn(stream_id: u64, user_data: *mut c_void)>,
+}
+
+struct CStreamHandler {
+    new_from_sdp: unsafe extern "C" fn(u64, *const c_char, u32, *mut c_void) -> i32,
+    new_outgoing: unsafe extern "C" fn(u64, *mut c_void) -> i32,
+    initialize: unsafe extern "C" fn(u64, *const c_char, *const c_char, *mut c_void) -> i32,
+    get_local_media: unsafe extern "C" fn(u64, *const c_char, *mut c_void) -> *const c_char,
+    start: unsafe extern "C" fn(u64, *const c_char, *const c_char, u32, *mut c_void) -> i32,
+    update: Option<unsafe extern "C" fn(u64, *const c_char, *const c_char, u32, *mut c_void)>,
+    hold: Option<unsafe extern "C" fn(u64, *mut c_void)>,
+    unhold: Option<unsafe extern "C" fn(u64, *mut c_void)>,
+    end: unsafe extern "C" fn(u64, *mut c_void),
+    user_data: UserData,
+}
+
+fn cs(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+fn code(what: &str, rc: i32) -> Result<(), String> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("{what} returned {rc}"))
+    }
+}
+
+// SAFETY (all calls below): the function pointers were checked non-NULL at
+// registration, the strings passed are NUL-terminated and live across the
+// call, and the C side promised (header contract) that the callbacks and
+// user_data may be used from any library thread.
+impl HostStreamHandler for CStreamHandler {
+    fn new_from_sdp(&self, stream_id: u64, sdp: &str, index: u32) -> bool {
+        let sdp = cs(sdp);
+        unsafe { (self.new_from_sdp)(stream_id, sdp.as_ptr(), index, self.user_data.0) != 0 }
+    }
+
+    fn new_outgoing(&self, stream_id: u64) -> Result<(), String> {
+        code("new_outgoing", unsafe {
+            (self.new_outgoing)(stream_id, self.user_data.0)
+        })
+    }
+
+    fn initialize(&self, stream_id: u64, local_ip: &str, direction: &str) -> Result<(), String> {
+        let (ip, dir) = (cs(local_ip), cs(direction));
+        code("initialize", unsafe {
+            (self.initialize)(stream_id, ip.as_ptr(), dir.as_ptr(), self.user_data.0)
+        })
+    }
+
+    fn get_local_media(&self, stream_id: u64, remote: Option<&str>) -> Result<String, String> {
+        let remote = remote.map(cs);
+        let p = unsafe {
+            (self.get_local_media)(
+                stream_id,
+                remote.as_ref().map_or(std::ptr::null(), |r| r.as_ptr()),
+                self.user_data.0,
+            )
+        };
+        if p.is_null() {
+            return Err("get_local_media returned NULL".into());
+        }
+        // SAFETY: non-NULL and, per the contract, a NUL-terminated string
+        // valid until the next callback for this stream.
+        unsafe { CStr::from_ptr(p) }
+            .to_str()
+            .map(str::to_string)
+            .map_err(|_| "get_local_media returned a string that is not UTF-8".to_string())
+    }
+
+    fn start(&self, stream_id: u64, local: &str, remote: &str, index: u32) -> Result<(), String> {
+        let (l, r) = (cs(local), cs(remote));
+        code("start", unsafe {
+            (self.start)(stream_id, l.as_ptr(), r.as_ptr(), index, self.user_data.0)
+        })
+    }
+
+    fn update(&self, stream_id: u64, local: &str, remote: &str, index: u32) {
+        if let Some(f) = self.update {
+            let (l, r) = (cs(local), cs(remote));
+            unsafe { f(stream_id, l.as_ptr(), r.as_ptr(), index, self.user_data.0) }
+        }
+    }
+
+    fn hold(&self, stream_id: u64) {
+        if let Some(f) = self.hold {
+            unsafe { f(stream_id, self.user_data.0) }
+        }
+    }
+
+    fn unhold(&self, stream_id: u64) {
+        if let Some(f) = self.unhold {
+            unsafe { f(stream_id, self.user_data.0) }
+        }
+    }
+
+    fn end(&self, stream_id: u64) {
+        unsafe { (self.end)(stream_id, self.user_data.0) }
+    }
+}
+
+/// Register a stream type implemented by the application, under `name`
+/// (1-64 letters, digits, '-', '_', '.'). Higher `priority` is asked first
+/// for an incoming m= line; `hold_supported` non-zero makes the session set
+/// the direction attribute on its media section for hold. `callbacks` is
+/// copied; new_from_sdp, new_outgoing, initialize, get_local_media, start
+/// and end are required. A type registered again replaces the old one.
+#[no_mangle]
+pub extern "C" fn sipsimple_stream_type_register(
+    name: *const c_char,
+    priority: i32,
+    hold_supported: i32,
+    callbacks: *const SipsimpleStreamCallbacks,
+    user_data: *mut c_void,
+) -> SipsimpleStatus {
+    guard(|| {
+        let name = in_str(name, "name")?;
+        // SAFETY: the caller passes a pointer to a filled struct, or NULL.
+        let cb = unsafe { callbacks.as_ref() }
+            .ok_or_else(|| FfiError::new(SipsimpleStatus::NullArgument, "callbacks is NULL"))?;
+        let missing = |what: &str| {
+            FfiError::new(
+                SipsimpleStatus::NullArgument,
+                format!("callbacks->{what} is NULL"),
+            )
+        };
+        let handler = CStreamHandler {
+            new_from_sdp: cb.new_from_sdp.ok_or_else(|| missing("new_from_sdp"))?,
+            new_outgoing: cb.new_outgoing.ok_or_else(|| missing("new_outgoing"))?,
+            initialize: cb.initialize.ok_or_else(|| missing("initialize"))?,
+            get_local_media: cb
+                .get_local_media
+                .ok_or_else(|| missing("get_local_media"))?,
+            start: cb.start.ok_or_else(|| missing("start"))?,
+            update: cb.update,
+            hold: cb.hold,
+            unhold: cb.unhold,
+            end: cb.end.ok_or_else(|| missing("end"))?,
+            user_data: UserData(user_data),
+        };
+        MediaStreamRegistry::default().register(Arc::new(HostStreamType::new(
+            name,
+            priority,
+            hold_supported != 0,
+            Arc::new(handler),
+        )))?;
+        Ok(())
+    })
+}
+
+/// Remove a stream type; running sessions keep their streams.
+/// SIPSIMPLE_STATUS_NOT_FOUND if no such type is registered.
+#[no_mangle]
+pub extern "C" fn sipsimple_stream_type_unregister(name: *const c_char) -> SipsimpleStatus {
+    guard(|| {
+        let name = in_str(name, "name")?;
+        if MediaStreamRegistry::default().unregister(name) {
+            Ok(())
+        } else {
+            Err(FfiError::new(
+                SipsimpleStatus::NotFound,
+                format!("no stream type {name:?} is registered"),
+            ))
+        }
+    })
+}
