@@ -524,9 +524,21 @@ def _uniffi_check_contract_api_version(lib):
         raise InternalError("UniFFI contract version mismatch: try cleaning and rebuilding your project")
 
 def _uniffi_check_api_checksums(lib):
+    if lib.uniffi_sipsimple_checksum_func_register_stream_type() != 4736:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_func_set_log_sink() != 34284:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_func_stream_types() != 57689:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_func_unregister_stream_type() != 56814:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_func_version() != 64076:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_account_id() != 27914:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_constructor_account_bonjour() != 47204:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_constructor_account_new() != 59913:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_logsink_log() != 30029:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -566,7 +578,17 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics() != 27617:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_get_session() != 61690:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_id() != 33188:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_new_session() != 15156:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_sessions() != 10723:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_set_busy() != 48812:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account() != 22143:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace() != 41942:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -580,11 +602,61 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_constructor_sipapplication_new() != 16638:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_accept() != 46078:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_accept_proposal() != 11343:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_add_stream() != 18185:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_connect() != 4402:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_end() != 47278:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_hold() != 29021:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_id() != 15603:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_info_json() != 52072:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_proposed_stream_types() != 14236:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_reject() != 47821:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_reject_proposal() != 51626:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_remove_stream() != 23726:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_send_ring_indication() != 3069:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_state() != 42262:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_stream_types() != 4856:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_unhold() != 40684:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_storage_describe() != 1436:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_constructor_storage_file() != 60251:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_constructor_storage_memory() != 44870:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_new_from_sdp() != 35309:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_new_outgoing() != 45473:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_initialize() != 819:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_get_local_media() != 55017:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_start() != 17248:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_update() != 34866:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_hold() != 19739:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_unhold() != 48961:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_streamhandler_end() != 4742:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
 
 # A ctypes library to expose the extern-C FFI definitions.
@@ -615,12 +687,30 @@ _UniffiLib.ffi_sipsimple_rustbuffer_reserve.restype = _UniffiRustBuffer
 _UniffiLib.ffi_sipsimple_uniffi_contract_version.argtypes = (
 )
 _UniffiLib.ffi_sipsimple_uniffi_contract_version.restype = ctypes.c_uint32
+_UniffiLib.uniffi_sipsimple_checksum_func_register_stream_type.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_func_register_stream_type.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_func_set_log_sink.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_func_set_log_sink.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_func_stream_types.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_func_stream_types.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_func_unregister_stream_type.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_func_unregister_stream_type.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_func_version.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_func_version.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_account_id.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_account_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_constructor_account_bonjour.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_constructor_account_bonjour.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_constructor_account_new.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_constructor_account_new.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_logsink_log.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_logsink_log.restype = ctypes.c_uint16
@@ -678,9 +768,24 @@ _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_id.restype = c
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_get_session.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_get_session.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_id.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_new_session.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_new_session.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_sessions.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_sessions.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_busy.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_busy.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace.restype = ctypes.c_uint16
@@ -699,6 +804,54 @@ _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_stop.restype = ctypes
 _UniffiLib.uniffi_sipsimple_checksum_constructor_sipapplication_new.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_constructor_sipapplication_new.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_accept.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_accept.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_accept_proposal.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_accept_proposal.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_add_stream.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_add_stream.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_connect.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_connect.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_end.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_end.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_hold.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_hold.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_id.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_info_json.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_info_json.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_proposed_stream_types.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_proposed_stream_types.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_reject.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_reject.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_reject_proposal.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_reject_proposal.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_remove_stream.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_remove_stream.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_ring_indication.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_ring_indication.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_state.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_state.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_stream_types.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_stream_types.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_unhold.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_unhold.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_storage_describe.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_storage_describe.restype = ctypes.c_uint16
@@ -708,16 +861,76 @@ _UniffiLib.uniffi_sipsimple_checksum_constructor_storage_file.restype = ctypes.c
 _UniffiLib.uniffi_sipsimple_checksum_constructor_storage_memory.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_constructor_storage_memory.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_new_from_sdp.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_new_from_sdp.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_new_outgoing.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_new_outgoing.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_initialize.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_initialize.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_get_local_media.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_get_local_media.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_start.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_start.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_update.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_update.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_hold.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_hold.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_unhold.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_unhold.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_end.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_end.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_fn_func_register_stream_type.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.c_int32,
+    ctypes.c_int8,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_func_register_stream_type.restype = None
 _UniffiLib.uniffi_sipsimple_fn_func_set_log_sink.argtypes = (
     _UniffiRustBuffer,
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_func_set_log_sink.restype = None
+_UniffiLib.uniffi_sipsimple_fn_func_stream_types.argtypes = (
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_func_stream_types.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_func_unregister_stream_type.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_func_unregister_stream_type.restype = ctypes.c_int8
 _UniffiLib.uniffi_sipsimple_fn_func_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_func_version.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_account_id.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_account_id.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_constructor_account_bonjour.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_constructor_account_bonjour.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_constructor_account_new.argtypes = (
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_constructor_account_new.restype = ctypes.c_uint64
 _UniffiLib.uniffi_sipsimple_fn_method_logsink_log.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -826,11 +1039,40 @@ _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics.argtypes 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_session.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_session.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_new_session.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_new_session.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sessions.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sessions.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_busy.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_int8,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_busy.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_sip_trace.argtypes = (
     ctypes.c_uint64,
     ctypes.c_int8,
@@ -863,6 +1105,95 @@ _UniffiLib.uniffi_sipsimple_fn_constructor_sipapplication_new.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_constructor_sipapplication_new.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_method_session_accept.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_accept.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_accept_proposal.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_accept_proposal.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_add_stream.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_add_stream.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_connect.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_connect.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_end.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_end.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_hold.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_hold.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_id.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_id.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_method_session_info_json.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_info_json.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_session_proposed_stream_types.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_proposed_stream_types.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_session_reject.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint16,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_reject.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_reject_proposal.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint16,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_reject_proposal.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_remove_stream.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_remove_stream.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_state.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_state.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_session_stream_types.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_stream_types.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_session_unhold.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_unhold.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_storage_describe.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -877,6 +1208,81 @@ _UniffiLib.uniffi_sipsimple_fn_constructor_storage_memory.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_constructor_storage_memory.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_new_from_sdp.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_new_from_sdp.restype = ctypes.c_int8
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_new_outgoing.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_new_outgoing.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_initialize.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_initialize.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_get_local_media.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_get_local_media.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_start.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_start.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_update.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_update.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_hold.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_hold.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_unhold.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_unhold.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_end.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_streamhandler_end.restype = None
+_UniffiLib.uniffi_sipsimple_fn_clone_account.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_clone_account.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_free_account.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_free_account.restype = None
 _UniffiLib.uniffi_sipsimple_fn_clone_logsink.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -927,6 +1333,16 @@ _UniffiLib.uniffi_sipsimple_fn_free_sipapplication.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_free_sipapplication.restype = None
+_UniffiLib.uniffi_sipsimple_fn_clone_session.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_clone_session.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_free_session.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_free_session.restype = None
 _UniffiLib.uniffi_sipsimple_fn_clone_storage.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -937,6 +1353,16 @@ _UniffiLib.uniffi_sipsimple_fn_free_storage.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_free_storage.restype = None
+_UniffiLib.uniffi_sipsimple_fn_clone_streamhandler.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_clone_streamhandler.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_free_streamhandler.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_free_streamhandler.restype = None
 _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_LOG_SINK_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,_UniffiRustBuffer,_UniffiRustBuffer,ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -971,6 +1397,55 @@ _UniffiLib.uniffi_sipsimple_fn_init_callback_vtable_notificationobserver.argtype
     ctypes.POINTER(_UniffiVTableCallbackInterfaceSipsimpleNotificationObserver),
 )
 _UniffiLib.uniffi_sipsimple_fn_init_callback_vtable_notificationobserver.restype = None
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_uint32,ctypes.POINTER(ctypes.c_int8),
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD1 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD2 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,_UniffiRustBuffer,_UniffiRustBuffer,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD3 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,_UniffiRustBuffer,ctypes.POINTER(_UniffiRustBuffer),
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD4 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,_UniffiRustBuffer,_UniffiRustBuffer,ctypes.c_uint32,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD5 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,_UniffiRustBuffer,_UniffiRustBuffer,ctypes.c_uint32,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD6 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD7 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD8 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_CLONE_SIPSIMPLE_STREAM_HANDLER = ctypes.CFUNCTYPE(ctypes.c_uint64,ctypes.c_uint64,
+)
+_UNIFFI_CALLBACK_INTERFACE_FREE_SIPSIMPLE_STREAM_HANDLER = ctypes.CFUNCTYPE(None,ctypes.c_uint64,
+)
+class _UniffiVTableCallbackInterfaceSipsimpleStreamHandler(ctypes.Structure):
+    _fields_ = [
+        ("uniffi_free", _UNIFFI_CALLBACK_INTERFACE_FREE_SIPSIMPLE_STREAM_HANDLER),
+        ("uniffi_clone", _UNIFFI_CALLBACK_INTERFACE_CLONE_SIPSIMPLE_STREAM_HANDLER),
+        ("new_from_sdp", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD0),
+        ("new_outgoing", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD1),
+        ("initialize", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD2),
+        ("get_local_media", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD3),
+        ("start", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD4),
+        ("update", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD5),
+        ("hold", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD6),
+        ("unhold", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD7),
+        ("end", _UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD8),
+    ]
+_UniffiLib.uniffi_sipsimple_fn_init_callback_vtable_streamhandler.argtypes = (
+    ctypes.POINTER(_UniffiVTableCallbackInterfaceSipsimpleStreamHandler),
+)
+_UniffiLib.uniffi_sipsimple_fn_init_callback_vtable_streamhandler.restype = None
 
 _uniffi_check_contract_api_version(_UniffiLib)
 # _uniffi_check_api_checksums(_UniffiLib)
@@ -1345,6 +1820,116 @@ class _UniffiFfiConverterString:
         with _UniffiRustBuffer.alloc_with_builder() as builder:
             builder.write(value.encode("utf-8"))
             return builder.finalize()
+
+
+class AccountProtocol(typing.Protocol):
+    """
+    A SIP account (user@domain) or the Bonjour account.
+"""
+    
+    def id(self, ) -> str:
+        raise NotImplementedError
+
+class Account(AccountProtocol):
+    """
+    A SIP account (user@domain) or the Bonjour account.
+"""
+    
+    _handle: ctypes.c_uint64
+    @classmethod
+    def bonjour(cls, display_name: typing.Optional[str]) -> Account:
+        """
+        The P2P account `bonjour@local`.
+"""
+        
+        _UniffiFfiConverterOptionalString.check_lower(display_name)
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterOptionalString.lower(display_name),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeAccount.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_constructor_account_bonjour,
+            *_uniffi_lowered_args,
+        )
+        return cls._uniffi_make_instance(_uniffi_ffi_result)
+    def __init__(self, id: str,display_name: typing.Optional[str]):
+        
+        _UniffiFfiConverterString.check_lower(id)
+
+        _UniffiFfiConverterOptionalString.check_lower(display_name)
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterString.lower(id),
+            _UniffiFfiConverterOptionalString.lower(display_name),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeAccount.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_constructor_account_new,
+            *_uniffi_lowered_args,
+        )
+        self._handle = _uniffi_ffi_result
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_sipsimple_fn_free_account, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_sipsimple_fn_clone_account, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def id(self, ) -> str:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_account_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+
+class _UniffiFfiConverterTypeAccount:
+    @staticmethod
+    def lift(value: int) -> Account:
+        return Account._uniffi_make_instance(value)
+
+    @staticmethod
+    def check_lower(value: Account):
+        if not isinstance(value, Account):
+            raise TypeError("Expected Account instance, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: Account) -> ctypes.c_uint64:
+        return value._uniffi_clone_handle()
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer) -> Account:
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: Account, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
 
 
 class LogSink():
@@ -2248,6 +2833,31 @@ class _UniffiFfiConverterOptionalTypeEngineStatistics(_UniffiConverterRustBuffer
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
+class _UniffiFfiConverterOptionalSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterSequenceString.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterSequenceString.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterSequenceString.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u16"
     VALUE_MIN = 0
@@ -2260,6 +2870,440 @@ class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
     @staticmethod
     def write(value, buf):
         buf.write_u16(value)
+
+
+class SessionProtocol(typing.Protocol):
+    """
+    An INVITE session with its media streams.
+"""
+    
+    def accept(self, stream_types: typing.Optional[typing.List[str]]) -> None:
+        """
+        Accept with the proposed streams of these types (None: all).
+"""
+        raise NotImplementedError
+    def accept_proposal(self, stream_types: typing.Optional[typing.List[str]]) -> None:
+        raise NotImplementedError
+    def add_stream(self, stream_type: str) -> None:
+        raise NotImplementedError
+    def connect(self, uri: str,routes: typing.List[str],stream_types: typing.List[str]) -> None:
+        """
+        Call `uri` through `routes` (outbound proxies, may be empty) with
+        new streams of the registered `stream_types`.
+"""
+        raise NotImplementedError
+    def end(self, ) -> None:
+        raise NotImplementedError
+    def hold(self, ) -> None:
+        raise NotImplementedError
+    def id(self, ) -> int:
+        """
+        The sender id of this session's notifications.
+"""
+        raise NotImplementedError
+    def info_json(self, ) -> str:
+        """
+        Every attribute as one JSON object.
+"""
+        raise NotImplementedError
+    def proposed_stream_types(self, ) -> typing.List[str]:
+        """
+        Types of the streams the peer proposed (incoming session or proposal).
+"""
+        raise NotImplementedError
+    def reject(self, code: int) -> None:
+        raise NotImplementedError
+    def reject_proposal(self, code: int) -> None:
+        raise NotImplementedError
+    def remove_stream(self, stream_type: str) -> None:
+        """
+        Remove the session's (first) stream of `stream_type`.
+"""
+        raise NotImplementedError
+    def send_ring_indication(self, ) -> None:
+        raise NotImplementedError
+    def state(self, ) -> str:
+        """
+        "NULL", "connecting", "incoming", "accepting", "established",
+        "proposing", "received_proposal", "terminating" or "terminated".
+"""
+        raise NotImplementedError
+    def stream_types(self, ) -> typing.List[str]:
+        raise NotImplementedError
+    def unhold(self, ) -> None:
+        raise NotImplementedError
+
+class Session(SessionProtocol):
+    """
+    An INVITE session with its media streams.
+"""
+    
+    _handle: ctypes.c_uint64
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_sipsimple_fn_free_session, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_sipsimple_fn_clone_session, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def accept(self, stream_types: typing.Optional[typing.List[str]]) -> None:
+        """
+        Accept with the proposed streams of these types (None: all).
+"""
+        
+        _UniffiFfiConverterOptionalSequenceString.check_lower(stream_types)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalSequenceString.lower(stream_types),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_accept,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def accept_proposal(self, stream_types: typing.Optional[typing.List[str]]) -> None:
+        
+        _UniffiFfiConverterOptionalSequenceString.check_lower(stream_types)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalSequenceString.lower(stream_types),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_accept_proposal,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def add_stream(self, stream_type: str) -> None:
+        
+        _UniffiFfiConverterString.check_lower(stream_type)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(stream_type),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_add_stream,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def connect(self, uri: str,routes: typing.List[str],stream_types: typing.List[str]) -> None:
+        """
+        Call `uri` through `routes` (outbound proxies, may be empty) with
+        new streams of the registered `stream_types`.
+"""
+        
+        _UniffiFfiConverterString.check_lower(uri)
+
+        _UniffiFfiConverterSequenceString.check_lower(routes)
+
+        _UniffiFfiConverterSequenceString.check_lower(stream_types)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(uri),
+            _UniffiFfiConverterSequenceString.lower(routes),
+            _UniffiFfiConverterSequenceString.lower(stream_types),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_connect,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def end(self, ) -> None:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_end,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def hold(self, ) -> None:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_hold,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def id(self, ) -> int:
+        """
+        The sender id of this session's notifications.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt64.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def info_json(self, ) -> str:
+        """
+        Every attribute as one JSON object.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_info_json,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def proposed_stream_types(self, ) -> typing.List[str]:
+        """
+        Types of the streams the peer proposed (incoming session or proposal).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_proposed_stream_types,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def reject(self, code: int) -> None:
+        
+        _UniffiFfiConverterUInt16.check_lower(code)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt16.lower(code),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_reject,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def reject_proposal(self, code: int) -> None:
+        
+        _UniffiFfiConverterUInt16.check_lower(code)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt16.lower(code),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_reject_proposal,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def remove_stream(self, stream_type: str) -> None:
+        """
+        Remove the session's (first) stream of `stream_type`.
+"""
+        
+        _UniffiFfiConverterString.check_lower(stream_type)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(stream_type),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_remove_stream,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def send_ring_indication(self, ) -> None:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def state(self, ) -> str:
+        """
+        "NULL", "connecting", "incoming", "accepting", "established",
+        "proposing", "received_proposal", "terminating" or "terminated".
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_state,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def stream_types(self, ) -> typing.List[str]:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_stream_types,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def unhold(self, ) -> None:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_unhold,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+
+class _UniffiFfiConverterTypeSession:
+    @staticmethod
+    def lift(value: int) -> Session:
+        return Session._uniffi_make_instance(value)
+
+    @staticmethod
+    def check_lower(value: Session):
+        if not isinstance(value, Session):
+            raise TypeError("Expected Session instance, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: Session) -> ctypes.c_uint64:
+        return value._uniffi_clone_handle()
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer) -> Session:
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: Session, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
+class _UniffiFfiConverterOptionalTypeSession(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeSession.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeSession.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeSession.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterSequenceTypeSession(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeSession.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeSession.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeSession.read(buf) for i in range(count)
+        ]
+
+class _UniffiFfiConverterOptionalTypeAccount(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeAccount.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeAccount.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeAccount.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
 
 class _UniffiFfiConverterOptionalUInt16(_UniffiConverterRustBuffer):
     @classmethod
@@ -2419,9 +3463,34 @@ class SipApplicationProtocol(typing.Protocol):
         The SIP engine's counters, while running.
 """
         raise NotImplementedError
+    def get_session(self, session_id: int) -> typing.Optional[Session]:
+        """
+        The live session with this id (a notification's sender id).
+"""
+        raise NotImplementedError
     def id(self, ) -> int:
         """
         The sender id of this application's notifications.
+"""
+        raise NotImplementedError
+    def new_session(self, account: Account) -> Session:
+        """
+        A new outgoing session (state "NULL") for `account`.
+"""
+        raise NotImplementedError
+    def sessions(self, ) -> typing.List[Session]:
+        """
+        Sessions not yet terminated.
+"""
+        raise NotImplementedError
+    def set_busy(self, busy: bool) -> None:
+        """
+        Answer new incoming sessions 486 Busy Here while set.
+"""
+        raise NotImplementedError
+    def set_default_account(self, account: typing.Optional[Account]) -> None:
+        """
+        The account incoming sessions belong to (None: Bonjour).
 """
         raise NotImplementedError
     def set_sip_trace(self, on: bool) -> None:
@@ -2516,6 +3585,24 @@ class SipApplication(SipApplicationProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def get_session(self, session_id: int) -> typing.Optional[Session]:
+        """
+        The live session with this id (a notification's sender id).
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(session_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(session_id),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalTypeSession.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_session,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def id(self, ) -> int:
         """
         The sender id of this application's notifications.
@@ -2528,6 +3615,75 @@ class SipApplication(SipApplicationProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def new_session(self, account: Account) -> Session:
+        """
+        A new outgoing session (state "NULL") for `account`.
+"""
+        
+        _UniffiFfiConverterTypeAccount.check_lower(account)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeAccount.lower(account),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeSession.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_new_session,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sessions(self, ) -> typing.List[Session]:
+        """
+        Sessions not yet terminated.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeSession.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sessions,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_busy(self, busy: bool) -> None:
+        """
+        Answer new incoming sessions 486 Busy Here while set.
+"""
+        
+        _UniffiFfiConverterBoolean.check_lower(busy)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBoolean.lower(busy),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_busy,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_default_account(self, account: typing.Optional[Account]) -> None:
+        """
+        The account incoming sessions belong to (None: Bonjour).
+"""
+        
+        _UniffiFfiConverterOptionalTypeAccount.check_lower(account)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalTypeAccount.lower(account),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2646,6 +3802,540 @@ class _UniffiFfiConverterTypeSIPApplication:
     def write(cls, value: SipApplication, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u32"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**32
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u32()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u32(value)
+
+
+class StreamHandler():
+    """
+    A stream type implemented by the application. `initialize` and `start`
+    run on a worker thread; the others on the runtime thread and must return
+    quickly. `stream_id` is the stream's notification sender id. SDP is text;
+    media sections run from "m=" on with CRLF line ends.
+"""
+    
+    def new_from_sdp(self, stream_id: int,sdp: str,index: int) -> bool:
+        """
+        Whether this type takes media section `index` of the offer.
+"""
+        raise NotImplementedError
+    def new_outgoing(self, stream_id: int) -> None:
+        raise NotImplementedError
+    def initialize(self, stream_id: int,local_ip: str,direction: str) -> None:
+        raise NotImplementedError
+    def get_local_media(self, stream_id: int,remote_media: typing.Optional[str]) -> str:
+        """
+        The media section for an offer (`remote_media` None) or the answer.
+"""
+        raise NotImplementedError
+    def start(self, stream_id: int,local_sdp: str,remote_sdp: str,index: int) -> None:
+        raise NotImplementedError
+    def update(self, stream_id: int,local_sdp: str,remote_sdp: str,index: int) -> None:
+        raise NotImplementedError
+    def hold(self, stream_id: int) -> None:
+        raise NotImplementedError
+    def unhold(self, stream_id: int) -> None:
+        raise NotImplementedError
+    def end(self, stream_id: int) -> None:
+        """
+        Called once for every stream made.
+"""
+        raise NotImplementedError
+
+class StreamHandlerImpl(StreamHandler):
+    """
+    A stream type implemented by the application. `initialize` and `start`
+    run on a worker thread; the others on the runtime thread and must return
+    quickly. `stream_id` is the stream's notification sender id. SDP is text;
+    media sections run from "m=" on with CRLF line ends.
+"""
+    
+    _handle: ctypes.c_uint64
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_sipsimple_fn_free_streamhandler, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_sipsimple_fn_clone_streamhandler, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def new_from_sdp(self, stream_id: int,sdp: str,index: int) -> bool:
+        """
+        Whether this type takes media section `index` of the offer.
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+
+        _UniffiFfiConverterString.check_lower(sdp)
+
+        _UniffiFfiConverterUInt32.check_lower(index)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+            _UniffiFfiConverterString.lower(sdp),
+            _UniffiFfiConverterUInt32.lower(index),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_new_from_sdp,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def new_outgoing(self, stream_id: int) -> None:
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_new_outgoing,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def initialize(self, stream_id: int,local_ip: str,direction: str) -> None:
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+
+        _UniffiFfiConverterString.check_lower(local_ip)
+
+        _UniffiFfiConverterString.check_lower(direction)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+            _UniffiFfiConverterString.lower(local_ip),
+            _UniffiFfiConverterString.lower(direction),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_initialize,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def get_local_media(self, stream_id: int,remote_media: typing.Optional[str]) -> str:
+        """
+        The media section for an offer (`remote_media` None) or the answer.
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+
+        _UniffiFfiConverterOptionalString.check_lower(remote_media)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+            _UniffiFfiConverterOptionalString.lower(remote_media),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_get_local_media,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def start(self, stream_id: int,local_sdp: str,remote_sdp: str,index: int) -> None:
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+
+        _UniffiFfiConverterString.check_lower(local_sdp)
+
+        _UniffiFfiConverterString.check_lower(remote_sdp)
+
+        _UniffiFfiConverterUInt32.check_lower(index)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+            _UniffiFfiConverterString.lower(local_sdp),
+            _UniffiFfiConverterString.lower(remote_sdp),
+            _UniffiFfiConverterUInt32.lower(index),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_start,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def update(self, stream_id: int,local_sdp: str,remote_sdp: str,index: int) -> None:
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+
+        _UniffiFfiConverterString.check_lower(local_sdp)
+
+        _UniffiFfiConverterString.check_lower(remote_sdp)
+
+        _UniffiFfiConverterUInt32.check_lower(index)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+            _UniffiFfiConverterString.lower(local_sdp),
+            _UniffiFfiConverterString.lower(remote_sdp),
+            _UniffiFfiConverterUInt32.lower(index),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_update,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def hold(self, stream_id: int) -> None:
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_hold,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def unhold(self, stream_id: int) -> None:
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_unhold,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def end(self, stream_id: int) -> None:
+        """
+        Called once for every stream made.
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(stream_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stream_id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_streamhandler_end,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+# Put all the bits inside a class to keep the top-level namespace clean
+class _UniffiTraitImplStreamHandlerImpl:
+    # For each method, generate a callback function to pass to Rust
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD0
+    def new_from_sdp(
+            uniffi_handle,
+            stream_id,
+            sdp,
+            index,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), _UniffiFfiConverterString.lift(sdp), _UniffiFfiConverterUInt32.lift(index), )
+            uniffi_method = uniffi_obj.new_from_sdp
+            return uniffi_method(*uniffi_args)
+        def write_return_value(v):
+            uniffi_out_return[0] = _UniffiFfiConverterBoolean.lower(v)
+        _uniffi_trait_interface_call(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD1
+    def new_outgoing(
+            uniffi_handle,
+            stream_id,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), )
+            uniffi_method = uniffi_obj.new_outgoing
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call_with_error(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+                SipSimpleError,
+                _UniffiFfiConverterTypeSipSimpleError.lower,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD2
+    def initialize(
+            uniffi_handle,
+            stream_id,
+            local_ip,
+            direction,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), _UniffiFfiConverterString.lift(local_ip), _UniffiFfiConverterString.lift(direction), )
+            uniffi_method = uniffi_obj.initialize
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call_with_error(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+                SipSimpleError,
+                _UniffiFfiConverterTypeSipSimpleError.lower,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD3
+    def get_local_media(
+            uniffi_handle,
+            stream_id,
+            remote_media,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), _UniffiFfiConverterOptionalString.lift(remote_media), )
+            uniffi_method = uniffi_obj.get_local_media
+            return uniffi_method(*uniffi_args)
+        def write_return_value(v):
+            uniffi_out_return[0] = _UniffiFfiConverterString.lower(v)
+        _uniffi_trait_interface_call_with_error(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+                SipSimpleError,
+                _UniffiFfiConverterTypeSipSimpleError.lower,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD4
+    def start(
+            uniffi_handle,
+            stream_id,
+            local_sdp,
+            remote_sdp,
+            index,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), _UniffiFfiConverterString.lift(local_sdp), _UniffiFfiConverterString.lift(remote_sdp), _UniffiFfiConverterUInt32.lift(index), )
+            uniffi_method = uniffi_obj.start
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call_with_error(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+                SipSimpleError,
+                _UniffiFfiConverterTypeSipSimpleError.lower,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD5
+    def update(
+            uniffi_handle,
+            stream_id,
+            local_sdp,
+            remote_sdp,
+            index,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), _UniffiFfiConverterString.lift(local_sdp), _UniffiFfiConverterString.lift(remote_sdp), _UniffiFfiConverterUInt32.lift(index), )
+            uniffi_method = uniffi_obj.update
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD6
+    def hold(
+            uniffi_handle,
+            stream_id,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), )
+            uniffi_method = uniffi_obj.hold
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD7
+    def unhold(
+            uniffi_handle,
+            stream_id,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), )
+            uniffi_method = uniffi_obj.unhold
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_SIPSIMPLE_STREAM_HANDLER_METHOD8
+    def end(
+            uniffi_handle,
+            stream_id,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeStreamHandler._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterUInt64.lift(stream_id), )
+            uniffi_method = uniffi_obj.end
+            return uniffi_method(*uniffi_args)
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_FREE_SIPSIMPLE_STREAM_HANDLER
+    def _uniffi_free(uniffi_handle):
+        _UniffiFfiConverterTypeStreamHandler._handle_map.remove(uniffi_handle)
+
+    @_UNIFFI_CALLBACK_INTERFACE_CLONE_SIPSIMPLE_STREAM_HANDLER
+    def _uniffi_clone(uniffi_handle):
+        return _UniffiFfiConverterTypeStreamHandler._handle_map.clone(uniffi_handle)
+
+    # Generate the FFI VTable.  This has a field for each callback interface method.
+    _uniffi_vtable = _UniffiVTableCallbackInterfaceSipsimpleStreamHandler(
+        _uniffi_free,
+        _uniffi_clone,
+        new_from_sdp,
+        new_outgoing,
+        initialize,
+        get_local_media,
+        start,
+        update,
+        hold,
+        unhold,
+        end,
+    )
+    # Send Rust a pointer to the VTable.  Note: this means we need to keep the struct alive forever,
+    # or else bad things will happen when Rust tries to access it.
+    _UniffiLib.uniffi_sipsimple_fn_init_callback_vtable_streamhandler(ctypes.byref(_uniffi_vtable))
+
+class _UniffiFfiConverterTypeStreamHandler:
+    _handle_map = _UniffiHandleMap()
+
+    @staticmethod
+    def lift(value: int):
+        if (value & 1) == 0:
+            # Rust-generated handle, construct a new class that uses the handle to implement the
+            # interface
+            return StreamHandlerImpl._uniffi_make_instance(value)
+        else:
+            # Python-generated handle, get the object from the handle map
+            return _UniffiFfiConverterTypeStreamHandler._handle_map.remove(value)
+
+    @staticmethod
+    def check_lower(value: StreamHandler):
+        if not isinstance(value, StreamHandler):
+            raise TypeError("Expected StreamHandler subclass, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: StreamHandler):
+         if isinstance(value, StreamHandlerImpl):
+            # Rust-implementated object.  Clone the handle and return it
+            return value._uniffi_clone_handle()
+         else:
+            # Python-implementated object, generate a new vtable handle and return that.
+            return _UniffiFfiConverterTypeStreamHandler._handle_map.insert(value)
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer):
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: StreamHandler, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
+class _UniffiFfiConverterInt32(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "i32"
+    VALUE_MIN = -2**31
+    VALUE_MAX = 2**31
+
+    @staticmethod
+    def read(buf):
+        return buf.read_i32()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i32(value)
+
 class _UniffiFfiConverterOptionalTypeLogSink(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -2670,6 +4360,33 @@ class _UniffiFfiConverterOptionalTypeLogSink(_UniffiConverterRustBuffer):
             return _UniffiFfiConverterTypeLogSink.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
+def register_stream_type(name: str,priority: int,hold_supported: bool,handler: StreamHandler) -> None:
+    """
+    Register a stream type implemented by the application (replaces one of
+    the same name).
+"""
+    
+    _UniffiFfiConverterString.check_lower(name)
+
+    _UniffiFfiConverterInt32.check_lower(priority)
+
+    _UniffiFfiConverterBoolean.check_lower(hold_supported)
+
+    _UniffiFfiConverterTypeStreamHandler.check_lower(handler)
+    _uniffi_lowered_args = (
+        _UniffiFfiConverterString.lower(name),
+        _UniffiFfiConverterInt32.lower(priority),
+        _UniffiFfiConverterBoolean.lower(hold_supported),
+        _UniffiFfiConverterTypeStreamHandler.lower(handler),
+    )
+    _uniffi_lift_return = lambda val: None
+    _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_sipsimple_fn_func_register_stream_type,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 def set_log_sink(sink: typing.Optional[LogSink],level: LogLevel) -> None:
     """
     Send log records at `level` and above to `sink` (None removes it).
@@ -2687,6 +4404,37 @@ def set_log_sink(sink: typing.Optional[LogSink],level: LogLevel) -> None:
     _uniffi_ffi_result = _uniffi_rust_call_with_error(
         _uniffi_error_converter,
         _UniffiLib.uniffi_sipsimple_fn_func_set_log_sink,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
+def stream_types() -> typing.List[str]:
+    """
+    The registered stream types, highest priority first.
+"""
+    _uniffi_lowered_args = (
+    )
+    _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+    _uniffi_error_converter = None
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_sipsimple_fn_func_stream_types,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
+def unregister_stream_type(name: str) -> bool:
+    """
+    Remove a stream type; false if none was registered under `name`.
+"""
+    
+    _UniffiFfiConverterString.check_lower(name)
+    _uniffi_lowered_args = (
+        _UniffiFfiConverterString.lower(name),
+    )
+    _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+    _uniffi_error_converter = None
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_sipsimple_fn_func_unregister_stream_type,
         *_uniffi_lowered_args,
     )
     return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2710,8 +4458,13 @@ __all__ = [
     "LogLevel",
     "SipSimpleError",
     "EngineStatistics",
+    "register_stream_type",
     "set_log_sink",
+    "stream_types",
+    "unregister_stream_type",
     "version",
+    "Account",
+    "AccountProtocol",
     "LogSinkImpl",
     "LogSink",
     "Notification",
@@ -2720,8 +4473,12 @@ __all__ = [
     "NotificationObserver",
     "NotificationCenter",
     "NotificationCenterProtocol",
+    "Session",
+    "SessionProtocol",
     "Storage",
     "StorageProtocol",
     "SipApplication",
     "SipApplicationProtocol",
+    "StreamHandlerImpl",
+    "StreamHandler",
 ]

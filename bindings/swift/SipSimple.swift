@@ -487,6 +487,38 @@ fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
+    typealias FfiType = UInt32
+    typealias SwiftType = UInt32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
+    typealias FfiType = Int32
+    typealias SwiftType = Int32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int32, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     typealias FfiType = UInt64
     typealias SwiftType = UInt64
@@ -601,6 +633,151 @@ fileprivate struct FfiConverterString: FfiConverter {
         writeBytes(&buf, value.utf8)
     }
 }
+
+
+
+
+/**
+ * A SIP account (user@domain) or the Bonjour account.
+ */
+public protocol AccountProtocol: AnyObject, Sendable {
+    
+    func id()  -> String
+    
+}
+/**
+ * A SIP account (user@domain) or the Bonjour account.
+ */
+open class Account: AccountProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_sipsimple_fn_clone_account(self.handle, $0) }
+    }
+public convenience init(id: String, displayName: String?)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_constructor_account_new(
+        FfiConverterString.lower(id),
+        FfiConverterOptionString.lower(displayName),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_sipsimple_fn_free_account(handle, $0) }
+    }
+
+    
+    /**
+     * The P2P account `bonjour@local`.
+     */
+public static func bonjour(displayName: String?)throws  -> Account  {
+    return try  FfiConverterTypeAccount_lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_constructor_account_bonjour(
+        FfiConverterOptionString.lower(displayName),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+open func id() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_account_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAccount: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Account
+
+    public static func lift(_ handle: UInt64) throws -> Account {
+        return Account(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Account) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Account {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Account, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAccount_lift(_ handle: UInt64) throws -> Account {
+    return try FfiConverterTypeAccount.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAccount_lower(_ value: Account) -> UInt64 {
+    return FfiConverterTypeAccount.lower(value)
+}
+
+
 
 
 
@@ -1509,6 +1686,31 @@ public protocol SipApplicationProtocol: AnyObject, Sendable {
      */
     func stop() 
     
+    /**
+     * The live session with this id (a notification's sender id).
+     */
+    func getSession(sessionId: UInt64) throws  -> Session?
+    
+    /**
+     * A new outgoing session (state "NULL") for `account`.
+     */
+    func newSession(account: Account) throws  -> Session
+    
+    /**
+     * Sessions not yet terminated.
+     */
+    func sessions() throws  -> [Session]
+    
+    /**
+     * Answer new incoming sessions 486 Busy Here while set.
+     */
+    func setBusy(busy: Bool) throws 
+    
+    /**
+     * The account incoming sessions belong to (None: Bonjour).
+     */
+    func setDefaultAccount(account: Account?) throws 
+    
 }
 /**
  * The application: starts and stops the SIP user agent's subsystems.
@@ -1671,6 +1873,68 @@ open func stop()  {try! rustCall() {
 }
 }
     
+    /**
+     * The live session with this id (a notification's sender id).
+     */
+open func getSession(sessionId: UInt64)throws  -> Session?  {
+    return try  FfiConverterOptionTypeSession.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_get_session(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(sessionId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A new outgoing session (state "NULL") for `account`.
+     */
+open func newSession(account: Account)throws  -> Session  {
+    return try  FfiConverterTypeSession_lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_new_session(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeAccount_lower(account),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Sessions not yet terminated.
+     */
+open func sessions()throws  -> [Session]  {
+    return try  FfiConverterSequenceTypeSession.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_sessions(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Answer new incoming sessions 486 Busy Here while set.
+     */
+open func setBusy(busy: Bool)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_set_busy(
+            self.uniffiCloneHandle(),
+        FfiConverterBool.lower(busy),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The account incoming sessions belong to (None: Bonjour).
+     */
+open func setDefaultAccount(account: Account?)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_set_default_account(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionTypeAccount.lower(account),uniffiCallStatus
+    )
+}
+}
+    
 
     
 }
@@ -1714,6 +1978,338 @@ public func FfiConverterTypeSIPApplication_lift(_ handle: UInt64) throws -> SipA
 #endif
 public func FfiConverterTypeSIPApplication_lower(_ value: SipApplication) -> UInt64 {
     return FfiConverterTypeSIPApplication.lower(value)
+}
+
+
+
+
+
+
+/**
+ * An INVITE session with its media streams.
+ */
+public protocol SessionProtocol: AnyObject, Sendable {
+    
+    /**
+     * Accept with the proposed streams of these types (None: all).
+     */
+    func accept(streamTypes: [String]?) throws 
+    
+    func acceptProposal(streamTypes: [String]?) throws 
+    
+    func addStream(streamType: String) throws 
+    
+    /**
+     * Call `uri` through `routes` (outbound proxies, may be empty) with
+     * new streams of the registered `stream_types`.
+     */
+    func connect(uri: String, routes: [String], streamTypes: [String]) throws 
+    
+    func end() throws 
+    
+    func hold() throws 
+    
+    /**
+     * The sender id of this session's notifications.
+     */
+    func id()  -> UInt64
+    
+    /**
+     * Every attribute as one JSON object.
+     */
+    func infoJson()  -> String
+    
+    /**
+     * Types of the streams the peer proposed (incoming session or proposal).
+     */
+    func proposedStreamTypes()  -> [String]
+    
+    func reject(code: UInt16) throws 
+    
+    func rejectProposal(code: UInt16) throws 
+    
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     */
+    func removeStream(streamType: String) throws 
+    
+    func sendRingIndication() throws 
+    
+    /**
+     * "NULL", "connecting", "incoming", "accepting", "established",
+     * "proposing", "received_proposal", "terminating" or "terminated".
+     */
+    func state()  -> String
+    
+    func streamTypes()  -> [String]
+    
+    func unhold() throws 
+    
+}
+/**
+ * An INVITE session with its media streams.
+ */
+open class Session: SessionProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_sipsimple_fn_clone_session(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_sipsimple_fn_free_session(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Accept with the proposed streams of these types (None: all).
+     */
+open func accept(streamTypes: [String]?)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_accept(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionSequenceString.lower(streamTypes),uniffiCallStatus
+    )
+}
+}
+    
+open func acceptProposal(streamTypes: [String]?)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_accept_proposal(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionSequenceString.lower(streamTypes),uniffiCallStatus
+    )
+}
+}
+    
+open func addStream(streamType: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_add_stream(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(streamType),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Call `uri` through `routes` (outbound proxies, may be empty) with
+     * new streams of the registered `stream_types`.
+     */
+open func connect(uri: String, routes: [String], streamTypes: [String])throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_connect(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(uri),
+        FfiConverterSequenceString.lower(routes),
+        FfiConverterSequenceString.lower(streamTypes),uniffiCallStatus
+    )
+}
+}
+    
+open func end()throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_end(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+open func hold()throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_hold(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The sender id of this session's notifications.
+     */
+open func id() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Every attribute as one JSON object.
+     */
+open func infoJson() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_info_json(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Types of the streams the peer proposed (incoming session or proposal).
+     */
+open func proposedStreamTypes() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_proposed_stream_types(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+open func reject(code: UInt16)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_reject(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt16.lower(code),uniffiCallStatus
+    )
+}
+}
+    
+open func rejectProposal(code: UInt16)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_reject_proposal(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt16.lower(code),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     */
+open func removeStream(streamType: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_remove_stream(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(streamType),uniffiCallStatus
+    )
+}
+}
+    
+open func sendRingIndication()throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_send_ring_indication(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * "NULL", "connecting", "incoming", "accepting", "established",
+     * "proposing", "received_proposal", "terminating" or "terminated".
+     */
+open func state() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_state(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+open func streamTypes() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_stream_types(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+open func unhold()throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_unhold(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSession: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Session
+
+    public static func lift(_ handle: UInt64) throws -> Session {
+        return Session(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Session) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Session {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Session, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSession_lift(_ handle: UInt64) throws -> Session {
+    return try FfiConverterTypeSession.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSession_lower(_ value: Session) -> UInt64 {
+    return FfiConverterTypeSession.lower(value)
 }
 
 
@@ -1866,6 +2462,553 @@ public func FfiConverterTypeStorage_lift(_ handle: UInt64) throws -> Storage {
 #endif
 public func FfiConverterTypeStorage_lower(_ value: Storage) -> UInt64 {
     return FfiConverterTypeStorage.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A stream type implemented by the application. `initialize` and `start`
+ * run on a worker thread; the others on the runtime thread and must return
+ * quickly. `stream_id` is the stream's notification sender id. SDP is text;
+ * media sections run from "m=" on with CRLF line ends.
+ */
+public protocol StreamHandler: AnyObject, Sendable {
+    
+    /**
+     * Whether this type takes media section `index` of the offer.
+     */
+    func newFromSdp(streamId: UInt64, sdp: String, index: UInt32)  -> Bool
+    
+    func newOutgoing(streamId: UInt64) throws 
+    
+    func initialize(streamId: UInt64, localIp: String, direction: String) throws 
+    
+    /**
+     * The media section for an offer (`remote_media` None) or the answer.
+     */
+    func getLocalMedia(streamId: UInt64, remoteMedia: String?) throws  -> String
+    
+    func start(streamId: UInt64, localSdp: String, remoteSdp: String, index: UInt32) throws 
+    
+    func update(streamId: UInt64, localSdp: String, remoteSdp: String, index: UInt32) 
+    
+    func hold(streamId: UInt64) 
+    
+    func unhold(streamId: UInt64) 
+    
+    /**
+     * Called once for every stream made.
+     */
+    func end(streamId: UInt64) 
+    
+}
+/**
+ * A stream type implemented by the application. `initialize` and `start`
+ * run on a worker thread; the others on the runtime thread and must return
+ * quickly. `stream_id` is the stream's notification sender id. SDP is text;
+ * media sections run from "m=" on with CRLF line ends.
+ */
+open class StreamHandlerImpl: StreamHandler, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_sipsimple_fn_clone_streamhandler(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_sipsimple_fn_free_streamhandler(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Whether this type takes media section `index` of the offer.
+     */
+open func newFromSdp(streamId: UInt64, sdp: String, index: UInt32) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_new_from_sdp(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),
+        FfiConverterString.lower(sdp),
+        FfiConverterUInt32.lower(index),uniffiCallStatus
+    )
+})
+}
+    
+open func newOutgoing(streamId: UInt64)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_new_outgoing(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),uniffiCallStatus
+    )
+}
+}
+    
+open func initialize(streamId: UInt64, localIp: String, direction: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_initialize(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),
+        FfiConverterString.lower(localIp),
+        FfiConverterString.lower(direction),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The media section for an offer (`remote_media` None) or the answer.
+     */
+open func getLocalMedia(streamId: UInt64, remoteMedia: String?)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_get_local_media(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),
+        FfiConverterOptionString.lower(remoteMedia),uniffiCallStatus
+    )
+})
+}
+    
+open func start(streamId: UInt64, localSdp: String, remoteSdp: String, index: UInt32)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_start(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),
+        FfiConverterString.lower(localSdp),
+        FfiConverterString.lower(remoteSdp),
+        FfiConverterUInt32.lower(index),uniffiCallStatus
+    )
+}
+}
+    
+open func update(streamId: UInt64, localSdp: String, remoteSdp: String, index: UInt32)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_update(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),
+        FfiConverterString.lower(localSdp),
+        FfiConverterString.lower(remoteSdp),
+        FfiConverterUInt32.lower(index),uniffiCallStatus
+    )
+}
+}
+    
+open func hold(streamId: UInt64)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_hold(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),uniffiCallStatus
+    )
+}
+}
+    
+open func unhold(streamId: UInt64)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_unhold(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Called once for every stream made.
+     */
+open func end(streamId: UInt64)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_streamhandler_end(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(streamId),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceStreamHandler {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceStreamHandler = UniffiVTableCallbackInterfaceStreamHandler(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeStreamHandler.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface StreamHandler: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeStreamHandler.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface StreamHandler: handle missing in uniffiClone")
+            }
+        },
+        newFromSdp: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            sdp: RustBuffer,
+            index: UInt32,
+            uniffiOutReturn: UnsafeMutablePointer<Int8>,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> Bool in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.newFromSdp(
+                     streamId: try FfiConverterUInt64.lift(streamId),
+                     sdp: try FfiConverterString.lift(sdp),
+                     index: try FfiConverterUInt32.lift(index)
+                )
+            }
+
+            
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterBool.lower($0) }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        newOutgoing: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.newOutgoing(
+                     streamId: try FfiConverterUInt64.lift(streamId)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeSipSimpleError_lower
+            )
+        },
+        initialize: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            localIp: RustBuffer,
+            direction: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.initialize(
+                     streamId: try FfiConverterUInt64.lift(streamId),
+                     localIp: try FfiConverterString.lift(localIp),
+                     direction: try FfiConverterString.lift(direction)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeSipSimpleError_lower
+            )
+        },
+        getLocalMedia: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            remoteMedia: RustBuffer,
+            uniffiOutReturn: UnsafeMutablePointer<RustBuffer>,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> String in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.getLocalMedia(
+                     streamId: try FfiConverterUInt64.lift(streamId),
+                     remoteMedia: try FfiConverterOptionString.lift(remoteMedia)
+                )
+            }
+
+            
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterString.lower($0) }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeSipSimpleError_lower
+            )
+        },
+        start: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            localSdp: RustBuffer,
+            remoteSdp: RustBuffer,
+            index: UInt32,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.start(
+                     streamId: try FfiConverterUInt64.lift(streamId),
+                     localSdp: try FfiConverterString.lift(localSdp),
+                     remoteSdp: try FfiConverterString.lift(remoteSdp),
+                     index: try FfiConverterUInt32.lift(index)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeSipSimpleError_lower
+            )
+        },
+        update: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            localSdp: RustBuffer,
+            remoteSdp: RustBuffer,
+            index: UInt32,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.update(
+                     streamId: try FfiConverterUInt64.lift(streamId),
+                     localSdp: try FfiConverterString.lift(localSdp),
+                     remoteSdp: try FfiConverterString.lift(remoteSdp),
+                     index: try FfiConverterUInt32.lift(index)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        hold: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.hold(
+                     streamId: try FfiConverterUInt64.lift(streamId)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        unhold: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.unhold(
+                     streamId: try FfiConverterUInt64.lift(streamId)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        end: { (
+            uniffiHandle: UInt64,
+            streamId: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeStreamHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.end(
+                     streamId: try FfiConverterUInt64.lift(streamId)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceStreamHandler> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceStreamHandler>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitStreamHandler() {
+    uniffi_sipsimple_fn_init_callback_vtable_streamhandler(UniffiCallbackInterfaceStreamHandler.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeStreamHandler: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<StreamHandler>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = StreamHandler
+
+    public static func lift(_ handle: UInt64) throws -> StreamHandler {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return StreamHandlerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: StreamHandler) -> UInt64 {
+         if let rustImpl = value as? StreamHandlerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> StreamHandler {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: StreamHandler, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStreamHandler_lift(_ handle: UInt64) throws -> StreamHandler {
+    return try FfiConverterTypeStreamHandler.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStreamHandler_lower(_ value: StreamHandler) -> UInt64 {
+    return FfiConverterTypeStreamHandler.lower(value)
 }
 
 
@@ -2352,6 +3495,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeAccount: FfiConverterRustBuffer {
+    typealias SwiftType = Account?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeAccount.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeAccount.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeLogSink: FfiConverterRustBuffer {
     typealias SwiftType = LogSink?
 
@@ -2368,6 +3535,30 @@ fileprivate struct FfiConverterOptionTypeLogSink: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeLogSink.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSession: FfiConverterRustBuffer {
+    typealias SwiftType = Session?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSession.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSession.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -2400,6 +3591,30 @@ fileprivate struct FfiConverterOptionTypeEngineStatistics: FfiConverterRustBuffe
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterSequenceString.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterSequenceString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -2417,6 +3632,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeSession: FfiConverterRustBuffer {
+    typealias SwiftType = [Session]
+
+    public static func write(_ value: [Session], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSession.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Session] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Session]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSession.read(from: &buf))
         }
         return seq
     }
@@ -2442,6 +3682,41 @@ public func version() -> String  {
     )
 })
 }
+/**
+ * Register a stream type implemented by the application (replaces one of
+ * the same name).
+ */
+public func registerStreamType(name: String, priority: Int32, holdSupported: Bool, handler: StreamHandler)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_func_register_stream_type(
+        FfiConverterString.lower(name),
+        FfiConverterInt32.lower(priority),
+        FfiConverterBool.lower(holdSupported),
+        FfiConverterTypeStreamHandler_lower(handler),uniffiCallStatus
+    )
+}
+}
+/**
+ * The registered stream types, highest priority first.
+ */
+public func streamTypes() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_func_stream_types(uniffiCallStatus
+    )
+})
+}
+/**
+ * Remove a stream type; false if none was registered under `name`.
+ */
+public func unregisterStreamType(name: String) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_func_unregister_stream_type(
+        FfiConverterString.lower(name),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -2462,6 +3737,15 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_func_version() != 64076) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_func_register_stream_type() != 4736) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_func_stream_types() != 57689) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_func_unregister_stream_type() != 56814) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_logsink_log() != 30029) {
@@ -2536,7 +3820,100 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_sipapplication_stop() != 50871) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_method_sipapplication_get_session() != 61690) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_new_session() != 15156) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_sessions() != 10723) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_set_busy() != 48812) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_set_default_account() != 22143) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_sipsimple_checksum_method_storage_describe() != 1436) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_account_id() != 27914) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_accept() != 46078) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_accept_proposal() != 11343) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_add_stream() != 18185) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_connect() != 4402) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_end() != 47278) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_hold() != 29021) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_id() != 15603) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_info_json() != 52072) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_proposed_stream_types() != 14236) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_reject() != 47821) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_reject_proposal() != 51626) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_remove_stream() != 23726) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_send_ring_indication() != 3069) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_state() != 42262) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_stream_types() != 4856) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_unhold() != 40684) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_new_from_sdp() != 35309) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_new_outgoing() != 45473) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_initialize() != 819) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_get_local_media() != 55017) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_start() != 17248) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_update() != 34866) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_hold() != 19739) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_unhold() != 48961) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_streamhandler_end() != 4742) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_constructor_notificationcenter_new() != 31559) {
@@ -2551,9 +3928,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_constructor_storage_memory() != 44870) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_constructor_account_bonjour() != 47204) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_constructor_account_new() != 59913) {
+        return InitializationResult.apiChecksumMismatch
+    }
 
     uniffiCallbackInitLogSink()
     uniffiCallbackInitNotificationObserver()
+    uniffiCallbackInitStreamHandler()
     return InitializationResult.ok
 }()
 

@@ -257,6 +257,69 @@ typedef void (*UniffiCallbackInterfaceNotificationObserverMethod0)(uint64_t, uin
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD0
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod0)(uint64_t, uint64_t, RustBuffer, uint32_t, int8_t* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD1
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD1
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod1)(uint64_t, uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD2
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD2
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod2)(uint64_t, uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD3
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD3
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod3)(uint64_t, uint64_t, RustBuffer, RustBuffer* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD4
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD4
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod4)(uint64_t, uint64_t, RustBuffer, RustBuffer, uint32_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD5
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD5
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod5)(uint64_t, uint64_t, RustBuffer, RustBuffer, uint32_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD6
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD6
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod6)(uint64_t, uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD7
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD7
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod7)(uint64_t, uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD8
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STREAM_HANDLER_METHOD8
+typedef void (*UniffiCallbackInterfaceStreamHandlerMethod8)(uint64_t, uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_LOG_SINK
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_LOG_SINK
 typedef struct UniffiVTableCallbackInterfaceLogSink {
@@ -273,6 +336,23 @@ typedef struct UniffiVTableCallbackInterfaceNotificationObserver {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceNotificationObserverMethod0 _Nonnull handleNotification;
 } UniffiVTableCallbackInterfaceNotificationObserver;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_STREAM_HANDLER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_STREAM_HANDLER
+typedef struct UniffiVTableCallbackInterfaceStreamHandler {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceStreamHandlerMethod0 _Nonnull newFromSdp;
+    UniffiCallbackInterfaceStreamHandlerMethod1 _Nonnull newOutgoing;
+    UniffiCallbackInterfaceStreamHandlerMethod2 _Nonnull initialize;
+    UniffiCallbackInterfaceStreamHandlerMethod3 _Nonnull getLocalMedia;
+    UniffiCallbackInterfaceStreamHandlerMethod4 _Nonnull start;
+    UniffiCallbackInterfaceStreamHandlerMethod5 _Nonnull update;
+    UniffiCallbackInterfaceStreamHandlerMethod6 _Nonnull hold;
+    UniffiCallbackInterfaceStreamHandlerMethod7 _Nonnull unhold;
+    UniffiCallbackInterfaceStreamHandlerMethod8 _Nonnull end;
+} UniffiVTableCallbackInterfaceStreamHandler;
 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_LOGSINK
@@ -467,6 +547,31 @@ RustBuffer uniffi_sipsimple_fn_method_sipapplication_state(uint64_t ptr, RustCal
 void uniffi_sipsimple_fn_method_sipapplication_stop(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_GET_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_GET_SESSION
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_get_session(uint64_t ptr, uint64_t session_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_NEW_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_NEW_SESSION
+uint64_t uniffi_sipsimple_fn_method_sipapplication_new_session(uint64_t ptr, uint64_t account, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SESSIONS
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SESSIONS
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_sessions(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_BUSY
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_BUSY
+void uniffi_sipsimple_fn_method_sipapplication_set_busy(uint64_t ptr, int8_t busy, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT
+void uniffi_sipsimple_fn_method_sipapplication_set_default_account(uint64_t ptr, RustBuffer account, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_STORAGE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_STORAGE
 uint64_t uniffi_sipsimple_fn_clone_storage(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -493,6 +598,181 @@ uint64_t uniffi_sipsimple_fn_constructor_storage_memory(RustCallStatus *_Nonnull
 RustBuffer uniffi_sipsimple_fn_method_storage_describe(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_ACCOUNT
+uint64_t uniffi_sipsimple_fn_clone_account(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FREE_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FREE_ACCOUNT
+void uniffi_sipsimple_fn_free_account(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CONSTRUCTOR_ACCOUNT_BONJOUR
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CONSTRUCTOR_ACCOUNT_BONJOUR
+uint64_t uniffi_sipsimple_fn_constructor_account_bonjour(RustBuffer display_name, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CONSTRUCTOR_ACCOUNT_NEW
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CONSTRUCTOR_ACCOUNT_NEW
+uint64_t uniffi_sipsimple_fn_constructor_account_new(RustBuffer id, RustBuffer display_name, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_ID
+RustBuffer uniffi_sipsimple_fn_method_account_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_SESSION
+uint64_t uniffi_sipsimple_fn_clone_session(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FREE_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FREE_SESSION
+void uniffi_sipsimple_fn_free_session(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_ACCEPT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_ACCEPT
+void uniffi_sipsimple_fn_method_session_accept(uint64_t ptr, RustBuffer stream_types, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_ACCEPT_PROPOSAL
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_ACCEPT_PROPOSAL
+void uniffi_sipsimple_fn_method_session_accept_proposal(uint64_t ptr, RustBuffer stream_types, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_ADD_STREAM
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_ADD_STREAM
+void uniffi_sipsimple_fn_method_session_add_stream(uint64_t ptr, RustBuffer stream_type, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_CONNECT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_CONNECT
+void uniffi_sipsimple_fn_method_session_connect(uint64_t ptr, RustBuffer uri, RustBuffer routes, RustBuffer stream_types, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_END
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_END
+void uniffi_sipsimple_fn_method_session_end(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_HOLD
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_HOLD
+void uniffi_sipsimple_fn_method_session_hold(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_ID
+uint64_t uniffi_sipsimple_fn_method_session_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_INFO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_INFO_JSON
+RustBuffer uniffi_sipsimple_fn_method_session_info_json(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_PROPOSED_STREAM_TYPES
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_PROPOSED_STREAM_TYPES
+RustBuffer uniffi_sipsimple_fn_method_session_proposed_stream_types(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_REJECT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_REJECT
+void uniffi_sipsimple_fn_method_session_reject(uint64_t ptr, uint16_t code, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_REJECT_PROPOSAL
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_REJECT_PROPOSAL
+void uniffi_sipsimple_fn_method_session_reject_proposal(uint64_t ptr, uint16_t code, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_REMOVE_STREAM
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_REMOVE_STREAM
+void uniffi_sipsimple_fn_method_session_remove_stream(uint64_t ptr, RustBuffer stream_type, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_RING_INDICATION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_RING_INDICATION
+void uniffi_sipsimple_fn_method_session_send_ring_indication(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STATE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STATE
+RustBuffer uniffi_sipsimple_fn_method_session_state(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STREAM_TYPES
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STREAM_TYPES
+RustBuffer uniffi_sipsimple_fn_method_session_stream_types(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_UNHOLD
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_UNHOLD
+void uniffi_sipsimple_fn_method_session_unhold(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_STREAMHANDLER
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_STREAMHANDLER
+uint64_t uniffi_sipsimple_fn_clone_streamhandler(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FREE_STREAMHANDLER
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FREE_STREAMHANDLER
+void uniffi_sipsimple_fn_free_streamhandler(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_INIT_CALLBACK_VTABLE_STREAMHANDLER
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_INIT_CALLBACK_VTABLE_STREAMHANDLER
+void uniffi_sipsimple_fn_init_callback_vtable_streamhandler(const UniffiVTableCallbackInterfaceStreamHandler* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_NEW_FROM_SDP
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_NEW_FROM_SDP
+int8_t uniffi_sipsimple_fn_method_streamhandler_new_from_sdp(uint64_t ptr, uint64_t stream_id, RustBuffer sdp, uint32_t index, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_NEW_OUTGOING
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_NEW_OUTGOING
+void uniffi_sipsimple_fn_method_streamhandler_new_outgoing(uint64_t ptr, uint64_t stream_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_INITIALIZE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_INITIALIZE
+void uniffi_sipsimple_fn_method_streamhandler_initialize(uint64_t ptr, uint64_t stream_id, RustBuffer local_ip, RustBuffer direction, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_GET_LOCAL_MEDIA
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_GET_LOCAL_MEDIA
+RustBuffer uniffi_sipsimple_fn_method_streamhandler_get_local_media(uint64_t ptr, uint64_t stream_id, RustBuffer remote_media, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_START
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_START
+void uniffi_sipsimple_fn_method_streamhandler_start(uint64_t ptr, uint64_t stream_id, RustBuffer local_sdp, RustBuffer remote_sdp, uint32_t index, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_UPDATE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_UPDATE
+void uniffi_sipsimple_fn_method_streamhandler_update(uint64_t ptr, uint64_t stream_id, RustBuffer local_sdp, RustBuffer remote_sdp, uint32_t index, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_HOLD
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_HOLD
+void uniffi_sipsimple_fn_method_streamhandler_hold(uint64_t ptr, uint64_t stream_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_UNHOLD
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_UNHOLD
+void uniffi_sipsimple_fn_method_streamhandler_unhold(uint64_t ptr, uint64_t stream_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_END
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_STREAMHANDLER_END
+void uniffi_sipsimple_fn_method_streamhandler_end(uint64_t ptr, uint64_t stream_id, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_SET_LOG_SINK
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_SET_LOG_SINK
 void uniffi_sipsimple_fn_func_set_log_sink(RustBuffer sink, RustBuffer level, RustCallStatus *_Nonnull out_status
@@ -502,6 +782,22 @@ void uniffi_sipsimple_fn_func_set_log_sink(RustBuffer sink, RustBuffer level, Ru
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_VERSION
 RustBuffer uniffi_sipsimple_fn_func_version(RustCallStatus *_Nonnull out_status
     
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_REGISTER_STREAM_TYPE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_REGISTER_STREAM_TYPE
+void uniffi_sipsimple_fn_func_register_stream_type(RustBuffer name, int32_t priority, int8_t hold_supported, uint64_t handler, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_STREAM_TYPES
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_STREAM_TYPES
+RustBuffer uniffi_sipsimple_fn_func_stream_types(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_UNREGISTER_STREAM_TYPE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_UNREGISTER_STREAM_TYPE
+int8_t uniffi_sipsimple_fn_func_unregister_stream_type(RustBuffer name, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_FFI_SIPSIMPLE_RUSTBUFFER_ALLOC
@@ -776,6 +1072,24 @@ uint16_t uniffi_sipsimple_checksum_func_version(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_REGISTER_STREAM_TYPE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_REGISTER_STREAM_TYPE
+uint16_t uniffi_sipsimple_checksum_func_register_stream_type(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_STREAM_TYPES
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_STREAM_TYPES
+uint16_t uniffi_sipsimple_checksum_func_stream_types(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_UNREGISTER_STREAM_TYPE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_UNREGISTER_STREAM_TYPE
+uint16_t uniffi_sipsimple_checksum_func_unregister_stream_type(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_LOGSINK_LOG
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_LOGSINK_LOG
 uint16_t uniffi_sipsimple_checksum_method_logsink_log(void
@@ -920,9 +1234,195 @@ uint16_t uniffi_sipsimple_checksum_method_sipapplication_stop(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_GET_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_GET_SESSION
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_get_session(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_NEW_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_NEW_SESSION
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_new_session(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SESSIONS
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SESSIONS
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_sessions(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SET_BUSY
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SET_BUSY
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_set_busy(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_set_default_account(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STORAGE_DESCRIBE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STORAGE_DESCRIBE
 uint16_t uniffi_sipsimple_checksum_method_storage_describe(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_ID
+uint16_t uniffi_sipsimple_checksum_method_account_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_ACCEPT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_ACCEPT
+uint16_t uniffi_sipsimple_checksum_method_session_accept(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_ACCEPT_PROPOSAL
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_ACCEPT_PROPOSAL
+uint16_t uniffi_sipsimple_checksum_method_session_accept_proposal(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_ADD_STREAM
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_ADD_STREAM
+uint16_t uniffi_sipsimple_checksum_method_session_add_stream(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_CONNECT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_CONNECT
+uint16_t uniffi_sipsimple_checksum_method_session_connect(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_END
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_END
+uint16_t uniffi_sipsimple_checksum_method_session_end(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_HOLD
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_HOLD
+uint16_t uniffi_sipsimple_checksum_method_session_hold(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_ID
+uint16_t uniffi_sipsimple_checksum_method_session_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_INFO_JSON
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_INFO_JSON
+uint16_t uniffi_sipsimple_checksum_method_session_info_json(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_PROPOSED_STREAM_TYPES
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_PROPOSED_STREAM_TYPES
+uint16_t uniffi_sipsimple_checksum_method_session_proposed_stream_types(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_REJECT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_REJECT
+uint16_t uniffi_sipsimple_checksum_method_session_reject(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_REJECT_PROPOSAL
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_REJECT_PROPOSAL
+uint16_t uniffi_sipsimple_checksum_method_session_reject_proposal(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_REMOVE_STREAM
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_REMOVE_STREAM
+uint16_t uniffi_sipsimple_checksum_method_session_remove_stream(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_RING_INDICATION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_RING_INDICATION
+uint16_t uniffi_sipsimple_checksum_method_session_send_ring_indication(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_STATE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_STATE
+uint16_t uniffi_sipsimple_checksum_method_session_state(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_STREAM_TYPES
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_STREAM_TYPES
+uint16_t uniffi_sipsimple_checksum_method_session_stream_types(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_UNHOLD
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_UNHOLD
+uint16_t uniffi_sipsimple_checksum_method_session_unhold(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_NEW_FROM_SDP
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_NEW_FROM_SDP
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_new_from_sdp(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_NEW_OUTGOING
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_NEW_OUTGOING
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_new_outgoing(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_INITIALIZE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_INITIALIZE
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_initialize(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_GET_LOCAL_MEDIA
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_GET_LOCAL_MEDIA
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_get_local_media(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_START
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_START
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_start(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_UPDATE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_UPDATE
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_update(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_HOLD
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_HOLD
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_hold(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_UNHOLD
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_UNHOLD
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_unhold(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_END
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STREAMHANDLER_END
+uint16_t uniffi_sipsimple_checksum_method_streamhandler_end(void
     
 );
 #endif
@@ -947,6 +1447,18 @@ uint16_t uniffi_sipsimple_checksum_constructor_storage_file(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_CONSTRUCTOR_STORAGE_MEMORY
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_CONSTRUCTOR_STORAGE_MEMORY
 uint16_t uniffi_sipsimple_checksum_constructor_storage_memory(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_CONSTRUCTOR_ACCOUNT_BONJOUR
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_CONSTRUCTOR_ACCOUNT_BONJOUR
+uint16_t uniffi_sipsimple_checksum_constructor_account_bonjour(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_CONSTRUCTOR_ACCOUNT_NEW
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_CONSTRUCTOR_ACCOUNT_NEW
+uint16_t uniffi_sipsimple_checksum_constructor_account_new(void
     
 );
 #endif

@@ -383,6 +383,7 @@ impl Session {
     /// Start an outgoing session to `to` through `routes` (outbound proxy
     /// first; empty: straight to the target) with `streams`.
     pub fn connect(&self, to: &str, routes: &[String], streams: Vec<StreamHandle>) -> Result<()> {
+        self.transition("connect", &[State::Null], None)?;
         let target = Uri::parse(to.trim())
             .map_err(|e| Error::InvalidArgument(format!("target {to:?}: {e}")))?;
         if target.as_sip().is_none() {
@@ -428,6 +429,7 @@ impl Session {
 
     /// Accept an incoming session with some of the proposed streams.
     pub fn accept(&self, streams: Vec<StreamHandle>) -> Result<()> {
+        self.transition("accept", &[State::Incoming], None)?;
         let proposed = self.proposed_streams();
         if streams.is_empty() {
             return Err(Error::InvalidArgument(
@@ -520,6 +522,7 @@ impl Session {
 
     /// Propose new streams to the peer (re-INVITE).
     pub fn add_streams(&self, streams: Vec<StreamHandle>) -> Result<()> {
+        self.transition("add_stream", &[State::Established], None)?;
         check_streams(&streams)?;
         let current = self.streams();
         if let Some(s) = streams.iter().find(|s| contains(&current, s)) {
@@ -540,6 +543,7 @@ impl Session {
 
     /// Remove streams (re-INVITE with their port set to 0).
     pub fn remove_streams(&self, streams: Vec<StreamHandle>) -> Result<()> {
+        self.transition("remove_stream", &[State::Established], None)?;
         let current = self.streams();
         if streams.is_empty() {
             return Err(Error::InvalidArgument("no stream to remove".into()));
@@ -570,7 +574,13 @@ impl Session {
 
     /// Accept some of the streams the peer proposed.
     pub fn accept_proposal(&self, streams: Vec<StreamHandle>) -> Result<()> {
+        self.transition("accept_proposal", &[State::ReceivedProposal], None)?;
         let proposed = self.proposed_streams();
+        if streams.is_empty() {
+            return Err(Error::InvalidArgument(
+                "accept_proposal needs at least one stream (or use reject_proposal)".into(),
+            ));
+        }
         if let Some(s) = streams.iter().find(|s| !contains(&proposed, s)) {
             return Err(Error::InvalidArgument(format!(
                 "stream {} was not proposed",

@@ -89,22 +89,17 @@ pub fn streams_for_types(types: &[String]) -> Result<Vec<crate::api::StreamHandl
         .collect()
 }
 
-/// The proposed streams whose type is listed (None: all of them).
+/// The proposed streams whose type is listed (None: all of them). The
+/// session says what is wrong with an empty choice (state first).
 pub fn pick_streams(
     proposed: Vec<crate::api::StreamHandle>,
     types: Option<&[String]>,
 ) -> Result<Vec<crate::api::StreamHandle>, Error> {
-    let picked: Vec<_> = match types {
+    Ok(match types {
         None => proposed,
         Some(t) => proposed
             .into_iter()
             .filter(|s| t.iter().any(|x| x == s.stream_type()))
             .collect(),
-    };
-    if picked.is_empty() {
-        return Err(Error::InvalidArgument(
-            "none of the proposed streams has a listed type".into(),
-        ));
-    }
-    Ok(picked)
+    })
 }

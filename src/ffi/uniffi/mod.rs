@@ -2,8 +2,12 @@
 //! as the C ABI, as objects, records, errors and foreign traits. Thin adapters
 //! over `crate::api` only.
 
+mod session;
+
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use session::{Account, Session, StreamHandler};
 
 use crate::api::{
     self, LogLevel as CoreLogLevel, Notification as CoreNotification, ObjectId, ObserverToken,

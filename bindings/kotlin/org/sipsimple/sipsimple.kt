@@ -656,6 +656,33 @@ internal interface UniffiCallbackInterfaceLogSinkMethod0 : com.sun.jna.Callback 
 internal interface UniffiCallbackInterfaceNotificationObserverMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`notification`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceStreamHandlerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`sdp`: RustBuffer.ByValue,`index`: Int,`uniffiOutReturn`: ByteByReference,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStreamHandlerMethod1 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStreamHandlerMethod2 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`localIp`: RustBuffer.ByValue,`direction`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStreamHandlerMethod3 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`remoteMedia`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStreamHandlerMethod4 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`localSdp`: RustBuffer.ByValue,`remoteSdp`: RustBuffer.ByValue,`index`: Int,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStreamHandlerMethod5 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`localSdp`: RustBuffer.ByValue,`remoteSdp`: RustBuffer.ByValue,`index`: Int,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStreamHandlerMethod6 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStreamHandlerMethod7 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceStreamHandlerMethod8 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`streamId`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "log")
 internal open class UniffiVTableCallbackInterfaceLogSink(
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
@@ -694,6 +721,49 @@ internal open class UniffiVTableCallbackInterfaceNotificationObserver(
     }
 
 }
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "newFromSdp", "newOutgoing", "initialize", "getLocalMedia", "start", "update", "hold", "unhold", "end")
+internal open class UniffiVTableCallbackInterfaceStreamHandler(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `newFromSdp`: UniffiCallbackInterfaceStreamHandlerMethod0? = null,
+    @JvmField internal var `newOutgoing`: UniffiCallbackInterfaceStreamHandlerMethod1? = null,
+    @JvmField internal var `initialize`: UniffiCallbackInterfaceStreamHandlerMethod2? = null,
+    @JvmField internal var `getLocalMedia`: UniffiCallbackInterfaceStreamHandlerMethod3? = null,
+    @JvmField internal var `start`: UniffiCallbackInterfaceStreamHandlerMethod4? = null,
+    @JvmField internal var `update`: UniffiCallbackInterfaceStreamHandlerMethod5? = null,
+    @JvmField internal var `hold`: UniffiCallbackInterfaceStreamHandlerMethod6? = null,
+    @JvmField internal var `unhold`: UniffiCallbackInterfaceStreamHandlerMethod7? = null,
+    @JvmField internal var `end`: UniffiCallbackInterfaceStreamHandlerMethod8? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `newFromSdp`: UniffiCallbackInterfaceStreamHandlerMethod0? = null,
+        `newOutgoing`: UniffiCallbackInterfaceStreamHandlerMethod1? = null,
+        `initialize`: UniffiCallbackInterfaceStreamHandlerMethod2? = null,
+        `getLocalMedia`: UniffiCallbackInterfaceStreamHandlerMethod3? = null,
+        `start`: UniffiCallbackInterfaceStreamHandlerMethod4? = null,
+        `update`: UniffiCallbackInterfaceStreamHandlerMethod5? = null,
+        `hold`: UniffiCallbackInterfaceStreamHandlerMethod6? = null,
+        `unhold`: UniffiCallbackInterfaceStreamHandlerMethod7? = null,
+        `end`: UniffiCallbackInterfaceStreamHandlerMethod8? = null,
+    ): UniffiVTableCallbackInterfaceStreamHandler(`uniffiFree`,`uniffiClone`,`newFromSdp`,`newOutgoing`,`initialize`,`getLocalMedia`,`start`,`update`,`hold`,`unhold`,`end`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceStreamHandler) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `newFromSdp` = other.`newFromSdp`
+        `newOutgoing` = other.`newOutgoing`
+        `initialize` = other.`initialize`
+        `getLocalMedia` = other.`getLocalMedia`
+        `start` = other.`start`
+        `update` = other.`update`
+        `hold` = other.`hold`
+        `unhold` = other.`unhold`
+        `end` = other.`end`
+    }
+
+}
 
 // A JNA Library to expose the extern-C FFI definitions.
 // This is an implementation detail which will be called internally by the public API.
@@ -722,6 +792,12 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_sipsimple_checksum_func_set_log_sink(
     ): Int
     external fun uniffi_sipsimple_checksum_func_version(
+    ): Int
+    external fun uniffi_sipsimple_checksum_func_register_stream_type(
+    ): Int
+    external fun uniffi_sipsimple_checksum_func_stream_types(
+    ): Int
+    external fun uniffi_sipsimple_checksum_func_unregister_stream_type(
     ): Int
     external fun uniffi_sipsimple_checksum_method_logsink_log(
     ): Int
@@ -771,7 +847,69 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_sipapplication_stop(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_get_session(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_new_session(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_sessions(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_set_busy(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_set_default_account(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_storage_describe(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_account_id(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_accept(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_accept_proposal(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_add_stream(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_connect(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_end(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_hold(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_id(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_info_json(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_proposed_stream_types(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_reject(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_reject_proposal(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_remove_stream(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_send_ring_indication(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_state(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_stream_types(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_unhold(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_new_from_sdp(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_new_outgoing(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_initialize(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_get_local_media(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_start(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_update(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_hold(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_unhold(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_streamhandler_end(
     ): Int
     external fun uniffi_sipsimple_checksum_constructor_notificationcenter_new(
     ): Int
@@ -780,6 +918,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_sipsimple_checksum_constructor_storage_file(
     ): Int
     external fun uniffi_sipsimple_checksum_constructor_storage_memory(
+    ): Int
+    external fun uniffi_sipsimple_checksum_constructor_account_bonjour(
+    ): Int
+    external fun uniffi_sipsimple_checksum_constructor_account_new(
     ): Int
     external fun ffi_sipsimple_uniffi_contract_version(
     ): Int
@@ -799,6 +941,7 @@ internal object UniffiLib {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "sipsimple"))
         uniffiCallbackInterfaceLogSink.register(this)
         uniffiCallbackInterfaceNotificationObserver.register(this)
+        uniffiCallbackInterfaceStreamHandler.register(this)
         
     }
 
@@ -879,6 +1022,16 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_sipapplication_stop(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_sipsimple_fn_method_sipapplication_get_session(`ptr`: Long,`sessionId`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_sipapplication_new_session(`ptr`: Long,`account`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_sipsimple_fn_method_sipapplication_sessions(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_sipapplication_set_busy(`ptr`: Long,`busy`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_sipapplication_set_default_account(`ptr`: Long,`account`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_sipsimple_fn_clone_storage(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_sipsimple_fn_free_storage(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -889,10 +1042,86 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_sipsimple_fn_method_storage_describe(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_clone_account(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_sipsimple_fn_free_account(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_constructor_account_bonjour(`displayName`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_sipsimple_fn_constructor_account_new(`id`: RustBuffer.ByValue,`displayName`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_sipsimple_fn_method_account_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_clone_session(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_sipsimple_fn_free_session(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_accept(`ptr`: Long,`streamTypes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_accept_proposal(`ptr`: Long,`streamTypes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_add_stream(`ptr`: Long,`streamType`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_connect(`ptr`: Long,`uri`: RustBuffer.ByValue,`routes`: RustBuffer.ByValue,`streamTypes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_end(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_hold(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_sipsimple_fn_method_session_info_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_session_proposed_stream_types(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_session_reject(`ptr`: Long,`code`: Short,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_reject_proposal(`ptr`: Long,`code`: Short,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_remove_stream(`ptr`: Long,`streamType`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_send_ring_indication(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_state(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_session_stream_types(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_session_unhold(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_clone_streamhandler(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_sipsimple_fn_free_streamhandler(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_init_callback_vtable_streamhandler(`vtable`: UniffiVTableCallbackInterfaceStreamHandler,
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_streamhandler_new_from_sdp(`ptr`: Long,`streamId`: Long,`sdp`: RustBuffer.ByValue,`index`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_sipsimple_fn_method_streamhandler_new_outgoing(`ptr`: Long,`streamId`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_streamhandler_initialize(`ptr`: Long,`streamId`: Long,`localIp`: RustBuffer.ByValue,`direction`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_streamhandler_get_local_media(`ptr`: Long,`streamId`: Long,`remoteMedia`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_streamhandler_start(`ptr`: Long,`streamId`: Long,`localSdp`: RustBuffer.ByValue,`remoteSdp`: RustBuffer.ByValue,`index`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_streamhandler_update(`ptr`: Long,`streamId`: Long,`localSdp`: RustBuffer.ByValue,`remoteSdp`: RustBuffer.ByValue,`index`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_streamhandler_hold(`ptr`: Long,`streamId`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_streamhandler_unhold(`ptr`: Long,`streamId`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_streamhandler_end(`ptr`: Long,`streamId`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_sipsimple_fn_func_set_log_sink(`sink`: RustBuffer.ByValue,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_func_register_stream_type(`name`: RustBuffer.ByValue,`priority`: Int,`holdSupported`: Byte,`handler`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_func_stream_types(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_func_unregister_stream_type(`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun ffi_sipsimple_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun ffi_sipsimple_rustbuffer_from_bytes(`bytes`: ForeignBytes.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1018,6 +1247,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_func_version() and 0xFFFF) != 64076) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_func_register_stream_type() and 0xFFFF) != 4736) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_func_stream_types() and 0xFFFF) != 57689) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_func_unregister_stream_type() and 0xFFFF) != 56814) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_logsink_log() and 0xFFFF) != 30029) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1090,7 +1328,100 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_sipapplication_stop() and 0xFFFF) != 50871) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_get_session() and 0xFFFF) != 61690) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_new_session() and 0xFFFF) != 15156) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_sessions() and 0xFFFF) != 10723) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_set_busy() and 0xFFFF) != 48812) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account() and 0xFFFF) != 22143) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_storage_describe() and 0xFFFF) != 1436) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_account_id() and 0xFFFF) != 27914) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_accept() and 0xFFFF) != 46078) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_accept_proposal() and 0xFFFF) != 11343) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_add_stream() and 0xFFFF) != 18185) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_connect() and 0xFFFF) != 4402) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_end() and 0xFFFF) != 47278) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_hold() and 0xFFFF) != 29021) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_id() and 0xFFFF) != 15603) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_info_json() and 0xFFFF) != 52072) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_proposed_stream_types() and 0xFFFF) != 14236) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_reject() and 0xFFFF) != 47821) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_reject_proposal() and 0xFFFF) != 51626) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_remove_stream() and 0xFFFF) != 23726) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_send_ring_indication() and 0xFFFF) != 3069) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_state() and 0xFFFF) != 42262) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_stream_types() and 0xFFFF) != 4856) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_unhold() and 0xFFFF) != 40684) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_new_from_sdp() and 0xFFFF) != 35309) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_new_outgoing() and 0xFFFF) != 45473) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_initialize() and 0xFFFF) != 819) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_get_local_media() and 0xFFFF) != 55017) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_start() and 0xFFFF) != 17248) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_update() and 0xFFFF) != 34866) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_hold() and 0xFFFF) != 19739) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_unhold() and 0xFFFF) != 48961) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_streamhandler_end() and 0xFFFF) != 4742) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_constructor_notificationcenter_new() and 0xFFFF) != 31559) {
@@ -1103,6 +1434,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_constructor_storage_memory() and 0xFFFF) != 44870) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_constructor_account_bonjour() and 0xFFFF) != 47204) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_constructor_account_new() and 0xFFFF) != 59913) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1323,6 +1660,52 @@ public object FfiConverterUShort: FfiConverter<UShort, Short> {
 /**
  * @suppress
  */
+public object FfiConverterUInt: FfiConverter<UInt, Int> {
+    override fun lift(value: Int): UInt {
+        return value.toUInt()
+    }
+
+    override fun read(buf: ByteBuffer): UInt {
+        return lift(buf.getInt())
+    }
+
+    override fun lower(value: UInt): Int {
+        return value.toInt()
+    }
+
+    override fun allocationSize(value: UInt) = 4UL
+
+    override fun write(value: UInt, buf: ByteBuffer) {
+        buf.putInt(value.toInt())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterInt: FfiConverter<Int, Int> {
+    override fun lift(value: Int): Int {
+        return value
+    }
+
+    override fun read(buf: ByteBuffer): Int {
+        return buf.getInt()
+    }
+
+    override fun lower(value: Int): Int {
+        return value
+    }
+
+    override fun allocationSize(value: Int) = 4UL
+
+    override fun write(value: Int, buf: ByteBuffer) {
+        buf.putInt(value)
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterULong: FfiConverter<ULong, Long> {
     override fun lift(value: Long): ULong {
         return value.toULong()
@@ -1466,6 +1849,291 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
         val byteBuf = toUtf8(value)
         buf.putInt(byteBuf.limit())
         buf.put(byteBuf)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A SIP account (user@domain) or the Bonjour account.
+ */
+public interface AccountInterface {
+    
+    fun `id`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * A SIP account (user@domain) or the Bonjour account.
+ */
+open class Account: Disposable, AutoCloseable, AccountInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    constructor(`id`: kotlin.String, `displayName`: kotlin.String?) :
+        this(UniffiWithHandle, 
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_constructor_account_new(
+    
+        
+        FfiConverterString.lower(`id`),
+        FfiConverterOptionalString.lower(`displayName`),_status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_sipsimple_fn_free_account(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_sipsimple_fn_clone_account(handle, status)
+        }
+    }
+
+    override fun `id`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_account_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * The P2P account `bonjour@local`.
+     */
+    @Throws(SipSimpleException::class) fun `bonjour`(`displayName`: kotlin.String?): Account {
+            return FfiConverterTypeAccount.lift(
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_constructor_account_bonjour(
+    
+        
+        FfiConverterOptionalString.lower(`displayName`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAccount: FfiConverter<Account, Long> {
+    override fun lower(value: Account): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Account {
+        return Account(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Account {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Account) = 8UL
+
+    override fun write(value: Account, buf: ByteBuffer) {
+        buf.putLong(lower(value))
     }
 }
 
@@ -3017,6 +3685,31 @@ public interface SipApplicationInterface {
      */
     fun `stop`()
     
+    /**
+     * The live session with this id (a notification's sender id).
+     */
+    fun `getSession`(`sessionId`: kotlin.ULong): Session?
+    
+    /**
+     * A new outgoing session (state "NULL") for `account`.
+     */
+    fun `newSession`(`account`: Account): Session
+    
+    /**
+     * Sessions not yet terminated.
+     */
+    fun `sessions`(): List<Session>
+    
+    /**
+     * Answer new incoming sessions 486 Busy Here while set.
+     */
+    fun `setBusy`(`busy`: kotlin.Boolean)
+    
+    /**
+     * The account incoming sessions belong to (None: Bonjour).
+     */
+    fun `setDefaultAccount`(`account`: Account?)
+    
     companion object
 }
 
@@ -3265,6 +3958,93 @@ open class SipApplication: Disposable, AutoCloseable, SipApplicationInterface
     
 
     
+    /**
+     * The live session with this id (a notification's sender id).
+     */
+    @Throws(SipSimpleException::class)override fun `getSession`(`sessionId`: kotlin.ULong): Session? {
+            return FfiConverterOptionalTypeSession.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_session(
+        it,
+        
+        FfiConverterULong.lower(`sessionId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A new outgoing session (state "NULL") for `account`.
+     */
+    @Throws(SipSimpleException::class)override fun `newSession`(`account`: Account): Session {
+            return FfiConverterTypeSession.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_new_session(
+        it,
+        
+        FfiConverterTypeAccount.lower(`account`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Sessions not yet terminated.
+     */
+    @Throws(SipSimpleException::class)override fun `sessions`(): List<Session> {
+            return FfiConverterSequenceTypeSession.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sessions(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Answer new incoming sessions 486 Busy Here while set.
+     */
+    @Throws(SipSimpleException::class)override fun `setBusy`(`busy`: kotlin.Boolean)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_busy(
+        it,
+        
+        FfiConverterBoolean.lower(`busy`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The account incoming sessions belong to (None: Bonjour).
+     */
+    @Throws(SipSimpleException::class)override fun `setDefaultAccount`(`account`: Account?)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account(
+        it,
+        
+        FfiConverterOptionalTypeAccount.lower(`account`),_status)
+}
+    }
+    
+    
+
+    
 
     
 
@@ -3298,6 +4078,547 @@ public object FfiConverterTypeSIPApplication: FfiConverter<SipApplication, Long>
     override fun allocationSize(value: SipApplication) = 8UL
 
     override fun write(value: SipApplication, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * An INVITE session with its media streams.
+ */
+public interface SessionInterface {
+    
+    /**
+     * Accept with the proposed streams of these types (None: all).
+     */
+    fun `accept`(`streamTypes`: List<kotlin.String>?)
+    
+    fun `acceptProposal`(`streamTypes`: List<kotlin.String>?)
+    
+    fun `addStream`(`streamType`: kotlin.String)
+    
+    /**
+     * Call `uri` through `routes` (outbound proxies, may be empty) with
+     * new streams of the registered `stream_types`.
+     */
+    fun `connect`(`uri`: kotlin.String, `routes`: List<kotlin.String>, `streamTypes`: List<kotlin.String>)
+    
+    fun `end`()
+    
+    fun `hold`()
+    
+    /**
+     * The sender id of this session's notifications.
+     */
+    fun `id`(): kotlin.ULong
+    
+    /**
+     * Every attribute as one JSON object.
+     */
+    fun `infoJson`(): kotlin.String
+    
+    /**
+     * Types of the streams the peer proposed (incoming session or proposal).
+     */
+    fun `proposedStreamTypes`(): List<kotlin.String>
+    
+    fun `reject`(`code`: kotlin.UShort)
+    
+    fun `rejectProposal`(`code`: kotlin.UShort)
+    
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     */
+    fun `removeStream`(`streamType`: kotlin.String)
+    
+    fun `sendRingIndication`()
+    
+    /**
+     * "NULL", "connecting", "incoming", "accepting", "established",
+     * "proposing", "received_proposal", "terminating" or "terminated".
+     */
+    fun `state`(): kotlin.String
+    
+    fun `streamTypes`(): List<kotlin.String>
+    
+    fun `unhold`()
+    
+    companion object
+}
+
+/**
+ * An INVITE session with its media streams.
+ */
+open class Session: Disposable, AutoCloseable, SessionInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_sipsimple_fn_free_session(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_sipsimple_fn_clone_session(handle, status)
+        }
+    }
+
+    
+    /**
+     * Accept with the proposed streams of these types (None: all).
+     */
+    @Throws(SipSimpleException::class)override fun `accept`(`streamTypes`: List<kotlin.String>?)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_accept(
+        it,
+        
+        FfiConverterOptionalSequenceString.lower(`streamTypes`),_status)
+}
+    }
+    
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `acceptProposal`(`streamTypes`: List<kotlin.String>?)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_accept_proposal(
+        it,
+        
+        FfiConverterOptionalSequenceString.lower(`streamTypes`),_status)
+}
+    }
+    
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `addStream`(`streamType`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_add_stream(
+        it,
+        
+        FfiConverterString.lower(`streamType`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Call `uri` through `routes` (outbound proxies, may be empty) with
+     * new streams of the registered `stream_types`.
+     */
+    @Throws(SipSimpleException::class)override fun `connect`(`uri`: kotlin.String, `routes`: List<kotlin.String>, `streamTypes`: List<kotlin.String>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_connect(
+        it,
+        
+        FfiConverterString.lower(`uri`),
+        FfiConverterSequenceString.lower(`routes`),
+        FfiConverterSequenceString.lower(`streamTypes`),_status)
+}
+    }
+    
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `end`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_end(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `hold`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_hold(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The sender id of this session's notifications.
+     */override fun `id`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Every attribute as one JSON object.
+     */override fun `infoJson`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_info_json(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Types of the streams the peer proposed (incoming session or proposal).
+     */override fun `proposedStreamTypes`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_proposed_stream_types(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `reject`(`code`: kotlin.UShort)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_reject(
+        it,
+        
+        FfiConverterUShort.lower(`code`),_status)
+}
+    }
+    
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `rejectProposal`(`code`: kotlin.UShort)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_reject_proposal(
+        it,
+        
+        FfiConverterUShort.lower(`code`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     */
+    @Throws(SipSimpleException::class)override fun `removeStream`(`streamType`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_remove_stream(
+        it,
+        
+        FfiConverterString.lower(`streamType`),_status)
+}
+    }
+    
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `sendRingIndication`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * "NULL", "connecting", "incoming", "accepting", "established",
+     * "proposing", "received_proposal", "terminating" or "terminated".
+     */override fun `state`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_state(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    override fun `streamTypes`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_stream_types(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `unhold`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_unhold(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSession: FfiConverter<Session, Long> {
+    override fun lower(value: Session): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Session {
+        return Session(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Session {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Session) = 8UL
+
+    override fun write(value: Session, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -3593,6 +4914,619 @@ public object FfiConverterTypeStorage: FfiConverter<Storage, Long> {
     override fun allocationSize(value: Storage) = 8UL
 
     override fun write(value: Storage, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A stream type implemented by the application. `initialize` and `start`
+ * run on a worker thread; the others on the runtime thread and must return
+ * quickly. `stream_id` is the stream's notification sender id. SDP is text;
+ * media sections run from "m=" on with CRLF line ends.
+ */
+public interface StreamHandler {
+    
+    /**
+     * Whether this type takes media section `index` of the offer.
+     */
+    fun `newFromSdp`(`streamId`: kotlin.ULong, `sdp`: kotlin.String, `index`: kotlin.UInt): kotlin.Boolean
+    
+    fun `newOutgoing`(`streamId`: kotlin.ULong)
+    
+    fun `initialize`(`streamId`: kotlin.ULong, `localIp`: kotlin.String, `direction`: kotlin.String)
+    
+    /**
+     * The media section for an offer (`remote_media` None) or the answer.
+     */
+    fun `getLocalMedia`(`streamId`: kotlin.ULong, `remoteMedia`: kotlin.String?): kotlin.String
+    
+    fun `start`(`streamId`: kotlin.ULong, `localSdp`: kotlin.String, `remoteSdp`: kotlin.String, `index`: kotlin.UInt)
+    
+    fun `update`(`streamId`: kotlin.ULong, `localSdp`: kotlin.String, `remoteSdp`: kotlin.String, `index`: kotlin.UInt)
+    
+    fun `hold`(`streamId`: kotlin.ULong)
+    
+    fun `unhold`(`streamId`: kotlin.ULong)
+    
+    /**
+     * Called once for every stream made.
+     */
+    fun `end`(`streamId`: kotlin.ULong)
+    
+    companion object
+}
+
+/**
+ * A stream type implemented by the application. `initialize` and `start`
+ * run on a worker thread; the others on the runtime thread and must return
+ * quickly. `stream_id` is the stream's notification sender id. SDP is text;
+ * media sections run from "m=" on with CRLF line ends.
+ */
+open class StreamHandlerImpl: Disposable, AutoCloseable, StreamHandler
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_sipsimple_fn_free_streamhandler(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_sipsimple_fn_clone_streamhandler(handle, status)
+        }
+    }
+
+    
+    /**
+     * Whether this type takes media section `index` of the offer.
+     */override fun `newFromSdp`(`streamId`: kotlin.ULong, `sdp`: kotlin.String, `index`: kotlin.UInt): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_new_from_sdp(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),
+        FfiConverterString.lower(`sdp`),
+        FfiConverterUInt.lower(`index`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `newOutgoing`(`streamId`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_new_outgoing(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),_status)
+}
+    }
+    
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `initialize`(`streamId`: kotlin.ULong, `localIp`: kotlin.String, `direction`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_initialize(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),
+        FfiConverterString.lower(`localIp`),
+        FfiConverterString.lower(`direction`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The media section for an offer (`remote_media` None) or the answer.
+     */
+    @Throws(SipSimpleException::class)override fun `getLocalMedia`(`streamId`: kotlin.ULong, `remoteMedia`: kotlin.String?): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_get_local_media(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),
+        FfiConverterOptionalString.lower(`remoteMedia`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `start`(`streamId`: kotlin.ULong, `localSdp`: kotlin.String, `remoteSdp`: kotlin.String, `index`: kotlin.UInt)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_start(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),
+        FfiConverterString.lower(`localSdp`),
+        FfiConverterString.lower(`remoteSdp`),
+        FfiConverterUInt.lower(`index`),_status)
+}
+    }
+    
+    
+
+    override fun `update`(`streamId`: kotlin.ULong, `localSdp`: kotlin.String, `remoteSdp`: kotlin.String, `index`: kotlin.UInt)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_update(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),
+        FfiConverterString.lower(`localSdp`),
+        FfiConverterString.lower(`remoteSdp`),
+        FfiConverterUInt.lower(`index`),_status)
+}
+    }
+    
+    
+
+    override fun `hold`(`streamId`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_hold(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),_status)
+}
+    }
+    
+    
+
+    override fun `unhold`(`streamId`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_unhold(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Called once for every stream made.
+     */override fun `end`(`streamId`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_streamhandler_end(
+        it,
+        
+        FfiConverterULong.lower(`streamId`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceStreamHandler {
+    internal object `newFromSdp`: UniffiCallbackInterfaceStreamHandlerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`sdp`: RustBuffer.ByValue,`index`: Int,`uniffiOutReturn`: ByteByReference,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`newFromSdp`(
+                    FfiConverterULong.lift(`streamId`),
+                    FfiConverterString.lift(`sdp`),
+                    FfiConverterUInt.lift(`index`),
+                )
+            }
+            val writeReturn = { value: kotlin.Boolean -> uniffiOutReturn.setValue(FfiConverterBoolean.lower(value)) }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `newOutgoing`: UniffiCallbackInterfaceStreamHandlerMethod1 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`newOutgoing`(
+                    FfiConverterULong.lift(`streamId`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: SipSimpleException -> FfiConverterTypeSipSimpleError.lower(e) }
+            )
+        }
+    }
+    internal object `initialize`: UniffiCallbackInterfaceStreamHandlerMethod2 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`localIp`: RustBuffer.ByValue,`direction`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`initialize`(
+                    FfiConverterULong.lift(`streamId`),
+                    FfiConverterString.lift(`localIp`),
+                    FfiConverterString.lift(`direction`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: SipSimpleException -> FfiConverterTypeSipSimpleError.lower(e) }
+            )
+        }
+    }
+    internal object `getLocalMedia`: UniffiCallbackInterfaceStreamHandlerMethod3 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`remoteMedia`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`getLocalMedia`(
+                    FfiConverterULong.lift(`streamId`),
+                    FfiConverterOptionalString.lift(`remoteMedia`),
+                )
+            }
+            val writeReturn = { value: kotlin.String -> uniffiOutReturn.setValue(FfiConverterString.lower(value)) }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: SipSimpleException -> FfiConverterTypeSipSimpleError.lower(e) }
+            )
+        }
+    }
+    internal object `start`: UniffiCallbackInterfaceStreamHandlerMethod4 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`localSdp`: RustBuffer.ByValue,`remoteSdp`: RustBuffer.ByValue,`index`: Int,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`start`(
+                    FfiConverterULong.lift(`streamId`),
+                    FfiConverterString.lift(`localSdp`),
+                    FfiConverterString.lift(`remoteSdp`),
+                    FfiConverterUInt.lift(`index`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: SipSimpleException -> FfiConverterTypeSipSimpleError.lower(e) }
+            )
+        }
+    }
+    internal object `update`: UniffiCallbackInterfaceStreamHandlerMethod5 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`localSdp`: RustBuffer.ByValue,`remoteSdp`: RustBuffer.ByValue,`index`: Int,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`update`(
+                    FfiConverterULong.lift(`streamId`),
+                    FfiConverterString.lift(`localSdp`),
+                    FfiConverterString.lift(`remoteSdp`),
+                    FfiConverterUInt.lift(`index`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `hold`: UniffiCallbackInterfaceStreamHandlerMethod6 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`hold`(
+                    FfiConverterULong.lift(`streamId`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `unhold`: UniffiCallbackInterfaceStreamHandlerMethod7 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`unhold`(
+                    FfiConverterULong.lift(`streamId`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `end`: UniffiCallbackInterfaceStreamHandlerMethod8 {
+        override fun callback(`uniffiHandle`: Long,`streamId`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeStreamHandler.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`end`(
+                    FfiConverterULong.lift(`streamId`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeStreamHandler.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeStreamHandler.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceStreamHandler.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `newFromSdp`,
+        `newOutgoing`,
+        `initialize`,
+        `getLocalMedia`,
+        `start`,
+        `update`,
+        `hold`,
+        `unhold`,
+        `end`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_sipsimple_fn_init_callback_vtable_streamhandler(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeStreamHandler: FfiConverter<StreamHandler, Long> {
+    internal val handleMap = UniffiHandleMap<StreamHandler>()
+
+    override fun lower(value: StreamHandler): Long {
+        if (value is StreamHandlerImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): StreamHandler {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return StreamHandlerImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): StreamHandler {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: StreamHandler) = 8UL
+
+    override fun write(value: StreamHandler, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -4036,6 +5970,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeAccount: FfiConverterRustBuffer<Account?> {
+    override fun read(buf: ByteBuffer): Account? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeAccount.read(buf)
+    }
+
+    override fun allocationSize(value: Account?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeAccount.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Account?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeAccount.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeLogSink: FfiConverterRustBuffer<LogSink?> {
     override fun read(buf: ByteBuffer): LogSink? {
         if (buf.get().toInt() == 0) {
@@ -4058,6 +6024,38 @@ public object FfiConverterOptionalTypeLogSink: FfiConverterRustBuffer<LogSink?> 
         } else {
             buf.put(1)
             FfiConverterTypeLogSink.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSession: FfiConverterRustBuffer<Session?> {
+    override fun read(buf: ByteBuffer): Session? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSession.read(buf)
+    }
+
+    override fun allocationSize(value: Session?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSession.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Session?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSession.write(value, buf)
         }
     }
 }
@@ -4100,6 +6098,38 @@ public object FfiConverterOptionalTypeEngineStatistics: FfiConverterRustBuffer<E
 /**
  * @suppress
  */
+public object FfiConverterOptionalSequenceString: FfiConverterRustBuffer<List<kotlin.String>?> {
+    override fun read(buf: ByteBuffer): List<kotlin.String>? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterSequenceString.read(buf)
+    }
+
+    override fun allocationSize(value: List<kotlin.String>?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterSequenceString.allocationSize(value)
+        }
+    }
+
+    override fun write(value: List<kotlin.String>?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterSequenceString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
     override fun read(buf: ByteBuffer): List<kotlin.String> {
         val len = buf.getInt()
@@ -4118,6 +6148,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeSession: FfiConverterRustBuffer<List<Session>> {
+    override fun read(buf: ByteBuffer): List<Session> {
+        val len = buf.getInt()
+        return List<Session>(len) {
+            FfiConverterTypeSession.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<Session>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeSession.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<Session>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeSession.write(it, buf)
         }
     }
 }
@@ -4143,6 +6201,51 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
     UniffiLib.uniffi_sipsimple_fn_func_version(
     
         _status)
+}
+    )
+    }
+    
+
+        /**
+         * Register a stream type implemented by the application (replaces one of
+         * the same name).
+         */
+    @Throws(SipSimpleException::class) fun `registerStreamType`(`name`: kotlin.String, `priority`: kotlin.Int, `holdSupported`: kotlin.Boolean, `handler`: StreamHandler)
+        = 
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_func_register_stream_type(
+    
+        
+        FfiConverterString.lower(`name`),
+        FfiConverterInt.lower(`priority`),
+        FfiConverterBoolean.lower(`holdSupported`),
+        FfiConverterTypeStreamHandler.lower(`handler`),_status)
+}
+    
+    
+
+        /**
+         * The registered stream types, highest priority first.
+         */ fun `streamTypes`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_func_stream_types(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * Remove a stream type; false if none was registered under `name`.
+         */ fun `unregisterStreamType`(`name`: kotlin.String): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_func_unregister_stream_type(
+    
+        
+        FfiConverterString.lower(`name`),_status)
 }
     )
     }

@@ -1,0 +1,296 @@
+//! Accounts, sessions and host-defined stream types for Python, Swift and
+//! Kotlin. Thin adapters over `crate::api`.
+
+use std::sync::Arc;
+
+use super::{SIPApplication, SipSimpleError};
+use crate::api::{self, HostStreamHandler, HostStreamType, MediaStreamRegistry, ObjectId};
+use crate::ffi::{pick_streams, streams_for_types};
+
+/// A SIP account (user@domain) or the Bonjour account.
+#[derive(uniffi::Object)]
+pub struct Account {
+    inner: api::Account,
+}
+
+#[uniffi::export]
+impl Account {
+    #[uniffi::constructor]
+    pub fn new(id: String, display_name: Option<String>) -> Result<Arc<Self>, SipSimpleError> {
+        Ok(Arc::new(Account {
+            inner: api::Account::new(&id, display_name.as_deref())?,
+        }))
+    }
+
+    /// The P2P account `bonjour@local`.
+    #[uniffi::constructor]
+    pub fn bonjour(display_name: Option<String>) -> Result<Arc<Self>, SipSimpleError> {
+        Ok(Arc::new(Account {
+            inner: api::Account::bonjour(display_name.as_deref())?,
+        }))
+    }
+
+    pub fn id(&self) -> String {
+        self.inner.id().to_string()
+    }
+}
+
+/// An INVITE session with its media streams.
+#[derive(uniffi::Object)]
+pub struct Session {
+    inner: api::Session,
+}
+
+fn wrap(s: api::Session) -> Arc<Session> {
+    Arc::new(Session { inner: s })
+}
+
+#[uniffi::export]
+impl SIPApplication {
+    /// A new outgoing session (state "NULL") for `account`.
+    pub fn new_session(&self, account: Arc<Account>) -> Result<Arc<Session>, SipSimpleError> {
+        Ok(wrap(
+            self.inner.session_manager()?.new_session(&account.inner),
+        ))
+    }
+
+    /// The live session with this id (a notification's sender id).
+    pub fn get_session(&self, session_id: u64) -> Result<Option<Arc<Session>>, SipSimpleError> {
+        Ok(self
+            .inner
+            .session_manager()?
+            .session(ObjectId(session_id))
+            .map(wrap))
+    }
+
+    /// Sessions not yet terminated.
+    pub fn sessions(&self) -> Result<Vec<Arc<Session>>, SipSimpleError> {
+        Ok(self
+            .inner
+            .session_manager()?
+            .sessions()
+            .into_iter()
+            .map(wrap)
+            .collect())
+    }
+
+    /// Answer new incoming sessions 486 Busy Here while set.
+    pub fn set_busy(&self, busy: bool) -> Result<(), SipSimpleError> {
+        self.inner.session_manager()?.set_busy(busy);
+        Ok(())
+    }
+
+    /// The account incoming sessions belong to (None: Bonjour).
+    pub fn set_default_account(&self, account: Option<Arc<Account>>) -> Result<(), SipSimpleError> {
+        self.inner
+            .session_manager()?
+            .set_default_account(account.map(|a| a.inner.clone()));
+        Ok(())
+    }
+}
+
+#[uniffi::export]
+impl Session {
+    /// The sender id of this session's notifications.
+    pub fn id(&self) -> u64 {
+        self.inner.id().0
+    }
+
+    /// "NULL", "connecting", "incoming", "accepting", "established",
+    /// "proposing", "received_proposal", "terminating" or "terminated".
+    pub fn state(&self) -> String {
+        self.inner.state().as_str().to_string()
+    }
+
+    /// Every attribute as one JSON object.
+    pub fn info_json(&self) -> String {
+        self.inner.info_json().to_string()
+    }
+
+    /// Types of the streams the peer proposed (incoming session or proposal).
+    pub fn proposed_stream_types(&self) -> Vec<String> {
+        self.inner
+            .proposed_streams()
+            .iter()
+            .map(|s| s.stream_type().to_string())
+            .collect()
+    }
+
+    pub fn stream_types(&self) -> Vec<String> {
+        self.inner
+            .streams()
+            .iter()
+            .map(|s| s.stream_type().to_string())
+            .collect()
+    }
+
+    /// Call `uri` through `routes` (outbound proxies, may be empty) with
+    /// new streams of the registered `stream_types`.
+    pub fn connect(
+        &self,
+        uri: String,
+        routes: Vec<String>,
+        stream_types: Vec<String>,
+    ) -> Result<(), SipSimpleError> {
+        let streams = streams_for_types(&stream_types)?;
+        Ok(self.inner.connect(&uri, &routes, streams)?)
+    }
+
+    pub fn send_ring_indication(&self) -> Result<(), SipSimpleError> {
+        Ok(self.inner.send_ring_indication()?)
+    }
+
+    /// Accept with the proposed streams of these types (None: all).
+    pub fn accept(&self, stream_types: Option<Vec<String>>) -> Result<(), SipSimpleError> {
+        let streams = pick_streams(self.inner.proposed_streams(), stream_types.as_deref())?;
+        Ok(self.inner.accept(streams)?)
+    }
+
+    pub fn reject(&self, code: u16) -> Result<(), SipSimpleError> {
+        Ok(self.inner.reject(code, None)?)
+    }
+
+    pub fn end(&self) -> Result<(), SipSimpleError> {
+        Ok(self.inner.end()?)
+    }
+
+    pub fn hold(&self) -> Result<(), SipSimpleError> {
+        Ok(self.inner.hold()?)
+    }
+
+    pub fn unhold(&self) -> Result<(), SipSimpleError> {
+        Ok(self.inner.unhold()?)
+    }
+
+    pub fn add_stream(&self, stream_type: String) -> Result<(), SipSimpleError> {
+        let s = MediaStreamRegistry::default().create(&stream_type)?;
+        Ok(self.inner.add_stream(s)?)
+    }
+
+    /// Remove the session's (first) stream of `stream_type`.
+    pub fn remove_stream(&self, stream_type: String) -> Result<(), SipSimpleError> {
+        let s = self
+            .inner
+            .streams()
+            .into_iter()
+            .find(|s| s.stream_type() == stream_type)
+            .ok_or_else(|| SipSimpleError::NotFound {
+                message: format!("the session has no {stream_type} stream"),
+            })?;
+        Ok(self.inner.remove_stream(s)?)
+    }
+
+    pub fn accept_proposal(&self, stream_types: Option<Vec<String>>) -> Result<(), SipSimpleError> {
+        let streams = pick_streams(self.inner.proposed_streams(), stream_types.as_deref())?;
+        Ok(self.inner.accept_proposal(streams)?)
+    }
+
+    pub fn reject_proposal(&self, code: u16) -> Result<(), SipSimpleError> {
+        Ok(self.inner.reject_proposal(code, None)?)
+    }
+}
+
+/// A stream type implemented by the application. `initialize` and `start`
+/// run on a worker thread; the others on the runtime thread and must return
+/// quickly. `stream_id` is the stream's notification sender id. SDP is text;
+/// media sections run from "m=" on with CRLF line ends.
+#[uniffi::export(with_foreign)]
+pub trait StreamHandler: Send + Sync {
+    /// Whether this type takes media section `index` of the offer.
+    fn new_from_sdp(&self, stream_id: u64, sdp: String, index: u32) -> bool;
+    fn new_outgoing(&self, stream_id: u64) -> Result<(), SipSimpleError>;
+    fn initialize(
+        &self,
+        stream_id: u64,
+        local_ip: String,
+        direction: String,
+    ) -> Result<(), SipSimpleError>;
+    /// The media section for an offer (`remote_media` None) or the answer.
+    fn get_local_media(
+        &self,
+        stream_id: u64,
+        remote_media: Option<String>,
+    ) -> Result<String, SipSimpleError>;
+    fn start(
+        &self,
+        stream_id: u64,
+        local_sdp: String,
+        remote_sdp: String,
+        index: u32,
+    ) -> Result<(), SipSimpleError>;
+    fn update(&self, stream_id: u64, local_sdp: String, remote_sdp: String, index: u32);
+    fn hold(&self, stream_id: u64);
+    fn unhold(&self, stream_id: u64);
+    /// Called once for every stream made.
+    fn end(&self, stream_id: u64);
+}
+
+struct Adapter(Arc<dyn StreamHandler>);
+
+impl HostStreamHandler for Adapter {
+    fn new_from_sdp(&self, stream_id: u64, sdp: &str, index: u32) -> bool {
+        self.0.new_from_sdp(stream_id, sdp.to_string(), index)
+    }
+    fn new_outgoing(&self, stream_id: u64) -> Result<(), String> {
+        self.0.new_outgoing(stream_id).map_err(|e| e.to_string())
+    }
+    fn initialize(&self, stream_id: u64, local_ip: &str, direction: &str) -> Result<(), String> {
+        self.0
+            .initialize(stream_id, local_ip.to_string(), direction.to_string())
+            .map_err(|e| e.to_string())
+    }
+    fn get_local_media(&self, stream_id: u64, remote: Option<&str>) -> Result<String, String> {
+        self.0
+            .get_local_media(stream_id, remote.map(str::to_string))
+            .map_err(|e| e.to_string())
+    }
+    fn start(&self, stream_id: u64, local: &str, remote: &str, index: u32) -> Result<(), String> {
+        self.0
+            .start(stream_id, local.to_string(), remote.to_string(), index)
+            .map_err(|e| e.to_string())
+    }
+    fn update(&self, stream_id: u64, local: &str, remote: &str, index: u32) {
+        self.0
+            .update(stream_id, local.to_string(), remote.to_string(), index)
+    }
+    fn hold(&self, stream_id: u64) {
+        self.0.hold(stream_id)
+    }
+    fn unhold(&self, stream_id: u64) {
+        self.0.unhold(stream_id)
+    }
+    fn end(&self, stream_id: u64) {
+        self.0.end(stream_id)
+    }
+}
+
+/// Register a stream type implemented by the application (replaces one of
+/// the same name).
+#[uniffi::export]
+pub fn register_stream_type(
+    name: String,
+    priority: i32,
+    hold_supported: bool,
+    handler: Arc<dyn StreamHandler>,
+) -> Result<(), SipSimpleError> {
+    Ok(
+        MediaStreamRegistry::default().register(Arc::new(HostStreamType::new(
+            &name,
+            priority,
+            hold_supported,
+            Arc::new(Adapter(handler)),
+        )))?,
+    )
+}
+
+/// Remove a stream type; false if none was registered under `name`.
+#[uniffi::export]
+pub fn unregister_stream_type(name: String) -> bool {
+    MediaStreamRegistry::default().unregister(&name)
+}
+
+/// The registered stream types, highest priority first.
+#[uniffi::export]
+pub fn stream_types() -> Vec<String> {
+    MediaStreamRegistry::default().types()
+}
