@@ -246,6 +246,7 @@ impl Subsystem for EngineSubsystem {
                 user_agent: user_agent(&ctx.configuration),
                 timers: session_timers(&ctx.configuration)?,
                 rel100: bool_setting(&ctx.configuration, "sip.enable_100rel", true)?,
+                settings: Arc::new(ctx.configuration.clone()),
             },
         };
         rt.handle().spawn(ua_core(handle.clone(), rx));

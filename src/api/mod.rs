@@ -11,6 +11,7 @@ pub mod notification;
 pub mod session;
 pub mod storage;
 pub mod stream;
+pub mod streams;
 
 pub use account::Account;
 pub use application::{ApplicationState, SIPApplication};

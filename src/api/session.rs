@@ -179,6 +179,7 @@ pub(crate) struct SessionEnv {
     pub user_agent: String,
     pub timers: Option<SessionTimers>,
     pub rel100: bool,
+    pub settings: Arc<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -339,7 +340,7 @@ impl Session {
             "local_identity": i.local_identity,
             "remote_identity": i.remote_identity,
             "route": i.route,
-            "streams": streams_json(&i.streams),
+            "streams": Value::Array(i.streams.iter().map(StreamHandle::describe).collect()),
             "proposed_streams": streams_json(&i.proposed_streams),
         })
     }
@@ -769,6 +770,7 @@ impl Task {
             direction,
             local_ip: self.local_ip,
             runtime: self.env().runtime.clone(),
+            settings: self.env().settings.clone(),
         };
         self.ctx = Some(c.clone());
         c

@@ -46,6 +46,8 @@ pub struct StreamContext {
     pub local_ip: IpAddr,
     /// The runtime that owns the session (for streams with their own I/O).
     pub runtime: tokio::runtime::Handle,
+    /// The application's settings (e.g. `audio.input_device`).
+    pub settings: Arc<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One media stream of a session (IMediaStream).
@@ -94,6 +96,12 @@ pub trait MediaStream: Send + Sync + 'static {
 
     /// Release everything; called once.
     fn end(&self);
+
+    /// What the stream wants to show about itself (codec, addresses,
+    /// statistics), as JSON.
+    fn info(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 
     /// The id the stream wants as a notification sender (host streams know
     /// theirs before the session sees them).
@@ -174,6 +182,11 @@ impl StreamHandle {
     pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::json!({"type": self.type_name, "id": self.sender.id.0})
     }
+
+    /// Type, id and the stream's own information.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"type": self.type_name, "id": self.sender.id.0, "info": self.imp.info()})
+    }
 }
 
 /// The process-wide registry of stream types.
@@ -182,7 +195,7 @@ pub struct MediaStreamRegistry {
 }
 
 static REGISTRY: Lazy<MediaStreamRegistry> = Lazy::new(|| MediaStreamRegistry {
-    factories: RwLock::new(Vec::new()),
+    factories: RwLock::new(vec![Arc::new(super::streams::audio::AudioFactory)]),
 });
 
 fn valid_type_name(name: &str) -> bool {

@@ -2,6 +2,7 @@
 //! engine grows) sockets, DNS, TLS, timers, audio devices and file I/O. It feeds
 //! bytes and time into `proto/` and carries out what `proto/` asks for.
 
+pub mod audio_device;
 pub mod dispatch;
 pub mod dns;
 pub mod engine;

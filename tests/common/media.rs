@@ -134,6 +134,11 @@ impl MediaStreamFactory for TestFactory {
         TYPE
     }
 
+    /// Ahead of the built-in audio stream for the same m= lines.
+    fn priority(&self) -> i32 {
+        10
+    }
+
     fn new_from_sdp(&self, sdp: &SessionDescription, index: usize) -> Option<Arc<dyn MediaStream>> {
         let m = sdp.media.get(index)?;
         if m.media != "audio" || !m.proto.starts_with("RTP/AVP") {

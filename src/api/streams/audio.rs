@@ -1,0 +1,473 @@
+//! AudioStream (type `audio`): RTP over UDP with G.711 (PCMU, PCMA) at 8
+//! kHz, 20 ms packets, symmetric RTP, hold without sending, statistics.
+//!
+//! Settings: `audio.input_device` and `audio.output_device` (see
+//! `driver::audio_device`: `null`, `tone:<Hz>`, `wav:<path>`),
+//! `rtp.audio_codec_list` (names in order of preference, default
+//! `["PCMU", "PCMA"]`), `rtp.port_range` (`[min, max]`, default any).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::net::UdpSocket;
+
+use crate::api::engine::setting;
+use crate::api::error::{Error, Result};
+use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
+use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource};
+use crate::proto::codec::g711::Law;
+use crate::proto::rtp::{ReceiveStats, RtpHeader, RtpPacket};
+use crate::proto::sdp::{Attribute, MediaDescription, SessionDescription};
+
+pub const TYPE: &str = "audio";
+const RATE: u32 = 8000;
+const PTIME_MS: u64 = 20;
+const FRAME: usize = (RATE as u64 * PTIME_MS / 1000) as usize;
+
+/// A codec we can run, from a payload type or encoding name.
+fn law_of(m: &MediaDescription, fmt: &str) -> Option<Law> {
+    let by_map = m
+        .rtpmaps()
+        .into_iter()
+        .find(|r| r.payload_type.to_string() == fmt);
+    match by_map {
+        Some(r) if r.clock_rate == RATE => match r.encoding.to_ascii_uppercase().as_str() {
+            "PCMU" => Some(Law::Mu),
+            "PCMA" => Some(Law::A),
+            _ => None,
+        },
+        Some(_) => None,
+        // Static payload types need no rtpmap (RFC 3551).
+        None => match fmt {
+            "0" => Some(Law::Mu),
+            "8" => Some(Law::A),
+            _ => None,
+        },
+    }
+}
+
+/// The first format of `m` we can run, with its payload type.
+fn first_common(m: &MediaDescription, prefs: &[Law]) -> Option<(u8, Law)> {
+    m.formats.iter().find_map(|f| {
+        let law = law_of(m, f)?;
+        let pt: u8 = f.parse().ok().filter(|p| *p < 128)?;
+        prefs.contains(&law).then_some((pt, law))
+    })
+}
+
+fn codec_prefs(settings: &serde_json::Map<String, Value>) -> Result<Vec<Law>> {
+    match setting(settings, "rtp.audio_codec_list") {
+        None | Some(Value::Null) => Ok(vec![Law::Mu, Law::A]),
+        Some(Value::Array(a)) => {
+            let v: Vec<Law> = a
+                .iter()
+                .filter_map(|c| match c.as_str()?.to_ascii_uppercase().as_str() {
+                    "PCMU" => Some(Law::Mu),
+                    "PCMA" => Some(Law::A),
+                    _ => None,
+                })
+                .collect();
+            if v.is_empty() {
+                Err(Error::InvalidArgument(
+                    "rtp.audio_codec_list names no codec this build has (PCMU, PCMA)".into(),
+                ))
+            } else {
+                Ok(v)
+            }
+        }
+        Some(v) => Err(Error::InvalidArgument(format!(
+            "rtp.audio_codec_list must be a list, not {v}"
+        ))),
+    }
+}
+
+fn device(settings: &serde_json::Map<String, Value>, name: &str) -> String {
+    setting(settings, name)
+        .and_then(Value::as_str)
+        .unwrap_or("null")
+        .to_string()
+}
+
+/// Counters of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct AudioStatistics {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub packets_lost: u64,
+    pub jitter_ms: f64,
+    pub malformed: u64,
+}
+
+#[derive(Default)]
+struct State {
+    rtp: Option<Arc<UdpSocket>>,
+    rtcp: Option<Arc<UdpSocket>>,
+    local: Option<SocketAddr>,
+    prefs: Vec<Law>,
+    codec: Option<(u8, Law)>,
+    remote_sdp_addr: Option<SocketAddr>,
+    input: String,
+    output: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The audio stream of a session.
+pub struct AudioStream {
+    state: Mutex<State>,
+    /// Not sending: on hold, or the negotiated direction forbids it.
+    muted: Arc<AtomicBool>,
+    held: AtomicBool,
+    stats: Arc<Mutex<(AudioStatistics, ReceiveStats)>>,
+    remote_received: Arc<Mutex<Option<SocketAddr>>>,
+    remote_target: Arc<Mutex<Option<SocketAddr>>>,
+}
+
+impl AudioStream {
+    pub fn new() -> AudioStream {
+        AudioStream {
+            state: Mutex::new(State::default()),
+            muted: Arc::new(AtomicBool::new(false)),
+            held: AtomicBool::new(false),
+            stats: Arc::default(),
+            remote_received: Arc::default(),
+            remote_target: Arc::default(),
+        }
+    }
+
+    pub fn codec(&self) -> Option<&'static str> {
+        self.state.lock().codec.map(|(_, l)| l.name())
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        RATE
+    }
+
+    pub fn local_rtp_address(&self) -> Option<SocketAddr> {
+        self.state.lock().local
+    }
+
+    /// Where the remote SDP said to send.
+    pub fn remote_rtp_address_sdp(&self) -> Option<SocketAddr> {
+        self.state.lock().remote_sdp_addr
+    }
+
+    /// Where media actually comes from (symmetric RTP latches onto it).
+    pub fn remote_rtp_address_received(&self) -> Option<SocketAddr> {
+        *self.remote_received.lock()
+    }
+
+    pub fn statistics(&self) -> AudioStatistics {
+        let g = self.stats.lock();
+        let mut s = g.0.clone();
+        s.packets_received = g.1.packets;
+        s.bytes_received = g.1.bytes;
+        s.packets_lost = g.1.lost();
+        s.jitter_ms = g.1.jitter() as f64 * 1000.0 / RATE as f64;
+        s
+    }
+
+    fn apply(
+        &self,
+        local: &SessionDescription,
+        remote: &SessionDescription,
+        index: usize,
+    ) -> Result<()> {
+        let (Some(lm), Some(rm)) = (local.media.get(index), remote.media.get(index)) else {
+            return Err(Error::InvalidArgument("no such media section".into()));
+        };
+        let mut st = self.state.lock();
+        let codec = first_common(rm, &st.prefs)
+            .or_else(|| first_common(lm, &st.prefs))
+            .ok_or_else(|| Error::InvalidArgument("no common audio codec".into()))?;
+        let ip: IpAddr = remote
+            .media_connection(index)
+            .and_then(|c| c.ip())
+            .ok_or_else(|| Error::InvalidArgument("the remote SDP has no IP address".into()))?;
+        let target = SocketAddr::new(ip, rm.port);
+        st.codec = Some(codec);
+        st.remote_sdp_addr = Some(target);
+        // Latched address wins once media arrived from elsewhere.
+        if self.remote_received.lock().is_none() {
+            *self.remote_target.lock() = Some(target);
+        }
+        let sending = local.media_direction(index).sends()
+            && remote.media_direction(index).receives()
+            && !ip.is_unspecified();
+        self.muted.store(
+            !sending || self.held.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+}
+
+impl Default for AudioStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Bind an RTP socket on an even port and RTCP on the next one.
+fn bind_pair(ip: IpAddr) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+    let mut last = None;
+    for _ in 0..64 {
+        let rtp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        match std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
+            Ok(rtcp) => return Ok((rtp, rtcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free even/odd port pair")))
+}
+
+impl MediaStream for AudioStream {
+    fn stream_type(&self) -> &str {
+        TYPE
+    }
+
+    fn hold_supported(&self) -> bool {
+        true
+    }
+
+    fn initialize<'a>(&'a self, ctx: &'a StreamContext) -> StreamFuture<'a, ()> {
+        Box::pin(async move {
+            let prefs = codec_prefs(&ctx.settings)?;
+            let input = device(&ctx.settings, "audio.input_device");
+            let output = device(&ctx.settings, "audio.output_device");
+            // Fail now, not mid-call, if a device cannot be opened.
+            open_source(&input, RATE).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let (rtp, rtcp) =
+                bind_pair(ctx.local_ip).map_err(|e| Error::io("cannot bind RTP ports", e))?;
+            rtp.set_nonblocking(true)
+                .map_err(|e| Error::io("RTP socket", e))?;
+            rtcp.set_nonblocking(true)
+                .map_err(|e| Error::io("RTCP socket", e))?;
+            let local = rtp.local_addr().map_err(|e| Error::io("RTP socket", e))?;
+            let rtp = UdpSocket::from_std(rtp).map_err(|e| Error::io("RTP socket", e))?;
+            let rtcp = UdpSocket::from_std(rtcp).map_err(|e| Error::io("RTCP socket", e))?;
+            let mut st = self.state.lock();
+            st.rtp = Some(Arc::new(rtp));
+            st.rtcp = Some(Arc::new(rtcp));
+            st.local = Some(local);
+            st.prefs = prefs;
+            st.input = input;
+            st.output = output;
+            Ok(())
+        })
+    }
+
+    fn get_local_media(&self, remote: Option<&MediaDescription>) -> Result<MediaDescription> {
+        let st = self.state.lock();
+        let port = st.local.map(|a| a.port()).unwrap_or(0);
+        let codecs: Vec<(u8, Law)> = match remote {
+            None => st.prefs.iter().map(|l| (l.payload_type(), *l)).collect(),
+            Some(r) => vec![first_common(r, &st.prefs)
+                .ok_or_else(|| Error::InvalidArgument("no common audio codec".into()))?],
+        };
+        let fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
+        let fmt_refs: Vec<&str> = fmts.iter().map(String::as_str).collect();
+        let mut m = MediaDescription::new("audio", port, "RTP/AVP", &fmt_refs);
+        for (pt, law) in &codecs {
+            m.push_attribute(Attribute::value(
+                "rtpmap",
+                format!("{pt} {}/{RATE}", law.name()),
+            ));
+        }
+        m.push_attribute(Attribute::value("ptime", PTIME_MS.to_string()));
+        m.push_attribute(Attribute::value("rtcp", (port + 1).to_string()));
+        Ok(m)
+    }
+
+    fn start<'a>(
+        &'a self,
+        local_sdp: &'a SessionDescription,
+        remote_sdp: &'a SessionDescription,
+        index: usize,
+    ) -> StreamFuture<'a, ()> {
+        Box::pin(async move {
+            self.apply(local_sdp, remote_sdp, index)?;
+            let mut st = self.state.lock();
+            let (Some(sock), Some((pt, law))) = (st.rtp.clone(), st.codec) else {
+                return Err(Error::InvalidState(
+                    "the audio stream was not initialized".into(),
+                ));
+            };
+            let source =
+                open_source(&st.input, RATE).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let sink =
+                open_sink(&st.output, RATE).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let media = Media {
+                sock,
+                pt,
+                law,
+                source,
+                sink,
+                muted: self.muted.clone(),
+                stats: self.stats.clone(),
+                received_from: self.remote_received.clone(),
+                target: self.remote_target.clone(),
+            };
+            st.task = Some(tokio::spawn(media.run()));
+            Ok(())
+        })
+    }
+
+    fn update(&self, local: &SessionDescription, remote: &SessionDescription, index: usize) {
+        let _ = self.apply(local, remote, index);
+    }
+
+    fn hold(&self) {
+        self.held.store(true, Ordering::Relaxed);
+        self.muted.store(true, Ordering::Relaxed);
+    }
+
+    fn unhold(&self) {
+        self.held.store(false, Ordering::Relaxed);
+        self.muted.store(false, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        let mut st = self.state.lock();
+        if let Some(t) = st.task.take() {
+            t.abort();
+        }
+        st.rtp = None;
+        st.rtcp = None;
+    }
+
+    fn info(&self) -> Value {
+        let s = self.statistics();
+        json!({
+            "codec": self.codec(),
+            "sample_rate": RATE,
+            "local_rtp_address": self.local_rtp_address().map(|a| a.to_string()),
+            "remote_rtp_address_sdp": self.remote_rtp_address_sdp().map(|a| a.to_string()),
+            "remote_rtp_address_received": self.remote_rtp_address_received().map(|a| a.to_string()),
+            "srtp_active": false,
+            "on_hold": self.held.load(Ordering::Relaxed),
+            "statistics": {
+                "packets_sent": s.packets_sent,
+                "bytes_sent": s.bytes_sent,
+                "packets_received": s.packets_received,
+                "bytes_received": s.bytes_received,
+                "packets_lost": s.packets_lost,
+                "jitter_ms": s.jitter_ms,
+                "malformed": s.malformed,
+            },
+        })
+    }
+}
+
+/// The running media of one stream: a 20 ms clock for sending, the socket
+/// for receiving.
+struct Media {
+    sock: Arc<UdpSocket>,
+    pt: u8,
+    law: Law,
+    source: Box<dyn AudioSource>,
+    sink: Box<dyn AudioSink>,
+    muted: Arc<AtomicBool>,
+    stats: Arc<Mutex<(AudioStatistics, ReceiveStats)>>,
+    received_from: Arc<Mutex<Option<SocketAddr>>>,
+    target: Arc<Mutex<Option<SocketAddr>>>,
+}
+
+impl Media {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(PTIME_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let ssrc: u32 = crate::driver::ids::random_hex(4)
+            .chars()
+            .fold(0u32, |a, c| {
+                a.wrapping_mul(16).wrapping_add(c.to_digit(16).unwrap_or(0))
+            });
+        let mut seq: u16 = (ssrc >> 16) as u16;
+        let mut ts: u32 = ssrc.rotate_left(7);
+        let mut frame = vec![0i16; FRAME];
+        let mut payload = Vec::with_capacity(FRAME);
+        let mut packet = Vec::with_capacity(12 + FRAME);
+        let mut buf = vec![0u8; 2048];
+        let mut pcm = Vec::with_capacity(FRAME * 2);
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.source.read(&mut frame);
+                    let target = *self.target.lock();
+                    if let (false, Some(to)) = (self.muted.load(Ordering::Relaxed), target) {
+                        payload.clear();
+                        self.law.encode(&frame, &mut payload);
+                        packet.clear();
+                        RtpHeader { marker: first, payload_type: self.pt, sequence: seq, timestamp: ts, ssrc }
+                            .write(&payload, &mut packet);
+                        first = false;
+                        if self.sock.send_to(&packet, to).await.is_ok() {
+                            let mut s = self.stats.lock();
+                            s.0.packets_sent += 1;
+                            s.0.bytes_sent += packet.len() as u64;
+                        }
+                        seq = seq.wrapping_add(1);
+                    }
+                    // The clock runs on while muted: timestamps stay real time.
+                    ts = ts.wrapping_add(FRAME as u32);
+                }
+                r = self.sock.recv_from(&mut buf) => {
+                    let Ok((n, from)) = r else { continue };
+                    match RtpPacket::parse(&buf[..n]) {
+                        Ok(p) if p.header.payload_type == self.law.payload_type() || p.header.payload_type == self.pt => {
+                            self.stats.lock().1.on_packet(Instant::now(), p.header.sequence, p.header.timestamp, RATE, n);
+                            pcm.clear();
+                            self.law.decode(p.payload, &mut pcm);
+                            self.sink.write(&pcm);
+                            // Symmetric RTP: answer where media comes from.
+                            let mut rf = self.received_from.lock();
+                            if *rf != Some(from) {
+                                *rf = Some(from);
+                                *self.target.lock() = Some(from);
+                            }
+                        }
+                        _ => self.stats.lock().0.malformed += 1,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        self.sink.finish();
+    }
+}
+
+/// Registers `audio` for m=audio RTP/AVP offers with a G.711 format.
+pub struct AudioFactory;
+
+impl MediaStreamFactory for AudioFactory {
+    fn stream_type(&self) -> &str {
+        TYPE
+    }
+
+    fn new_from_sdp(&self, sdp: &SessionDescription, index: usize) -> Option<Arc<dyn MediaStream>> {
+        let m = sdp.media.get(index)?;
+        if m.media != "audio" || m.proto != "RTP/AVP" {
+            return None;
+        }
+        first_common(m, &[Law::Mu, Law::A])?;
+        Some(Arc::new(AudioStream::new()))
+    }
+
+    fn new_outgoing(&self) -> Result<Arc<dyn MediaStream>> {
+        Ok(Arc::new(AudioStream::new()))
+    }
+}
