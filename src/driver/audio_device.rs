@@ -5,7 +5,8 @@
 //!
 //! Device names (settings `audio.input_device`, `audio.output_device`):
 //! `null` (silence / discard), `tone:<Hz>` (input: a sine at -10 dBFS),
-//! `wav:<path>` (input: the file, looped, resampled; output: a new file).
+//! `wav:<path>` (input: the file, looped, resampled; output: a new file,
+//! `name-2.wav` and so on when the name is taken).
 
 use std::f64::consts::TAU;
 use std::fs::File;
@@ -150,6 +151,9 @@ pub struct WavSink {
 }
 
 impl WavSink {
+    /// A new file at `path`; if it exists (another stream records there,
+    /// or an earlier call did), `name-2.wav`, `name-3.wav`, ... instead:
+    /// nothing is overwritten.
     pub fn create(path: &str, rate: u32) -> Result<WavSink, DeviceError> {
         let spec = hound::WavSpec {
             channels: 1,
@@ -157,9 +161,37 @@ impl WavSink {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let w = hound::WavWriter::create(path, spec).map_err(|source| DeviceError::Wav {
-            path: path.into(),
-            source,
+        let (stem, ext) = match path.rsplit_once('.') {
+            Some((s, e)) if !e.contains('/') => (s.to_string(), format!(".{e}")),
+            _ => (path.to_string(), String::new()),
+        };
+        let mut n = 1;
+        let file = loop {
+            let candidate = if n == 1 {
+                path.to_string()
+            } else {
+                format!("{stem}-{n}{ext}")
+            };
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&candidate)
+            {
+                Ok(f) => break f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => {
+                    return Err(DeviceError::Wav {
+                        path: candidate,
+                        source: hound::Error::IoError(e),
+                    })
+                }
+            }
+        };
+        let w = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|source| {
+            DeviceError::Wav {
+                path: path.into(),
+                source,
+            }
         })?;
         Ok(WavSink { writer: Some(w) })
     }
@@ -299,5 +331,12 @@ mod tests {
             assert!(open_source(bad, 8000).is_err(), "{bad}");
         }
         assert!(open_sink("wav:/nonexistent/dir/x.wav", 8000).is_err());
+        // An existing recording is never overwritten.
+        let mut again = open_sink(&format!("wav:{p}"), 8000).unwrap();
+        again.write(&[1, 2, 3]);
+        again.finish();
+        assert!(dir.path().join("t-2.wav").exists());
+        let kept = hound::WavReader::open(p).unwrap();
+        assert_eq!(kept.spec().sample_rate, 16000);
     }
 }

@@ -1,0 +1,418 @@
+//! sip-session: the interactive client of the SDK, scriptable for tests.
+//!
+//!   sip-session [OPTIONS] [URI [STREAM_TYPE...]]
+//!
+//! Options:
+//!   --config-dir DIR       keep settings in DIR/config.json (default: memory)
+//!   --account ID           call as ID (user@domain), or `bonjour` (default)
+//!   --sip-port N           listen for SIP on port N (UDP and TCP)
+//!   --transport T          udp, tcp or tls for the listening list (default udp,tcp)
+//!   --auto-answer          accept incoming sessions and proposals at once
+//!   --json                 every notification as one JSON object per line
+//!   --input-device D       audio.input_device (null, tone:<Hz>, wav:<path>)
+//!   --output-device D      audio.output_device (null, wav:<path>)
+//!
+//! Commands on stdin, one per line (the current session is the newest):
+//!   /call URI [TYPE...]    new outgoing session (default stream: audio)
+//!   /accept [TYPE...]      accept the incoming session or proposal
+//!   /reject [CODE]         reject it (default 603, or 488 for a proposal)
+//!   /hold, /unhold         put the current session on hold and back
+//!   /add TYPE, /remove TYPE   propose or remove a stream
+//!   /end                   end the current session
+//!   /sessions              list sessions;  /switch ID  make one current
+//!   /sleep SECONDS         pause reading commands (for scripts)
+//!   /quit                  end every session, stop, exit 0
+//!
+//! Without --json, messages go to stdout as text; with --json, stdout has
+//! only notifications and stderr carries the tool's own messages.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use sipsimple::proto::sip::transaction::TransportKind;
+use sipsimple::{
+    Account, FileStorage, MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter,
+    SIPApplication, Session, SessionManager, SessionState, Storage,
+};
+
+struct Options {
+    config_dir: Option<String>,
+    account: String,
+    sip_port: Option<u16>,
+    transport: Option<String>,
+    auto_answer: bool,
+    json: bool,
+    input: Option<String>,
+    output: Option<String>,
+    target: Option<String>,
+    types: Vec<String>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: sip-session [--config-dir DIR] [--account ID|bonjour] [--sip-port N] \
+         [--transport udp|tcp|tls] [--auto-answer] [--json] [--input-device D] \
+         [--output-device D] [URI [STREAM_TYPE...]]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Result<Options, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut o = Options {
+        config_dir: None,
+        account: "bonjour".into(),
+        sip_port: None,
+        transport: None,
+        auto_answer: false,
+        json: false,
+        input: None,
+        output: None,
+        target: None,
+        types: Vec::new(),
+    };
+    let mut p = lexopt::Parser::from_env();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("config-dir") => o.config_dir = Some(p.value()?.string()?),
+            Long("account") => o.account = p.value()?.string()?,
+            Long("sip-port") => o.sip_port = Some(p.value()?.parse()?),
+            Long("transport") => o.transport = Some(p.value()?.string()?.to_ascii_lowercase()),
+            Long("auto-answer") => o.auto_answer = true,
+            Long("json") => o.json = true,
+            Long("input-device") => o.input = Some(p.value()?.string()?),
+            Long("output-device") => o.output = Some(p.value()?.string()?),
+            Long("help") | Short('h') => usage(),
+            Value(v) if o.target.is_none() => o.target = Some(v.string()?),
+            Value(v) => o.types.push(v.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(o)
+}
+
+/// Prints the tool's own messages: stdout in text mode, stderr with --json.
+#[derive(Clone)]
+struct Out {
+    json: bool,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Out {
+    fn say(&self, msg: &str) {
+        let _g = self.lock.lock();
+        if self.json {
+            eprintln!("{msg}");
+        } else {
+            println!("{msg}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    fn notification(&self, n: &Notification) {
+        let _g = self.lock.lock();
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let data: Value = serde_json::from_str(&n.data.to_json()).unwrap_or(Value::Null);
+            let line = json!({
+                "name": n.name,
+                "sender": n.sender.id.0,
+                "sender_kind": n.sender.kind,
+                "timestamp": n.timestamp_micros() as f64 / 1e6,
+                "data": data,
+            });
+            let _ = writeln!(out, "{line}");
+        } else {
+            let _ = writeln!(
+                out,
+                "{} {}#{} {}",
+                n.name,
+                n.sender.kind,
+                n.sender.id.0,
+                n.data.to_json()
+            );
+        }
+        let _ = out.flush();
+    }
+}
+
+/// Sessions by the order they appeared; the last one is current unless
+/// /switch picked another.
+struct Sessions {
+    manager: SessionManager,
+    current: Mutex<Option<Session>>,
+}
+
+impl Sessions {
+    fn current(&self) -> Result<Session, String> {
+        let cur = self.current.lock().clone();
+        match cur {
+            Some(s) if s.state() != SessionState::Terminated => Ok(s),
+            _ => self
+                .manager
+                .sessions()
+                .into_iter()
+                .last()
+                .ok_or_else(|| "no session".to_string()),
+        }
+    }
+}
+
+fn settings(o: &Options) -> Result<Arc<dyn Storage>, String> {
+    let storage: Arc<dyn Storage> = match &o.config_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+            Arc::new(FileStorage::new(d))
+        }
+        None => Arc::new(MemoryStorage::new()),
+    };
+    // Command-line options override the stored settings for this run only:
+    // they go into a memory copy, the file stays as it was.
+    let mut cfg: Map<String, Value> = storage.load().map_err(|e| e.to_string())?;
+    let mut set = |path: &str, v: Value| {
+        cfg.insert(path.to_string(), v);
+    };
+    if let Some(p) = o.sip_port {
+        set("sip.udp_port", json!(p));
+        set("sip.tcp_port", json!(p));
+    }
+    if let Some(t) = &o.transport {
+        set("sip.transport_list", json!([t]));
+    }
+    if let Some(d) = &o.input {
+        set("audio.input_device", json!(d));
+    }
+    if let Some(d) = &o.output {
+        set("audio.output_device", json!(d));
+    }
+    let mem = MemoryStorage::new();
+    mem.save(&cfg).map_err(|e| e.to_string())?;
+    Ok(Arc::new(mem))
+}
+
+fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<bool, String> {
+    let mut words = line.split_whitespace();
+    let Some(cmd) = words.next() else {
+        return Ok(true);
+    };
+    let rest: Vec<String> = words.map(str::to_string).collect();
+    let err = |e: sipsimple::Error| e.to_string();
+    match cmd {
+        "/call" => {
+            let uri = rest.first().ok_or("usage: /call URI [TYPE...]")?;
+            let mut types: Vec<String> = rest[1..].to_vec();
+            if types.is_empty() {
+                types.push("audio".into());
+            }
+            let streams = types
+                .iter()
+                .map(|t| MediaStreamRegistry::default().create(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            let session = s.manager.new_session(account);
+            session.connect(uri, &[], streams).map_err(err)?;
+            out.say(&format!("calling {uri} (session {})", session.id().0));
+            *s.current.lock() = Some(session);
+        }
+        "/accept" => {
+            let cur = s.current()?;
+            let picked: Vec<_> = cur
+                .proposed_streams()
+                .into_iter()
+                .filter(|st| rest.is_empty() || rest.iter().any(|t| t == st.stream_type()))
+                .collect();
+            if cur.state() == SessionState::ReceivedProposal {
+                cur.accept_proposal(picked).map_err(err)?;
+            } else {
+                cur.accept(picked).map_err(err)?;
+            }
+        }
+        "/reject" => {
+            let cur = s.current()?;
+            let proposal = cur.state() == SessionState::ReceivedProposal;
+            let code = match rest.first() {
+                Some(c) => c.parse().map_err(|_| format!("bad status code {c}"))?,
+                None if proposal => 488,
+                None => 603,
+            };
+            if proposal {
+                cur.reject_proposal(code, None).map_err(err)?;
+            } else {
+                cur.reject(code, None).map_err(err)?;
+            }
+        }
+        "/hold" => s.current()?.hold().map_err(err)?,
+        "/unhold" => s.current()?.unhold().map_err(err)?,
+        "/add" => {
+            let t = rest.first().ok_or("usage: /add TYPE")?;
+            let st = MediaStreamRegistry::default().create(t).map_err(err)?;
+            s.current()?.add_stream(st).map_err(err)?;
+        }
+        "/remove" => {
+            let t = rest.first().ok_or("usage: /remove TYPE")?;
+            let cur = s.current()?;
+            let st = cur
+                .streams()
+                .into_iter()
+                .find(|x| x.stream_type() == t)
+                .ok_or_else(|| format!("the session has no {t} stream"))?;
+            cur.remove_stream(st).map_err(err)?;
+        }
+        "/end" => s.current()?.end().map_err(err)?,
+        "/sessions" => {
+            for x in s.manager.sessions() {
+                out.say(&format!(
+                    "{} {} {} {}",
+                    x.id().0,
+                    x.state(),
+                    x.direction().unwrap_or("-"),
+                    x.remote_identity().unwrap_or_default()
+                ));
+            }
+        }
+        "/switch" => {
+            let id: u64 = rest
+                .first()
+                .and_then(|i| i.parse().ok())
+                .ok_or("usage: /switch ID")?;
+            let x = s
+                .manager
+                .session(sipsimple::ObjectId(id))
+                .ok_or_else(|| format!("no session {id}"))?;
+            *s.current.lock() = Some(x);
+        }
+        "/sleep" => {
+            let secs: f64 = rest
+                .first()
+                .and_then(|i| i.parse().ok())
+                .filter(|s: &f64| *s >= 0.0 && *s < 3600.0)
+                .ok_or("usage: /sleep SECONDS")?;
+            std::thread::sleep(Duration::from_secs_f64(secs));
+        }
+        "/quit" => return Ok(false),
+        other => return Err(format!("unknown command {other} (see --help)")),
+    }
+    Ok(true)
+}
+
+fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sip-session: {e}");
+            usage();
+        }
+    };
+    let out = Out {
+        json: o.json,
+        lock: Arc::default(),
+    };
+    let storage = match settings(&o) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sip-session: {e}");
+            std::process::exit(1);
+        }
+    };
+    let account = if o.account == "bonjour" {
+        Account::bonjour(None)
+    } else {
+        Account::new(&o.account, None)
+    };
+    let account = match account {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("sip-session: {e}");
+            std::process::exit(2);
+        }
+    };
+    let app = SIPApplication::new();
+    let printer = out.clone();
+    let token = NotificationCenter::default().add_observer(None, None, move |n| {
+        if n.name != "SIPEngineSIPTrace" {
+            printer.notification(n)
+        }
+    });
+    if let Err(e) = app.start(storage) {
+        eprintln!("sip-session: {e}");
+        NotificationCenter::default().remove_observer(token);
+        std::process::exit(1);
+    }
+    let manager = match app.session_manager() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sip-session: {e}");
+            std::process::exit(1);
+        }
+    };
+    manager.set_default_account(Some(account.clone()));
+    for t in [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls] {
+        if let Some(a) = app.sip_local_address(t) {
+            out.say(&format!("listening on {} port {}", t.as_str(), a.port()));
+        }
+    }
+    let sessions = Arc::new(Sessions {
+        manager: manager.clone(),
+        current: Mutex::new(None),
+    });
+    // Incoming sessions become current; --auto-answer takes them and any
+    // proposal with every stream offered.
+    let auto = o.auto_answer;
+    let m2 = manager.clone();
+    let s2 = sessions.clone();
+    let answerer = NotificationCenter::default().add_observer(None, None, move |n| {
+        let incoming = n.name == "SIPSessionNewIncoming";
+        let proposal = n.name == "SIPSessionGotProposal";
+        if !incoming && !proposal {
+            return;
+        }
+        let Some(sess) = m2.session(n.sender.id) else {
+            return;
+        };
+        if incoming {
+            *s2.current.lock() = Some(sess.clone());
+        }
+        if auto {
+            let streams = sess.proposed_streams();
+            let _ = if incoming {
+                sess.accept(streams)
+            } else {
+                sess.accept_proposal(streams)
+            };
+        }
+    });
+    if let Some(t) = &o.target {
+        let line = format!("/call {t} {}", o.types.join(" "));
+        if let Err(e) = command(&line, &sessions, &account, &out) {
+            out.say(&format!("error: {e}"));
+        }
+    }
+    let stdin = std::io::stdin();
+    let mut quit = false;
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        match command(line.trim(), &sessions, &account, &out) {
+            Ok(true) => {}
+            Ok(false) => {
+                quit = true;
+                break;
+            }
+            Err(e) => out.say(&format!("error: {e}")),
+        }
+    }
+    if !quit {
+        // stdin closed without /quit: keep serving (e.g. --auto-answer
+        // with no terminal) until killed.
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    manager.end_all(Duration::from_secs(5));
+    app.stop();
+    NotificationCenter::default().remove_observer(answerer);
+    NotificationCenter::default().remove_observer(token);
+    out.say("bye");
+}

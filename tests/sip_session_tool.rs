@@ -1,0 +1,171 @@
+//! The sip-session tool as a user drives it: two processes on 127.0.0.1,
+//! one auto-answering, commands piped to stdin, notifications read as JSON
+//! lines from stdout.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Tool {
+    child: Child,
+    stdin: ChildStdin,
+    events: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+    port: u16,
+}
+
+impl Tool {
+    fn start(args: &[&str]) -> Tool {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sip-session"))
+            .args(["--json", "--sip-port", "0", "--transport", "udp"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sip-session runs");
+        let stdin = child.stdin.take().unwrap();
+        let (tx, events) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let (ptx, prx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(p) = line.strip_prefix("listening on UDP port ") {
+                    let _ = ptx.send(p.trim().parse::<u16>().unwrap());
+                }
+                eprintln!("[sip-session] {line}");
+            }
+        });
+        let port = prx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the tool says its port");
+        Tool {
+            child,
+            stdin,
+            events,
+            seen: Vec::new(),
+            port,
+        }
+    }
+
+    fn send(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Wait for the `count`-th notification `name`; returns it.
+    fn wait(&mut self, name: &str, count: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let found: Vec<&Value> = self.seen.iter().filter(|v| v["name"] == name).collect();
+            if found.len() >= count {
+                return found[count - 1].clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => panic!("no {name} #{count}; saw {:?}", self.names()),
+            }
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.seen
+            .iter()
+            .map(|v| v["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    fn quit(mut self) {
+        self.send("/quit");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "sip-session exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sip-session did not exit after /quit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn two_tools_call_hold_and_hang_up_with_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("bob.wav");
+    let mut bob = Tool::start(&[
+        "--auto-answer",
+        "--input-device",
+        "tone:1000",
+        "--output-device",
+        &format!("wav:{}", wav.display()),
+    ]);
+    let mut alice = Tool::start(&["--input-device", "tone:440"]);
+    alice.send(&format!("/call sip:bob@127.0.0.1:{} audio", bob.port));
+    let started = alice.wait("SIPSessionDidStart", 1);
+    assert_eq!(started["data"]["streams"][0]["type"], "audio");
+    bob.wait("SIPSessionDidStart", 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    alice.send("/hold");
+    let h = bob.wait("SIPSessionDidChangeHoldState", 1);
+    assert_eq!(h["data"]["on_hold"], true);
+    assert_eq!(h["data"]["originator"], "remote");
+    alice.wait("SIPSessionDidChangeHoldState", 1);
+    alice.send("/unhold");
+    bob.wait("SIPSessionDidChangeHoldState", 2);
+    // A second session at the same time.
+    alice.send(&format!("/call sip:bob@127.0.0.1:{} audio", bob.port));
+    alice.wait("SIPSessionDidStart", 2);
+    bob.wait("SIPSessionDidStart", 2);
+    alice.send("/end");
+    alice.wait("SIPSessionDidEnd", 1);
+    bob.wait("SIPSessionDidEnd", 1);
+    // The first one is still up; /quit ends it.
+    alice.quit();
+    bob.wait("SIPSessionDidEnd", 2);
+    bob.quit();
+    let samples: Vec<i16> = hound::WavReader::open(&wav)
+        .unwrap()
+        .into_samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect();
+    assert!(samples.len() > 8000);
+    let r = sipsimple::driver::audio_device::tone_ratio(&samples[800..8800], 8000, 440.0);
+    assert!(r > 0.9, "bob heard alice's 440 Hz tone (ratio {r})");
+}
+
+#[test]
+fn rejected_and_unknown_commands() {
+    let mut bob = Tool::start(&[]);
+    let mut alice = Tool::start(&[]);
+    alice.send(&format!("/call sip:bob@127.0.0.1:{} audio", bob.port));
+    bob.wait("SIPSessionNewIncoming", 1);
+    bob.send("/reject 486");
+    let f = alice.wait("SIPSessionDidFail", 1);
+    assert_eq!(f["data"]["code"], 486);
+    alice.send("/frobnicate");
+    alice.send("/hold");
+    alice.send("/call not-a-uri");
+    alice.send("/call sip:x@127.0.0.1:9 nosuchtype");
+    alice.quit();
+    bob.quit();
+}
