@@ -1,0 +1,219 @@
+//! Interoperability with baresip (Debian package baresip-core), headless on
+//! 127.0.0.1: baresip calls us, we call baresip (auto-answer). Each side
+//! sends a tone; each recording must carry the other side's tone. baresip
+//! plays a WAV file as its microphone and dumps what it decodes to WAV
+//! (its sndfile module), so both directions are checked as signal.
+//!
+//! Without baresip these tests say so and pass, except under CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sipsimple::driver::audio_device::{tone_ratio, AudioSource, Tone};
+use sipsimple::proto::sip::transaction::TransportKind;
+use sipsimple::{
+    Account, MediaStreamRegistry, MemoryStorage, NotificationCenter, SIPApplication, SessionState,
+    Storage,
+};
+
+fn baresip_available() -> bool {
+    let ok = Command::new("baresip")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "baresip (Debian package baresip-core) is required under CI"
+        );
+        eprintln!("baresip not installed: skipping");
+    }
+    ok
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A baresip configuration in `dir`: 8 kHz mono, PCMU, a 600 Hz WAV as
+/// microphone, decoded audio dumped into `dir`.
+fn baresip_dir(dir: &Path, port: u16) {
+    let config = format!(
+        "poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_transports udp\n\
+         audio_player aubridge,nil\naudio_source aufile,{d}/tone.wav\naudio_alert aubridge,nil\n\
+         ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
+         module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\nmodule aufile.so\n\
+         module aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
+         snd_path {d}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        "<sip:baresip@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU\n",
+    )
+    .unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(dir.join("tone.wav"), spec).unwrap();
+    let mut t = Tone::new(600.0, 8000, 0.3);
+    let mut buf = vec![0i16; 8000 * 6];
+    t.read(&mut buf);
+    for s in buf {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn baresip(dir: &Path, seconds: u32, dial: Option<&str>) -> Child {
+    let mut cmd = Command::new("baresip");
+    cmd.arg("-f").arg(dir).args(["-t", &seconds.to_string()]);
+    if let Some(uri) = dial {
+        cmd.args(["-e", &format!("/dial {uri}")]);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("baresip starts")
+}
+
+fn wait_exit(mut child: Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("baresip did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn app(wav: &Path) -> SIPApplication {
+    let s = MemoryStorage::new();
+    s.save(
+        json!({
+            "sip": {"transport_list": ["udp"]},
+            "audio": {"input_device": "tone:1000", "output_device": format!("wav:{}", wav.display())},
+        })
+        .as_object()
+        .unwrap(),
+    )
+    .unwrap();
+    let app = SIPApplication::new();
+    app.start(Arc::new(s)).unwrap();
+    app
+}
+
+fn samples(path: &Path) -> Vec<i16> {
+    hound::WavReader::open(path)
+        .unwrap()
+        .into_samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+fn baresip_decoded(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("baresip dumped what it decoded")
+}
+
+fn check_tone(path: &Path, freq: f64) {
+    let s = samples(path);
+    assert!(s.len() >= 12000, "{}: {} samples", path.display(), s.len());
+    // The last second before the end (skips ringing and start-up).
+    let win = &s[s.len() - 10000..s.len() - 2000];
+    let r = tone_ratio(win, 8000, freq);
+    assert!(r > 0.9, "{}: {freq} Hz ratio {r}", path.display());
+}
+
+#[test]
+fn baresip_calls_us() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("we-hear.wav");
+    let us = app(&ours);
+    let port = us.sip_local_address(TransportKind::Udp).unwrap().port();
+    let us2 = us.clone();
+    let tok =
+        NotificationCenter::default().add_observer(Some("SIPSessionNewIncoming"), None, move |n| {
+            if let Some(s) = us2.session_manager().unwrap().session(n.sender.id) {
+                s.accept(s.proposed_streams()).unwrap();
+            }
+        });
+    baresip_dir(dir.path(), free_udp_port());
+    let b = baresip(dir.path(), 4, Some(&format!("sip:us@127.0.0.1:{port}")));
+    wait_exit(b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !us.session_manager().unwrap().sessions().is_empty() {
+        assert!(Instant::now() < deadline, "baresip's BYE ended the session");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    NotificationCenter::default().remove_observer(tok);
+    us.stop();
+    check_tone(&ours, 600.0);
+    check_tone(&baresip_decoded(dir.path()), 1000.0);
+}
+
+#[test]
+fn we_call_baresip() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("we-hear.wav");
+    let us = app(&ours);
+    let bport = free_udp_port();
+    baresip_dir(dir.path(), bport);
+    let b = baresip(dir.path(), 8, None);
+    std::thread::sleep(Duration::from_millis(700));
+    let account = Account::new("alice@example.com", None).unwrap();
+    let s = us.session_manager().unwrap().new_session(&account);
+    s.connect(
+        &format!("sip:baresip@127.0.0.1:{bport}"),
+        &[],
+        vec![MediaStreamRegistry::default().create("audio").unwrap()],
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.state() != SessionState::Established {
+        assert!(
+            Instant::now() < deadline,
+            "baresip answered; state {}",
+            s.state()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(s
+        .remote_user_agent()
+        .unwrap_or_default()
+        .contains("baresip"));
+    std::thread::sleep(Duration::from_secs(3));
+    s.end().unwrap();
+    while s.state() != SessionState::Terminated {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_exit(b);
+    us.stop();
+    check_tone(&ours, 600.0);
+    check_tone(&baresip_decoded(dir.path()), 1000.0);
+}
