@@ -6,102 +6,17 @@
 //! and pass, except under CI (`CI` set), where its absence is a failure.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
 
+use common::sipp::{free_port, run_sipp, sipp_available};
 use common::{call, contact, serve_uas, start_engine, via};
 use sipsimple::driver::engine::{ClientEvent, Engine};
 use sipsimple::driver::ids::{new_call_id, new_tag};
 use sipsimple::proto::sip::auth::{Credentials, DigestClient};
 use sipsimple::proto::sip::transaction::{Peer, TransportKind};
 use sipsimple::proto::sip::{SipMessage, Uri};
-
-fn sipp_available() -> bool {
-    let ok = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "sipp (Debian package sip-tester) is required under CI"
-        );
-        eprintln!("sipp not installed: skipping");
-    }
-    ok
-}
-
-fn free_port() -> u16 {
-    // Bind both UDP and TCP on the same port so SIPp can use either.
-    loop {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-struct Sipp {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-/// Start SIPp bound to 127.0.0.1:`port` with the given arguments; its
-/// screen output is discarded and its error log kept for the report.
-fn run_sipp(port: u16, args: &[&str], scenario: Option<&str>) -> Sipp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new("sipp");
-    cmd.current_dir(dir.path())
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-nostdin", "-trace_err", "-timeout", "60s"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(xml) = scenario {
-        let p: PathBuf = dir.path().join("scenario.xml");
-        std::fs::write(&p, xml).unwrap();
-        cmd.arg("-sf").arg(&p);
-    }
-    Sipp {
-        child: cmd.spawn().expect("sipp starts"),
-        _dir: dir,
-    }
-}
-
-impl Sipp {
-    /// Wait for SIPp to finish (bounded); return its exit code and errors.
-    async fn finish(mut self) -> (i32, String) {
-        let dir = self._dir.path().to_path_buf();
-        let code = tokio::task::spawn_blocking(move || {
-            for _ in 0..900 {
-                if let Ok(Some(st)) = self.child.try_wait() {
-                    return st.code().unwrap_or(-1);
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            -100
-        })
-        .await
-        .unwrap();
-        let mut errors = String::new();
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().ends_with("_errors.log") {
-                    errors.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-                }
-            }
-        }
-        (code, errors)
-    }
-}
 
 async fn sipp_calls_us(transport: TransportKind) {
     if !sipp_available() {
