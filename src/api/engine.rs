@@ -22,7 +22,7 @@ use crate::driver::tls::TlsSettings;
 use crate::driver::waiter::Waiter;
 use crate::proto::sip::dialog::{Dialogs, Routing};
 use crate::proto::sip::screen::{build_rejection, build_response, screen_request, Capabilities};
-use crate::proto::sip::transaction::TransportKind;
+use crate::proto::sip::transaction::{TimerConfig, TransportKind};
 use crate::proto::sip::SipMessage;
 
 /// The notification carrying every SIP message sent or received while
@@ -63,6 +63,37 @@ fn bool_setting(cfg: &Map<String, Value>, path: &str, default: bool) -> Result<b
             "{path} must be true or false, not {v}"
         ))),
     }
+}
+
+/// `sip.timer_t1`, `sip.timer_t2`, `sip.timer_t4` in milliseconds (RFC 3261
+/// table 4; defaults 500, 4000, 5000). A smaller T1 suits a LAN or tests; every
+/// transaction timeout scales with it.
+fn timer_config(cfg: &Map<String, Value>) -> Result<TimerConfig> {
+    let ms = |path: &str, default: u64, min: u64| -> Result<Duration> {
+        match setting(cfg, path) {
+            None | Some(Value::Null) => Ok(Duration::from_millis(default)),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (min..=600_000).contains(n))
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "{path} must be milliseconds between {min} and 600000, not {v}"
+                    ))
+                }),
+        }
+    };
+    let t = TimerConfig {
+        t1: ms("sip.timer_t1", 500, 10)?,
+        t2: ms("sip.timer_t2", 4000, 10)?,
+        t4: ms("sip.timer_t4", 5000, 10)?,
+    };
+    if t.t2 < t.t1 {
+        return Err(Error::InvalidArgument(
+            "sip.timer_t2 must not be below sip.timer_t1".into(),
+        ));
+    }
+    Ok(t)
 }
 
 /// Engine settings from the configuration document.
@@ -113,6 +144,7 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
     let listen_tls =
         transports.iter().any(|t| t == "tls") && tls_settings.certificate_file.is_some();
     let trace = bool_setting(cfg, "logs.trace_sip", false)?;
+    let timers = timer_config(cfg)?;
     let config = EngineConfig {
         udp: transports
             .iter()
@@ -127,6 +159,7 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
         tls: listen_tls.then(|| any(tls_port)).flatten(),
         tls_settings,
         trace,
+        timers,
         ..EngineConfig::default()
     };
     Ok((config, trace))
@@ -215,6 +248,7 @@ impl Subsystem for EngineSubsystem {
             .as_ref()
             .ok_or_else(|| Error::InvalidState("the runtime thread is not running".into()))?;
         let (config, trace_on) = engine_config(&ctx.configuration)?;
+        let t1 = config.timers.t1;
         let (tx, rx) = mpsc::unbounded_channel();
         let started = Waiter::new();
         let put = started.clone();
@@ -246,6 +280,7 @@ impl Subsystem for EngineSubsystem {
                 user_agent: user_agent(&ctx.configuration),
                 timers: session_timers(&ctx.configuration)?,
                 rel100: bool_setting(&ctx.configuration, "sip.enable_100rel", true)?,
+                t1,
                 settings: Arc::new(ctx.configuration.clone()),
             },
         };

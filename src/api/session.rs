@@ -179,6 +179,8 @@ pub(crate) struct SessionEnv {
     pub user_agent: String,
     pub timers: Option<SessionTimers>,
     pub rel100: bool,
+    /// RFC 3261 T1 (the engine's), for reliable provisional retransmits.
+    pub t1: std::time::Duration,
     pub settings: Arc<serde_json::Map<String, Value>>,
 }
 
@@ -759,8 +761,8 @@ impl Task {
             user_agent: env.user_agent.clone(),
             timers: env.timers,
             rel100: env.rel100,
+            t1: env.t1,
             seed: u64::from_str_radix(&crate::driver::ids::random_hex(8), 16).unwrap_or(7),
-            ..SessionConfig::default()
         }
     }
 

@@ -703,6 +703,7 @@ impl EngineTask {
             }
             TxEvent::Terminated { key } => {
                 self.clients.remove(&key);
+                crate::proto::sip::transaction::shrink(&mut self.clients);
                 None
             }
         };

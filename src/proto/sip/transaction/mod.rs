@@ -967,6 +967,33 @@ impl TransactionLayer {
         self.out
             .events
             .push_back(TxEvent::Terminated { key: TxKey(id) });
+        // Stale timer entries (of finished transactions, or re-armed
+        // timers) leave the heap only when they reach its top; purge them
+        // when they outnumber what live transactions can have armed.
+        let live_bound = 64 + self.txs.len() * 4;
+        if self.out.heap.len() > live_bound * 2 {
+            let txs = &self.txs;
+            self.out.heap.retain(|Reverse((at, id, t))| {
+                txs.get(id)
+                    .is_some_and(|tx| tx.timers[timer_index(*t)] == Some(*at))
+            });
+        }
+        if self.out.heap.capacity() > 256 && self.out.heap.len() * 8 <= self.out.heap.capacity() {
+            self.out.heap.shrink_to(self.out.heap.len() * 2);
+        }
+        // Give back what a burst of transactions made the tables grow to,
+        // once they are mostly empty (amortised: only at 1/8 occupancy).
+        shrink(&mut self.txs);
+        shrink(&mut self.client_index);
+        shrink(&mut self.server_index);
+        shrink(&mut self.accepted_index);
+    }
+}
+
+/// Halve-or-more a map that is at most 1/8 full and above a small size.
+pub(crate) fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() > 64 && m.len() * 8 <= m.capacity() {
+        m.shrink_to(m.len() * 2);
     }
 }
 
