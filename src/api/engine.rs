@@ -145,6 +145,18 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
         transports.iter().any(|t| t == "tls") && tls_settings.certificate_file.is_some();
     let trace = bool_setting(cfg, "logs.trace_sip", false)?;
     let timers = timer_config(cfg)?;
+    let max_transactions = match setting(cfg, "sip.max_transactions") {
+        None | Some(Value::Null) => EngineConfig::default().max_transactions,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (16..=10_000_000).contains(n))
+            .map(|n| n as usize)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "sip.max_transactions must be between 16 and 10000000, not {v}"
+                ))
+            })?,
+    };
     let config = EngineConfig {
         udp: transports
             .iter()
@@ -160,6 +172,7 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
         tls_settings,
         trace,
         timers,
+        max_transactions,
         ..EngineConfig::default()
     };
     Ok((config, trace))
