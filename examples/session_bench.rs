@@ -89,8 +89,8 @@ fn app(port: u16) -> SIPApplication {
     s.save(
         json!({"sip": {"transport_list": ["udp"], "udp_port": port, "max_transactions": 2_000_000,
                        "session_timer": false}})
-            .as_object()
-            .unwrap(),
+        .as_object()
+        .unwrap(),
     )
     .unwrap();
     let a = SIPApplication::new();
@@ -168,8 +168,12 @@ fn setup_teardown(alice: &SIPApplication, bob: &SIPApplication, n: usize) {
     for _ in 0..n {
         let s = alice.session_manager().unwrap().new_session(&account);
         let t = Instant::now();
-        s.connect(&to, &[], vec![MediaStreamRegistry::default().create("nomedia").unwrap()])
-            .unwrap();
+        s.connect(
+            &to,
+            &[],
+            vec![MediaStreamRegistry::default().create("nomedia").unwrap()],
+        )
+        .unwrap();
         spin_until(|| s.state() == SessionState::Established);
         setups.push(t.elapsed());
         s.end().unwrap();
@@ -206,8 +210,12 @@ fn memory_per_session(alice: &SIPApplication, bob: &SIPApplication, n: usize, st
     let mut held: Vec<Session> = Vec::with_capacity(n);
     for _ in 0..n {
         let s = alice.session_manager().unwrap().new_session(&account);
-        s.connect(&to, &[], vec![MediaStreamRegistry::default().create(stream).unwrap()])
-            .unwrap();
+        s.connect(
+            &to,
+            &[],
+            vec![MediaStreamRegistry::default().create(stream).unwrap()],
+        )
+        .unwrap();
         held.push(s);
     }
     spin_until(|| held.iter().all(|s| s.state() == SessionState::Established));
@@ -261,9 +269,32 @@ fn sipp_cps(rates: &[u32]) {
         let t0 = Instant::now();
         let status = Command::new("sipp")
             .current_dir(&dir)
-            .args(["-sn", "uac", "-i", "127.0.0.1", "-p", &sipp_port.to_string()])
-            .args(["-r", &rate.to_string(), "-m", &calls.to_string(), "-l", "100000"])
-            .args(["-nostdin", "-timeout", "120s", "-t", "u1", "-trace_stat", "-fd", "1"])
+            .args([
+                "-sn",
+                "uac",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &sipp_port.to_string(),
+            ])
+            .args([
+                "-r",
+                &rate.to_string(),
+                "-m",
+                &calls.to_string(),
+                "-l",
+                "100000",
+            ])
+            .args([
+                "-nostdin",
+                "-timeout",
+                "120s",
+                "-t",
+                "u1",
+                "-trace_stat",
+                "-fd",
+                "1",
+            ])
             .arg(format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -309,7 +340,11 @@ fn failed_calls(dir: &std::path::Path) -> Option<u64> {
     let text = std::fs::read_to_string(&f).ok()?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).last()?.split(';').collect();
+    let last: Vec<&str> = lines
+        .filter(|l| !l.trim().is_empty())
+        .last()?
+        .split(';')
+        .collect();
     let col = header.iter().position(|h| *h == "FailedCall(C)")?;
     let v = last.get(col)?.parse().ok();
     let _ = std::fs::remove_file(&f);
@@ -369,8 +404,8 @@ fn app_t1(t1: u64) -> SIPApplication {
     s.save(
         json!({"sip": {"transport_list": ["udp"], "timer_t1": t1, "timer_t2": t1 * 8,
                        "timer_t4": t1 * 10, "session_timer": false}})
-            .as_object()
-            .unwrap(),
+        .as_object()
+        .unwrap(),
     )
     .unwrap();
     let a = SIPApplication::new();
@@ -384,8 +419,12 @@ fn setup_teardown_quiet(alice: &SIPApplication, bob: &SIPApplication, n: usize) 
     let to = format!("sip:bob@127.0.0.1:{port}");
     for _ in 0..n {
         let s = alice.session_manager().unwrap().new_session(&account);
-        s.connect(&to, &[], vec![MediaStreamRegistry::default().create("nomedia").unwrap()])
-            .unwrap();
+        s.connect(
+            &to,
+            &[],
+            vec![MediaStreamRegistry::default().create("nomedia").unwrap()],
+        )
+        .unwrap();
         spin_until(|| s.state() == SessionState::Established);
         s.end().unwrap();
         spin_until(|| s.state() == SessionState::Terminated);

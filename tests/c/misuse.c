@@ -220,6 +220,66 @@ int main(void) {
     EXPECT(sipsimple_storage_free(st), SIPSIMPLE_STATUS_OK);
     EXPECT(sipsimple_storage_free(st), SIPSIMPLE_STATUS_INVALID_HANDLE);
 
+    /* Sessions, accounts and stream types. */
+    {
+        SipsimpleStorage *sst = NULL;
+        SipsimpleApplication *sapp = NULL;
+        SipsimpleAccount *acc = NULL;
+        SipsimpleSession *ses = NULL;
+        char *state = NULL;
+        EXPECT(sipsimple_account_new("no-at-sign", NULL, &acc), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_account_new(NULL, NULL, &acc), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_account_new("a@b", "bad\"quote", &acc), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_account_new("alice@example.com", "Alice", &acc), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_storage_new_memory(&sst), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_application_new(&sapp), SIPSIMPLE_STATUS_OK);
+        /* Not running yet. */
+        EXPECT(sipsimple_session_new(sapp, acc, &ses), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_application_start(sapp, sst), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_session_new(sapp, NULL, &ses), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_new(sapp, (SipsimpleAccount *)sapp, &ses), SIPSIMPLE_STATUS_WRONG_HANDLE_TYPE);
+        EXPECT(sipsimple_session_new(sapp, acc, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_new(sapp, acc, &ses), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_session_state(ses, &state), SIPSIMPLE_STATUS_OK);
+        if (state && strcmp(state, "NULL") != 0) {
+            fprintf(stderr, "FAIL: a new session is %s\n", state);
+            failures++;
+        }
+        sipsimple_string_free(state);
+        /* Every method in the NULL state but connect is refused. */
+        EXPECT(sipsimple_session_accept(ses, NULL), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_reject(ses, 486), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_end(ses), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_hold(ses), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_send_ring_indication(ses), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_accept_proposal(ses, NULL), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_reject_proposal(ses, 488), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_add_stream(ses, "audio"), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_remove_stream(ses, "audio"), SIPSIMPLE_STATUS_NOT_FOUND);
+        /* Bad arguments to connect. */
+        EXPECT(sipsimple_session_connect(ses, NULL, NULL, "audio"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_connect(ses, "not a uri", NULL, "audio"), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_session_connect(ses, "sip:x@127.0.0.1:9", NULL, "no-such-type"), SIPSIMPLE_STATUS_NOT_FOUND);
+        EXPECT(sipsimple_session_connect(ses, "sip:x@127.0.0.1:9", NULL, ""), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_session_connect(ses, "sip:x@127.0.0.1:9", "<<bad", "audio"), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_application_get_session(sapp, 12345678, &ses), SIPSIMPLE_STATUS_NOT_FOUND);
+        /* Stream type registration. */
+        SipsimpleStreamCallbacks empty;
+        memset(&empty, 0, sizeof empty);
+        EXPECT(sipsimple_stream_type_register("x", 0, 0, NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_stream_type_register("x", 0, 0, &empty, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_stream_type_unregister("never-registered"), SIPSIMPLE_STATUS_NOT_FOUND);
+        /* Use after free. */
+        EXPECT(sipsimple_session_free(ses), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_session_end(ses), SIPSIMPLE_STATUS_INVALID_HANDLE);
+        EXPECT(sipsimple_session_free(ses), SIPSIMPLE_STATUS_INVALID_HANDLE);
+        EXPECT(sipsimple_account_free(acc), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_account_free(acc), SIPSIMPLE_STATUS_INVALID_HANDLE);
+        EXPECT(sipsimple_application_stop(sapp), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_application_free(sapp), SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_storage_free(sst), SIPSIMPLE_STATUS_OK);
+    }
+
     /* Freeing a running application does not block or crash. */
     EXPECT(sipsimple_storage_new_memory(&st), SIPSIMPLE_STATUS_OK);
     EXPECT(sipsimple_application_new(&app), SIPSIMPLE_STATUS_OK);

@@ -961,3 +961,52 @@ fn offerless_invite_gets_the_answer_in_the_ack() {
     assert_eq!(b.state(), State::Established);
     assert_eq!(b.remote_sdp().unwrap().media[0].port, 4000);
 }
+
+#[test]
+fn ending_in_every_remaining_state() {
+    // Incoming: the callee ends before answering: 603, both sides end.
+    let mut n = Net::pair();
+    n.call();
+    let now = n.now;
+    n.b().end(now).unwrap();
+    n.pump();
+    assert_eq!(n.sent("B 603 INVITE"), 1);
+    assert_eq!(n.failed(Side::A), Some((Originator::Remote, 603)));
+    assert_eq!(n.b().state(), State::Terminated);
+
+    // Proposing: our re-INVITE is out; BYE goes anyway.
+    let mut n = Net::established();
+    let now = n.now;
+    n.a()
+        .propose(now, sdp(&[("audio", 4000)], Direction::SendOnly))
+        .unwrap();
+    n.a().end(now).unwrap();
+    n.pump();
+    assert_eq!(n.sent("A BYE"), 1);
+    assert_eq!(n.a().state(), State::Terminated);
+    assert_eq!(n.b().state(), State::Terminated);
+
+    // ReceivedProposal: the pending re-INVITE gets 487, then BYE.
+    let mut n = Net::established();
+    let now = n.now;
+    n.a()
+        .propose(now, sdp(&[("audio", 4000)], Direction::SendOnly))
+        .unwrap();
+    n.pump();
+    assert_eq!(n.b().state(), State::ReceivedProposal);
+    n.b().end(now).unwrap();
+    n.pump();
+    assert_eq!(n.sent("B 487 INVITE"), 1);
+    assert_eq!(n.sent("B BYE"), 1);
+    assert!(n.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::ProposalRejected { code: 487, .. })));
+    assert_eq!(n.a().state(), State::Terminated);
+    assert_eq!(n.b().state(), State::Terminated);
+
+    // Terminating: a second end is refused.
+    let mut n = Net::established();
+    let now = n.now;
+    n.a().end(now).unwrap();
+    assert!(n.a().end(now).is_err());
+}
