@@ -340,11 +340,7 @@ fn failed_calls(dir: &std::path::Path) -> Option<u64> {
     let text = std::fs::read_to_string(&f).ok()?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines
-        .filter(|l| !l.trim().is_empty())
-        .last()?
-        .split(';')
-        .collect();
+    let last: Vec<&str> = lines.rfind(|l| !l.trim().is_empty())?.split(';').collect();
     let col = header.iter().position(|h| *h == "FailedCall(C)")?;
     let v = last.get(col)?.parse().ok();
     let _ = std::fs::remove_file(&f);
