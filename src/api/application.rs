@@ -55,8 +55,11 @@ impl fmt::Display for ApplicationState {
 pub(crate) struct AppContext {
     pub storage: Arc<dyn Storage>,
     pub configuration: Map<String, Value>,
+    /// The live settings document (after the configuration subsystem).
+    pub settings: Option<Arc<super::settings::SettingsStore>>,
     pub runtime: Option<RuntimeThread>,
     pub engine: Option<super::engine::EngineHandle>,
+    pub accounts: Option<super::accounts::AccountManager>,
 }
 
 /// One part of the application that starts in order and stops in reverse.
@@ -75,10 +78,15 @@ impl Subsystem for ConfigurationSubsystem {
     }
     fn start(&mut self, ctx: &mut AppContext) -> Result<()> {
         ctx.configuration = ctx.storage.load()?;
+        ctx.settings = Some(Arc::new(super::settings::SettingsStore::new(
+            ctx.storage.clone(),
+            ctx.configuration.clone(),
+        )));
         Ok(())
     }
     fn stop(&mut self, ctx: &mut AppContext) {
         ctx.configuration.clear();
+        ctx.settings = None;
     }
 }
 
@@ -107,6 +115,7 @@ fn default_subsystems() -> Vec<Box<dyn Subsystem>> {
         Box::new(ConfigurationSubsystem),
         Box::new(RuntimeSubsystem),
         Box::new(super::engine::EngineSubsystem),
+        Box::new(super::accounts::AccountSubsystem),
     ]
 }
 
@@ -118,6 +127,8 @@ struct Running {
 
 struct Inner {
     sender: Sender,
+    /// The sender id of SIPSimpleSettings notifications.
+    settings_id: ObjectId,
     /// Serialises start and stop. Never held while waiting for notifications
     /// to be delivered, so observers may call start/stop.
     lifecycle: Mutex<()>,
@@ -186,6 +197,7 @@ impl SIPApplication {
                     id: ObjectId::new(),
                     kind: "SIPApplication",
                 },
+                settings_id: ObjectId::new(),
                 lifecycle: Mutex::new(()),
                 state: Mutex::new(ApplicationState::Stopped),
                 running: Mutex::new(None),
@@ -268,6 +280,36 @@ impl SIPApplication {
     }
 
     /// The sender id of the engine's notifications (SIPEngineSIPTrace), while running.
+    /// The AccountManager of the running application.
+    pub fn account_manager(&self) -> Result<super::accounts::AccountManager> {
+        self.inner
+            .running
+            .lock()
+            .as_ref()
+            .and_then(|r| r.ctx.accounts.clone())
+            .ok_or_else(|| Error::InvalidState("SIPApplication is not running".into()))
+    }
+
+    /// SIPSimpleSettings of the running application.
+    pub fn settings(&self) -> Result<super::settings::SIPSimpleSettings> {
+        let r = self.inner.running.lock();
+        let store = r
+            .as_ref()
+            .and_then(|r| r.ctx.settings.clone())
+            .ok_or_else(|| Error::InvalidState("SIPApplication is not running".into()))?;
+        Ok(super::settings::SIPSimpleSettings::new(
+            store,
+            self.inner.settings_id,
+        ))
+    }
+
+    /// Tell the running application the network changed (new address,
+    /// interface up): accounts register again at once.
+    pub fn network_changed(&self) -> Result<()> {
+        self.account_manager()?.network_changed();
+        Ok(())
+    }
+
     /// The SessionManager of the running application.
     pub fn session_manager(&self) -> Result<super::session::SessionManager> {
         self.engine()
@@ -305,8 +347,10 @@ impl SIPApplication {
             let mut ctx = AppContext {
                 storage,
                 configuration: Map::new(),
+                settings: None,
                 runtime: None,
                 engine: None,
+                accounts: None,
             };
             let mut started: Vec<Box<dyn Subsystem>> = Vec::new();
             let mut failure = None;

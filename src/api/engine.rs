@@ -294,7 +294,9 @@ impl Subsystem for EngineSubsystem {
                 timers: session_timers(&ctx.configuration)?,
                 rel100: bool_setting(&ctx.configuration, "sip.enable_100rel", true)?,
                 t1,
-                settings: Arc::new(ctx.configuration.clone()),
+                settings: ctx.settings.clone().ok_or_else(|| {
+                    Error::InvalidState("the configuration was not loaded".into())
+                })?,
             },
         };
         rt.handle().spawn(ua_core(handle.clone(), rx));

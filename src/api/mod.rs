@@ -3,17 +3,20 @@
 //! over this module.
 
 pub mod account;
+pub mod accounts;
 pub mod application;
 pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod notification;
 pub mod session;
+pub mod settings;
 pub mod storage;
 pub mod stream;
 pub mod streams;
 
 pub use account::Account;
+pub use accounts::AccountManager;
 pub use application::{ApplicationState, SIPApplication};
 pub use error::{Error, ErrorKind, Result, StorageError};
 pub use logging::{set_log_sink, LogLevel, LogSink};
@@ -21,6 +24,7 @@ pub use notification::{
     Notification, NotificationCenter, NotificationData, ObjectId, ObserverToken, Sender,
 };
 pub use session::{Session, SessionManager, SessionState};
+pub use settings::SIPSimpleSettings;
 pub use storage::{FileStorage, MemoryStorage, Storage};
 pub use stream::{
     HostStreamHandler, HostStreamType, MediaStream, MediaStreamFactory, MediaStreamRegistry,

@@ -139,6 +139,11 @@ impl SessionTable {
         }
     }
 
+    /// The account incoming sessions get (the AccountManager keeps it).
+    pub fn default_account_slot(&self) -> &Mutex<Option<Account>> {
+        &self.default_account
+    }
+
     pub fn route_key(&self, key: TxKey, input: Input) -> bool {
         let tx = self.keys.lock().get(&key).cloned();
         match tx {
@@ -181,7 +186,7 @@ pub(crate) struct SessionEnv {
     pub rel100: bool,
     /// RFC 3261 T1 (the engine's), for reliable provisional retransmits.
     pub t1: std::time::Duration,
-    pub settings: Arc<serde_json::Map<String, Value>>,
+    pub settings: Arc<super::settings::SettingsStore>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -772,7 +777,7 @@ impl Task {
             direction,
             local_ip: self.local_ip,
             runtime: self.env().runtime.clone(),
-            settings: self.env().settings.clone(),
+            settings: self.env().settings.snapshot(),
         };
         self.ctx = Some(c.clone());
         c

@@ -2,6 +2,7 @@
 //! built from the library's dialog, screening and digest parts.
 #![allow(dead_code)]
 
+pub mod kamailio;
 pub mod media;
 pub mod sipp;
 

@@ -23,12 +23,7 @@ pub struct RegistrationConfig {
     pub aor: Uri,
     /// The registrar's Request-URI, e.g. `sip:example.com`.
     pub registrar: Uri,
-    /// Our Contact URI for the transport in use (without parameters for
-    /// the instance).
-    pub contact: String,
     pub display_name: Option<String>,
-    /// The Via sent-by part: `SIP/2.0/UDP 192.0.2.1:5060`.
-    pub via: String,
     pub user_agent: String,
     pub expires: u32,
     pub credentials: Option<Credentials>,
@@ -45,6 +40,14 @@ pub struct RegistrationConfig {
 
 /// One route to the registrar (the driver knows what it means).
 pub type RouteIndex = usize;
+
+/// How we appear on one route: the Via sent-by part
+/// (`SIP/2.0/UDP 192.0.2.1:5060`) and our Contact URI there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAddress {
+    pub via: String,
+    pub contact: String,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistrationEvent {
@@ -97,7 +100,7 @@ pub struct Registration {
     from_tag: String,
     cseq: u32,
     rng: u64,
-    routes: usize,
+    routes: Vec<LocalAddress>,
     route: RouteIndex,
     pending: Option<(ReqId, SipMessage)>,
     auth_tries: u32,
@@ -133,7 +136,7 @@ impl Registration {
             from_tag,
             cseq: 0,
             rng,
-            routes: 0,
+            routes: Vec::new(),
             route: 0,
             pending: None,
             auth_tries: 0,
@@ -177,7 +180,7 @@ impl Registration {
             return;
         }
         self.timer = None;
-        if self.routes == 0 {
+        if self.routes.is_empty() {
             self.state = RegState::Registering;
             self.actions.push_back(RegistrationAction::Lookup);
             return;
@@ -185,12 +188,12 @@ impl Registration {
         self.send_register(now, self.expires_asked);
     }
 
-    /// The routes the driver resolved for the registrar; registration
-    /// starts on the first.
-    pub fn set_routes(&mut self, now: Instant, count: usize) {
-        self.routes = count;
+    /// The routes the driver resolved for the registrar, with our address
+    /// on each; registration starts on the first.
+    pub fn set_routes(&mut self, now: Instant, routes: Vec<LocalAddress>) {
+        self.routes = routes;
         self.route = 0;
-        if count == 0 {
+        if self.routes.is_empty() {
             self.fail(now, 0, "no route to the registrar".into(), false);
             return;
         }
@@ -209,7 +212,7 @@ impl Registration {
         self.timer = None;
         match self.state {
             RegState::Ended | RegState::Unregistering => {}
-            _ if self.registered && self.routes > 0 => {
+            _ if self.registered && !self.routes.is_empty() => {
                 self.state = RegState::Unregistering;
                 self.send_register(now, 0);
             }
@@ -224,10 +227,25 @@ impl Registration {
         }
     }
 
+    fn local(&self) -> LocalAddress {
+        self.routes
+            .get(self.route)
+            .cloned()
+            .unwrap_or(LocalAddress {
+                via: "SIP/2.0/UDP 0.0.0.0:5060".into(),
+                contact: "sip:0.0.0.0".into(),
+            })
+    }
+
+    /// Our Contact URI on the current route.
+    pub fn contact(&self) -> String {
+        self.local().contact
+    }
+
     fn via(&mut self) -> String {
         format!(
             "{};branch=z9hG4bK{:016x};rport",
-            self.cfg.via,
+            self.local().via,
             splitmix(&mut self.rng)
         )
     }
@@ -243,7 +261,7 @@ impl Registration {
             Some(d) => format!("\"{d}\" <{aor}>"),
             None => format!("<{aor}>"),
         };
-        let mut contact = format!("<{}>", self.cfg.contact);
+        let mut contact = format!("<{}>", self.local().contact);
         if let Some(i) = &self.cfg.instance_id {
             contact.push_str(&format!(";+sip.instance=\"<{i}>\""));
             if let Some(r) = self.cfg.reg_id {
@@ -337,7 +355,7 @@ impl Registration {
                 self.events.push_back(RegistrationEvent::Succeeded {
                     code,
                     reason,
-                    contact: self.cfg.contact.clone(),
+                    contact: self.local().contact,
                     contacts,
                     expires,
                 });
@@ -406,7 +424,7 @@ impl Registration {
     /// Our contact's expiry from the 2xx (its Contact parameter, else the
     /// Expires header, else what we asked), and every contact listed.
     fn granted(&self, resp: &SipMessage) -> (u32, Vec<String>) {
-        let ours = Uri::parse(&self.cfg.contact).ok();
+        let ours = Uri::parse(&self.local().contact).ok();
         let mut mine = None;
         let mut all = Vec::new();
         for item in resp.header_items(HeaderName::Contact) {
@@ -442,7 +460,7 @@ impl Registration {
     fn fail(&mut self, now: Instant, code: u16, reason: String, try_next_route: bool) {
         self.registered = false;
         self.pending = None;
-        let next = (try_next_route && self.route + 1 < self.routes).then(|| self.route + 1);
+        let next = (try_next_route && self.route + 1 < self.routes.len()).then(|| self.route + 1);
         let delay = match next {
             Some(r) => {
                 self.route = r;

@@ -8,9 +8,7 @@ fn cfg() -> RegistrationConfig {
     RegistrationConfig {
         aor: Uri::parse("sip:alice@example.com").unwrap(),
         registrar: Uri::parse("sip:example.com").unwrap(),
-        contact: "sip:abcdefgh@192.0.2.1:5060".into(),
         display_name: Some("Alice".into()),
-        via: "SIP/2.0/UDP 192.0.2.1:5060".into(),
         user_agent: "test".into(),
         expires: 600,
         credentials: Some(Credentials {
@@ -43,6 +41,15 @@ fn events(r: &mut Registration) -> Vec<RegistrationEvent> {
     std::iter::from_fn(|| r.poll_event()).collect()
 }
 
+fn routes(n: usize) -> Vec<LocalAddress> {
+    (0..n)
+        .map(|_| LocalAddress {
+            via: "SIP/2.0/UDP 192.0.2.1:5060".into(),
+            contact: "sip:abcdefgh@192.0.2.1:5060".into(),
+        })
+        .collect()
+}
+
 fn challenge(req: &SipMessage, nonce: &str) -> SipMessage {
     let mut resp = build_response(req, 401, "Unauthorized", Some("reg")).unwrap();
     resp.push_header(
@@ -68,7 +75,7 @@ fn ok(req: &SipMessage, contact_expires: Option<u32>) -> SipMessage {
 fn registered(r: &mut Registration, now: Instant) {
     r.start(now);
     assert!(matches!(r.poll_action(), Some(RegistrationAction::Lookup)));
-    r.set_routes(now, 1);
+    r.set_routes(now, routes(1));
     let (id, req, _) = sent(r);
     r.handle_response(now, id, Outcome::Response(challenge(&req, "n1")));
     let (id, req, _) = sent(r);
@@ -81,7 +88,7 @@ fn challenge_then_success_then_refresh() {
     let mut r = Registration::new(cfg());
     r.start(now);
     assert!(matches!(r.poll_action(), Some(RegistrationAction::Lookup)));
-    r.set_routes(now, 1);
+    r.set_routes(now, routes(1));
     let (id, req, route) = sent(&mut r);
     assert_eq!(route, 0);
     assert_eq!(req.request_uri(), Some("sip:example.com"));
@@ -125,7 +132,7 @@ fn shorter_expiry_granted_is_refreshed_sooner() {
     let now = Instant::now();
     let mut r = Registration::new(cfg());
     r.start(now);
-    r.set_routes(now, 1);
+    r.set_routes(now, routes(1));
     let (id, req, _) = sent(&mut r);
     r.handle_response(now, id, Outcome::Response(ok(&req, Some(60))));
     assert!(matches!(
@@ -136,7 +143,7 @@ fn shorter_expiry_granted_is_refreshed_sooner() {
     // No contact of ours listed: the Expires header counts.
     let mut r = Registration::new(cfg());
     r.start(now);
-    r.set_routes(now, 1);
+    r.set_routes(now, routes(1));
     let (id, req, _) = sent(&mut r);
     let mut resp = ok(&req, None);
     resp.push_header("Expires", "120").unwrap();
@@ -152,7 +159,7 @@ fn interval_too_brief_retries_with_min_expires() {
     let now = Instant::now();
     let mut r = Registration::new(cfg());
     r.start(now);
-    r.set_routes(now, 1);
+    r.set_routes(now, routes(1));
     let (id, req, _) = sent(&mut r);
     let mut resp = build_response(&req, 423, "Interval Too Brief", Some("x")).unwrap();
     resp.push_header("Min-Expires", "1200").unwrap();
@@ -167,7 +174,7 @@ fn wrong_password_fails_with_a_growing_delay() {
     let now = Instant::now();
     let mut r = Registration::new(cfg());
     r.start(now);
-    r.set_routes(now, 1);
+    r.set_routes(now, routes(1));
     let mut t = now;
     let mut delays = Vec::new();
     let mut sends = 0;
@@ -203,7 +210,7 @@ fn wrong_password_fails_with_a_growing_delay() {
             matches!(r.poll_action(), Some(RegistrationAction::Lookup)),
             "round {round}"
         );
-        r.set_routes(t, 1);
+        r.set_routes(t, routes(1));
     }
     // Three REGISTERs per round at most (first, and two answers).
     assert!(sends <= 15, "{sends} REGISTERs");
@@ -218,7 +225,7 @@ fn failover_along_routes_then_lookup_again() {
     let now = Instant::now();
     let mut r = Registration::new(cfg());
     r.start(now);
-    r.set_routes(now, 3);
+    r.set_routes(now, routes(3));
     let (id, _, route) = sent(&mut r);
     assert_eq!(route, 0);
     r.handle_response(
@@ -263,7 +270,7 @@ fn failover_along_routes_then_lookup_again() {
     assert!(t > now);
     r.handle_timeout(t);
     assert!(matches!(r.poll_action(), Some(RegistrationAction::Lookup)));
-    r.set_routes(t, 2);
+    r.set_routes(t, routes(2));
     let (id, req, route) = sent(&mut r);
     assert_eq!(route, 0);
     r.handle_response(t, id, Outcome::Response(ok(&req, Some(600))));
@@ -275,7 +282,7 @@ fn a_4xx_other_than_auth_does_not_fail_over() {
     let now = Instant::now();
     let mut r = Registration::new(cfg());
     r.start(now);
-    r.set_routes(now, 2);
+    r.set_routes(now, routes(2));
     let (id, req, _) = sent(&mut r);
     let resp = build_response(&req, 403, "Forbidden", Some("x")).unwrap();
     r.handle_response(now, id, Outcome::Response(resp));
@@ -343,7 +350,7 @@ fn stale_responses_are_ignored() {
     let now = Instant::now();
     let mut r = Registration::new(cfg());
     r.start(now);
-    r.set_routes(now, 1);
+    r.set_routes(now, routes(1));
     let (id, req, _) = sent(&mut r);
     r.handle_response(
         now,

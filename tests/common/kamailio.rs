@@ -1,0 +1,101 @@
+//! Running Kamailio (Debian package kamailio) from tests, on 127.0.0.1 with
+//! a config from tests/kamailio/, in the foreground, killed on drop.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn kamailio_available() -> bool {
+    let ok = Command::new("kamailio")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kamailio (Debian package kamailio) is required under CI"
+        );
+        eprintln!("kamailio not installed: skipping");
+    }
+    ok
+}
+
+pub struct Kamailio {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // Kamailio runs in its own process group. SIGTERM first; a child
+        // that does not go makes the main process wait up to 60 s
+        // (its kill timeout), so after 2 s the whole group gets SIGKILL.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start Kamailio with `tests/kamailio/<config>` on UDP and TCP `port`
+/// and wait until it answers.
+pub fn start(config: &str, port: u16) -> Kamailio {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!("{}/tests/kamailio/{config}", env!("CARGO_MANIFEST_DIR"));
+    let listen_udp = format!("udp:127.0.0.1:{port}");
+    let listen_tcp = format!("tcp:127.0.0.1:{port}");
+    let child = Command::new("kamailio")
+        .args([
+            "-f",
+            &cfg,
+            "-L",
+            "/usr/lib/x86_64-linux-gnu/kamailio/modules",
+        ])
+        .arg("-Y")
+        .arg(dir.path())
+        .args(["-l", &listen_udp, "-l", &listen_tcp, "-DD", "-E", "-w"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("kamailio starts");
+    let k = Kamailio {
+        child,
+        _dir: dir,
+        port,
+    };
+    // Up when it answers anything to an OPTIONS.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let me = sock.local_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 4096];
+    loop {
+        let msg = format!(
+            "OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping{}\r\n\
+             From: <sip:t@127.0.0.1>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping\r\nCSeq: 1 OPTIONS\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            Instant::now().elapsed().as_nanos()
+        );
+        let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", port));
+        if sock.recv_from(&mut buf).is_ok() {
+            return k;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kamailio did not come up on port {port}"
+        );
+    }
+}
