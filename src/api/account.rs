@@ -329,7 +329,7 @@ impl Account {
 
     /// A stable RFC 5626 instance id for this device and account (kept in
     /// the account's settings under `instance_id` once made).
-    pub(crate) fn instance_id(&self) -> String {
+    pub fn instance_id(&self) -> String {
         if let Some(Value::String(s)) = self.section().get("instance_id") {
             if s.starts_with("urn:uuid:") {
                 return s.clone();

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::account::{Account, BONJOUR_ID};
@@ -140,11 +140,7 @@ impl AccountManager {
     /// DidAddAccount for each, activate the enabled ones.
     fn start(&self) -> Result<()> {
         let doc = self.inner.store.snapshot();
-        let mut ids: Vec<String> = doc
-            .get("accounts")
-            .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let mut ids = super::settings::doc_account_ids(&doc);
         if !ids.iter().any(|i| i == BONJOUR_ID) {
             ids.insert(0, BONJOUR_ID.to_string());
         }
@@ -264,22 +260,9 @@ impl AccountManager {
             return Err(Error::InvalidArgument(format!("account {id:?} exists")));
         }
         let a = self.make(id)?;
-        self.inner.store.update(|doc| {
-            let accounts = doc
-                .entry("accounts".to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !accounts.is_object() {
-                *accounts = Value::Object(Map::new());
-            }
-            let mut sec = Map::new();
-            if let Some(p) = password {
-                sec.insert("auth".into(), serde_json::json!({ "password": p }));
-            }
-            accounts
-                .as_object_mut()
-                .expect("made an object above")
-                .insert(id.to_string(), Value::Object(sec));
-        })?;
+        self.inner
+            .store
+            .update(|doc| super::settings::doc_add_account(doc, id, password))?;
         self.inner.accounts.lock().insert(id.to_string(), a.clone());
         post(
             &self.inner.sender,
@@ -304,14 +287,9 @@ impl AccountManager {
         if let Some(w) = self.deactivate_start(id) {
             let _ = w.recv_timeout(UNREGISTER_WAIT);
         }
-        self.inner.store.update(|doc| {
-            if let Some(m) = doc.get_mut("accounts").and_then(Value::as_object_mut) {
-                m.remove(id);
-            }
-            if doc.get("default_account").and_then(Value::as_str) == Some(id) {
-                doc.remove("default_account");
-            }
-        })?;
+        self.inner
+            .store
+            .update(|doc| super::settings::doc_delete_account(doc, id))?;
         self.inner.accounts.lock().remove(id);
         post(
             &self.inner.sender,

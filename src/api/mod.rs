@@ -24,7 +24,7 @@ pub use notification::{
     Notification, NotificationCenter, NotificationData, ObjectId, ObserverToken, Sender,
 };
 pub use session::{Session, SessionManager, SessionState};
-pub use settings::SIPSimpleSettings;
+pub use settings::{Configuration, SIPSimpleSettings};
 pub use storage::{FileStorage, MemoryStorage, Storage};
 pub use stream::{
     HostStreamHandler, HostStreamType, MediaStream, MediaStreamFactory, MediaStreamRegistry,

@@ -352,6 +352,119 @@ fn value_of_after(name: &str, v: &Value) -> Value {
     }
 }
 
+/// Add an account section (enabled, with a password if given).
+pub(crate) fn doc_add_account(doc: &mut Map<String, Value>, id: &str, password: Option<&str>) {
+    let accounts = doc
+        .entry("accounts".to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !accounts.is_object() {
+        *accounts = Value::Object(Map::new());
+    }
+    let mut sec = Map::new();
+    if let Some(p) = password {
+        sec.insert("auth".into(), serde_json::json!({ "password": p }));
+    }
+    if let Some(m) = accounts.as_object_mut() {
+        m.insert(id.to_string(), Value::Object(sec));
+    }
+}
+
+/// Remove an account section (and the default if it was this one).
+pub(crate) fn doc_delete_account(doc: &mut Map<String, Value>, id: &str) {
+    if let Some(m) = doc.get_mut("accounts").and_then(Value::as_object_mut) {
+        m.remove(id);
+    }
+    if doc.get("default_account").and_then(Value::as_str) == Some(id) {
+        doc.remove("default_account");
+    }
+}
+
+pub(crate) fn doc_account_ids(doc: &Map<String, Value>) -> Vec<String> {
+    doc.get("accounts")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The settings document of a configuration directory, edited without
+/// starting an application (what `sip-settings` uses). A running
+/// application reads the document at start.
+pub struct Configuration {
+    store: Arc<SettingsStore>,
+}
+
+impl Configuration {
+    /// Load the document (a corrupt file is an error naming it; nothing
+    /// is overwritten).
+    pub fn open(storage: Arc<dyn Storage>) -> Result<Configuration> {
+        let doc = storage.load()?;
+        Ok(Configuration {
+            store: Arc::new(SettingsStore::new(storage, doc)),
+        })
+    }
+
+    pub fn settings(&self) -> SIPSimpleSettings {
+        SIPSimpleSettings::new(self.store.clone(), ObjectId::new())
+    }
+
+    /// Stored account ids (the Bonjour account only once configured).
+    pub fn account_ids(&self) -> Vec<String> {
+        doc_account_ids(&self.store.snapshot())
+    }
+
+    /// An account's settings object (get/set/save).
+    pub fn account(&self, id: &str) -> Result<super::account::Account> {
+        if id != super::account::BONJOUR_ID && !self.account_ids().iter().any(|a| a == id) {
+            return Err(Error::NotFound(format!("no account {id:?}")));
+        }
+        super::account::Account::managed(id, self.store.clone())
+    }
+
+    pub fn add_account(&self, id: &str, password: Option<&str>) -> Result<()> {
+        super::account::check_id(id)?;
+        if self.account_ids().iter().any(|a| a == id) {
+            return Err(Error::InvalidArgument(format!("account {id:?} exists")));
+        }
+        self.store.update(|doc| doc_add_account(doc, id, password))
+    }
+
+    pub fn delete_account(&self, id: &str) -> Result<()> {
+        if !self.account_ids().iter().any(|a| a == id) {
+            return Err(Error::NotFound(format!("no account {id:?}")));
+        }
+        self.store.update(|doc| doc_delete_account(doc, id))
+    }
+
+    /// The stored default account id, if any.
+    pub fn default_account(&self) -> Option<String> {
+        self.store
+            .snapshot()
+            .get("default_account")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    pub fn set_default_account(&self, id: &str) -> Result<()> {
+        if id != super::account::BONJOUR_ID && !self.account_ids().iter().any(|a| a == id) {
+            return Err(Error::NotFound(format!("no account {id:?}")));
+        }
+        self.store.update(|doc| {
+            doc.insert("default_account".into(), Value::from(id));
+        })
+    }
+
+    /// The whole document (for a run with overrides kept in memory).
+    pub fn document(&self) -> Map<String, Value> {
+        (*self.store.snapshot()).clone()
+    }
+
+    /// Every known setting name of a table, with its help line.
+    pub fn known(account: bool) -> Vec<(&'static str, &'static str)> {
+        let t = if account { ACCOUNT } else { GLOBAL };
+        t.iter().map(|d| (d.name, d.help)).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,39 @@
+//! What the command-line tools share: the configuration directory and the
+//! notification printer.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use sipsimple::Notification;
+
+/// The user's configuration directory for the SDK:
+/// `$XDG_CONFIG_HOME/sipsimple`, else `~/.config/sipsimple`.
+pub fn default_config_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("sipsimple");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".config").join("sipsimple")
+}
+
+/// One notification as the JSON line of `--json`.
+pub fn json_line(n: &Notification) -> String {
+    let data: Value = serde_json::from_str(&n.data.to_json()).unwrap_or(Value::Null);
+    json!({
+        "name": n.name,
+        "sender": n.sender.id.0,
+        "sender_kind": n.sender.kind,
+        "timestamp": n.timestamp_micros() as f64 / 1e6,
+        "data": data,
+    })
+    .to_string()
+}
+
+pub fn print_line(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{s}");
+    let _ = out.flush();
+}
