@@ -595,6 +595,99 @@ SipsimpleStatus sipsimple_stream_type_register(const char *name,
  */
 SipsimpleStatus sipsimple_stream_type_unregister(const char *name);
 
+/**
+ * A handle to the stored account `id` of a running application
+ * (SIPSIMPLE_STATUS_NOT_FOUND if there is none). Free it with
+ * `sipsimple_account_free`.
+ */
+SipsimpleStatus sipsimple_application_get_account(struct SipsimpleApplication *application,
+                                                  const char *id,
+                                                  struct SipsimpleAccount **out);
+
+/**
+ * Add and store an account (enabled; `password` may be NULL). It
+ * activates (and registers) at its first `sipsimple_account_save`, or at
+ * the next start. Returns its handle in `out`.
+ */
+SipsimpleStatus sipsimple_application_add_account(struct SipsimpleApplication *application,
+                                                  const char *id,
+                                                  const char *password,
+                                                  struct SipsimpleAccount **out);
+
+/**
+ * Delete a stored account (it unregisters first, waiting up to 4 s).
+ */
+SipsimpleStatus sipsimple_application_delete_account(struct SipsimpleApplication *application,
+                                                     const char *id);
+
+/**
+ * The ids of every account, as a JSON list.
+ */
+SipsimpleStatus sipsimple_application_account_ids(struct SipsimpleApplication *application,
+                                                  char **out);
+
+/**
+ * The default account's id (NULL in `*out` when there is none).
+ */
+SipsimpleStatus sipsimple_application_default_account_id(struct SipsimpleApplication *application,
+                                                         char **out);
+
+/**
+ * Make stored account `id` the default (posts
+ * SIPAccountManagerDidChangeDefaultAccount).
+ */
+SipsimpleStatus sipsimple_application_set_default_account_id(struct SipsimpleApplication *application,
+                                                             const char *id);
+
+/**
+ * The network changed: every active account registers again now.
+ */
+SipsimpleStatus sipsimple_application_network_changed(struct SipsimpleApplication *application);
+
+/**
+ * An account's id. Free with `sipsimple_string_free`.
+ */
+SipsimpleStatus sipsimple_account_id(struct SipsimpleAccount *account_handle, char **out);
+
+/**
+ * An account setting by dotted name (e.g. "registration.expires"), as
+ * JSON. Passwords are returned as stored: keep them out of logs.
+ */
+SipsimpleStatus sipsimple_account_get(struct SipsimpleAccount *account_handle,
+                                      const char *name,
+                                      char **out);
+
+/**
+ * Change an account setting; `value_json` is JSON ("600", "true",
+ * "\"text\"", "[\"udp\"]", "null" to reset). Written by
+ * `sipsimple_account_save`.
+ */
+SipsimpleStatus sipsimple_account_set(struct SipsimpleAccount *account_handle,
+                                      const char *name,
+                                      const char *value_json);
+
+/**
+ * Write the account's changes; `*out` gets the JSON list of the names
+ * that changed (CFGSettingsObjectDidChange is posted when not empty).
+ */
+SipsimpleStatus sipsimple_account_save(struct SipsimpleAccount *account_handle, char **out);
+
+/**
+ * A global setting (SIPSimpleSettings) by dotted name, as JSON.
+ */
+SipsimpleStatus sipsimple_application_setting_get(struct SipsimpleApplication *application,
+                                                  const char *name,
+                                                  char **out);
+
+/**
+ * Change a global setting and save it at once; `*out` gets the JSON list
+ * of the names that changed. Most take effect at the next start.
+ */
+SipsimpleStatus sipsimple_application_setting_set(struct SipsimpleApplication *application,
+                                                  const char *name,
+                                                  const char *value_json,
+                                                  char **out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -534,7 +534,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_func_version() != 64076:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_account_get() != 13440:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_account_id() != 27914:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_account_save() != 37582:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_account_set() != 774:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_constructor_account_bonjour() != 47204:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -574,13 +580,25 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_notificationobserver_handle_notification() != 57087:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_account_ids() != 46160:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_add_account() != 57872:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_default_account_id() != 2054:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_delete_account() != 52851:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_engine_id() != 56956:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics() != 27617:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_get_account() != 5674:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_get_session() != 61690:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_id() != 33188:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_network_changed() != 5996:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_new_session() != 15156:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -590,7 +608,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account() != 22143:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account_id() != 27403:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace() != 41942:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_setting_get() != 11377:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_sipapplication_setting_set() != 6410:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_sipapplication_sip_local_port() != 33291:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -702,9 +726,18 @@ _UniffiLib.uniffi_sipsimple_checksum_func_unregister_stream_type.restype = ctype
 _UniffiLib.uniffi_sipsimple_checksum_func_version.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_func_version.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_account_get.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_account_get.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_account_id.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_account_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_account_save.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_account_save.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_account_set.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_account_set.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_constructor_account_bonjour.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_constructor_account_bonjour.restype = ctypes.c_uint16
@@ -762,18 +795,36 @@ _UniffiLib.uniffi_sipsimple_checksum_constructor_notificationcenter_new.restype 
 _UniffiLib.uniffi_sipsimple_checksum_method_notificationobserver_handle_notification.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_notificationobserver_handle_notification.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_account_ids.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_account_ids.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_add_account.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_add_account.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_default_account_id.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_default_account_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_delete_account.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_delete_account.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_id.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_id.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_engine_statistics.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_get_account.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_get_account.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_get_session.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_get_session.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_id.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_network_changed.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_network_changed.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_new_session.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_new_session.restype = ctypes.c_uint16
@@ -786,9 +837,18 @@ _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_busy.restype = ct
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account_id.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account_id.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_set_sip_trace.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_setting_get.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_setting_get.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_setting_set.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_setting_set.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_sip_local_port.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_sipapplication_sip_local_port.restype = ctypes.c_uint16
@@ -915,11 +975,29 @@ _UniffiLib.uniffi_sipsimple_fn_func_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_func_version.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_account_get.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_account_get.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_sipsimple_fn_method_account_id.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_account_id.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_account_save.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_account_save.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_account_set.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_account_set.restype = None
 _UniffiLib.uniffi_sipsimple_fn_constructor_account_bonjour.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1029,6 +1107,29 @@ _UniffiLib.uniffi_sipsimple_fn_method_notificationobserver_handle_notification.a
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_notificationobserver_handle_notification.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_account_ids.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_account_ids.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_add_account.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_add_account.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_default_account_id.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_default_account_id.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_delete_account.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_delete_account.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_id.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1039,6 +1140,12 @@ _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics.argtypes 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_account.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_account.restype = ctypes.c_uint64
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_session.argtypes = (
     ctypes.c_uint64,
     ctypes.c_uint64,
@@ -1050,6 +1157,11 @@ _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id.restype = ctypes.c_uint64
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_network_changed.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_network_changed.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_new_session.argtypes = (
     ctypes.c_uint64,
     ctypes.c_uint64,
@@ -1073,12 +1185,31 @@ _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account.argtype
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account_id.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account_id.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_sip_trace.argtypes = (
     ctypes.c_uint64,
     ctypes.c_int8,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_sip_trace.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_setting_get.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_setting_get.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_setting_set.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_sipapplication_setting_set.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_sip_local_port.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1821,13 +1952,51 @@ class _UniffiFfiConverterString:
             builder.write(value.encode("utf-8"))
             return builder.finalize()
 
+class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterString.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterString.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterString.read(buf) for i in range(count)
+        ]
+
 
 class AccountProtocol(typing.Protocol):
     """
     A SIP account (user@domain) or the Bonjour account.
 """
     
+    def get(self, name: str) -> str:
+        """
+        A setting by dotted name, as JSON text.
+"""
+        raise NotImplementedError
     def id(self, ) -> str:
+        raise NotImplementedError
+    def save(self, ) -> typing.List[str]:
+        """
+        Write the changes; the names that changed.
+"""
+        raise NotImplementedError
+    def set(self, name: str,value_json: str) -> None:
+        """
+        Change a setting (JSON text; "null" resets it); `save` writes it.
+"""
         raise NotImplementedError
 
 class Account(AccountProtocol):
@@ -1889,6 +2058,24 @@ class Account(AccountProtocol):
         inst = cls.__new__(cls)
         inst._handle = handle
         return inst
+    def get(self, name: str) -> str:
+        """
+        A setting by dotted name, as JSON text.
+"""
+        
+        _UniffiFfiConverterString.check_lower(name)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(name),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_account_get,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def id(self, ) -> str:
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -1898,6 +2085,42 @@ class Account(AccountProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_account_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def save(self, ) -> typing.List[str]:
+        """
+        Write the changes; the names that changed.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_account_save,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set(self, name: str,value_json: str) -> None:
+        """
+        Change a setting (JSON text; "null" resets it); `save` writes it.
+"""
+        
+        _UniffiFfiConverterString.check_lower(name)
+
+        _UniffiFfiConverterString.check_lower(value_json)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(name),
+            _UniffiFfiConverterString.lower(value_json),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_account_set,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2215,29 +2438,6 @@ class _UniffiFfiConverterOptionalString(_UniffiConverterRustBuffer):
             return _UniffiFfiConverterString.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
-
-class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        for item in value:
-            _UniffiFfiConverterString.check_lower(item)
-
-    @classmethod
-    def write(cls, value, buf):
-        items = len(value)
-        buf.write_i32(items)
-        for item in value:
-            _UniffiFfiConverterString.write(item, buf)
-
-    @classmethod
-    def read(cls, buf):
-        count = buf.read_i32()
-        if count < 0:
-            raise InternalError("Unexpected negative sequence length")
-
-        return [
-            _UniffiFfiConverterString.read(buf) for i in range(count)
-        ]
 
 
 class NotificationProtocol(typing.Protocol):
@@ -3453,6 +3653,21 @@ class SipApplicationProtocol(typing.Protocol):
     The application: starts and stops the SIP user agent's subsystems.
 """
     
+    def account_ids(self, ) -> typing.List[str]:
+        raise NotImplementedError
+    def add_account(self, id: str,password: typing.Optional[str]) -> Account:
+        """
+        Add and store an account; it activates (and registers) at its first
+        `save()` or the next start.
+"""
+        raise NotImplementedError
+    def default_account_id(self, ) -> typing.Optional[str]:
+        raise NotImplementedError
+    def delete_account(self, id: str) -> None:
+        """
+        Delete a stored account (it unregisters first).
+"""
+        raise NotImplementedError
     def engine_id(self, ) -> typing.Optional[int]:
         """
         The sender id of the engine's notifications, while running.
@@ -3463,6 +3678,11 @@ class SipApplicationProtocol(typing.Protocol):
         The SIP engine's counters, while running.
 """
         raise NotImplementedError
+    def get_account(self, id: str) -> Account:
+        """
+        A stored account of the running application.
+"""
+        raise NotImplementedError
     def get_session(self, session_id: int) -> typing.Optional[Session]:
         """
         The live session with this id (a notification's sender id).
@@ -3471,6 +3691,11 @@ class SipApplicationProtocol(typing.Protocol):
     def id(self, ) -> int:
         """
         The sender id of this application's notifications.
+"""
+        raise NotImplementedError
+    def network_changed(self, ) -> None:
+        """
+        Every active account registers again now.
 """
         raise NotImplementedError
     def new_session(self, account: Account) -> Session:
@@ -3493,9 +3718,21 @@ class SipApplicationProtocol(typing.Protocol):
         The account incoming sessions belong to (None: Bonjour).
 """
         raise NotImplementedError
+    def set_default_account_id(self, id: str) -> None:
+        raise NotImplementedError
     def set_sip_trace(self, on: bool) -> None:
         """
         Turn SIPEngineSIPTrace notifications on or off.
+"""
+        raise NotImplementedError
+    def setting_get(self, name: str) -> str:
+        """
+        A global setting by dotted name, as JSON text.
+"""
+        raise NotImplementedError
+    def setting_set(self, name: str,value_json: str) -> typing.List[str]:
+        """
+        Change a global setting and save it; the names that changed.
 """
         raise NotImplementedError
     def sip_local_port(self, transport: str) -> typing.Optional[int]:
@@ -3555,6 +3792,70 @@ class SipApplication(SipApplicationProtocol):
         inst = cls.__new__(cls)
         inst._handle = handle
         return inst
+    def account_ids(self, ) -> typing.List[str]:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_account_ids,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def add_account(self, id: str,password: typing.Optional[str]) -> Account:
+        """
+        Add and store an account; it activates (and registers) at its first
+        `save()` or the next start.
+"""
+        
+        _UniffiFfiConverterString.check_lower(id)
+
+        _UniffiFfiConverterOptionalString.check_lower(password)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(id),
+            _UniffiFfiConverterOptionalString.lower(password),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeAccount.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_add_account,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def default_account_id(self, ) -> typing.Optional[str]:
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_default_account_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def delete_account(self, id: str) -> None:
+        """
+        Delete a stored account (it unregisters first).
+"""
+        
+        _UniffiFfiConverterString.check_lower(id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_delete_account,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def engine_id(self, ) -> typing.Optional[int]:
         """
         The sender id of the engine's notifications, while running.
@@ -3582,6 +3883,24 @@ class SipApplication(SipApplicationProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_engine_statistics,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def get_account(self, id: str) -> Account:
+        """
+        A stored account of the running application.
+"""
+        
+        _UniffiFfiConverterString.check_lower(id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(id),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeAccount.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_account,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -3615,6 +3934,21 @@ class SipApplication(SipApplicationProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def network_changed(self, ) -> None:
+        """
+        Every active account registers again now.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_network_changed,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -3687,6 +4021,21 @@ class SipApplication(SipApplicationProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_default_account_id(self, id: str) -> None:
+        
+        _UniffiFfiConverterString.check_lower(id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def set_sip_trace(self, on: bool) -> None:
         """
         Turn SIPEngineSIPTrace notifications on or off.
@@ -3702,6 +4051,45 @@ class SipApplication(SipApplicationProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_sip_trace,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def setting_get(self, name: str) -> str:
+        """
+        A global setting by dotted name, as JSON text.
+"""
+        
+        _UniffiFfiConverterString.check_lower(name)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(name),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_setting_get,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def setting_set(self, name: str,value_json: str) -> typing.List[str]:
+        """
+        Change a global setting and save it; the names that changed.
+"""
+        
+        _UniffiFfiConverterString.check_lower(name)
+
+        _UniffiFfiConverterString.check_lower(value_json)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(name),
+            _UniffiFfiConverterString.lower(value_json),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_sipapplication_setting_set,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

@@ -642,7 +642,22 @@ fileprivate struct FfiConverterString: FfiConverter {
  */
 public protocol AccountProtocol: AnyObject, Sendable {
     
+    /**
+     * A setting by dotted name, as JSON text.
+     */
+    func get(name: String) throws  -> String
+    
     func id()  -> String
+    
+    /**
+     * Write the changes; the names that changed.
+     */
+    func save() throws  -> [String]
+    
+    /**
+     * Change a setting (JSON text; "null" resets it); `save` writes it.
+     */
+    func set(name: String, valueJson: String) throws 
     
 }
 /**
@@ -723,6 +738,19 @@ public static func bonjour(displayName: String?)throws  -> Account  {
     
 
     
+    /**
+     * A setting by dotted name, as JSON text.
+     */
+open func get(name: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_account_get(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),uniffiCallStatus
+    )
+})
+}
+    
 open func id() -> String  {
     return try!  FfiConverterString.lift(try! rustCall() {
         uniffiCallStatus in
@@ -730,6 +758,31 @@ open func id() -> String  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Write the changes; the names that changed.
+     */
+open func save()throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_account_save(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Change a setting (JSON text; "null" resets it); `save` writes it.
+     */
+open func set(name: String, valueJson: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_account_set(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),
+        FfiConverterString.lower(valueJson),uniffiCallStatus
+    )
+}
 }
     
 
@@ -1686,10 +1739,35 @@ public protocol SipApplicationProtocol: AnyObject, Sendable {
      */
     func stop() 
     
+    func accountIds() throws  -> [String]
+    
+    /**
+     * Add and store an account; it activates (and registers) at its first
+     * `save()` or the next start.
+     */
+    func addAccount(id: String, password: String?) throws  -> Account
+    
+    func defaultAccountId() throws  -> String?
+    
+    /**
+     * Delete a stored account (it unregisters first).
+     */
+    func deleteAccount(id: String) throws 
+    
+    /**
+     * A stored account of the running application.
+     */
+    func getAccount(id: String) throws  -> Account
+    
     /**
      * The live session with this id (a notification's sender id).
      */
     func getSession(sessionId: UInt64) throws  -> Session?
+    
+    /**
+     * Every active account registers again now.
+     */
+    func networkChanged() throws 
     
     /**
      * A new outgoing session (state "NULL") for `account`.
@@ -1710,6 +1788,18 @@ public protocol SipApplicationProtocol: AnyObject, Sendable {
      * The account incoming sessions belong to (None: Bonjour).
      */
     func setDefaultAccount(account: Account?) throws 
+    
+    func setDefaultAccountId(id: String) throws 
+    
+    /**
+     * A global setting by dotted name, as JSON text.
+     */
+    func settingGet(name: String) throws  -> String
+    
+    /**
+     * Change a global setting and save it; the names that changed.
+     */
+    func settingSet(name: String, valueJson: String) throws  -> [String]
     
 }
 /**
@@ -1873,6 +1963,64 @@ open func stop()  {try! rustCall() {
 }
 }
     
+open func accountIds()throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_account_ids(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Add and store an account; it activates (and registers) at its first
+     * `save()` or the next start.
+     */
+open func addAccount(id: String, password: String?)throws  -> Account  {
+    return try  FfiConverterTypeAccount_lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_add_account(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(id),
+        FfiConverterOptionString.lower(password),uniffiCallStatus
+    )
+})
+}
+    
+open func defaultAccountId()throws  -> String?  {
+    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_default_account_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Delete a stored account (it unregisters first).
+     */
+open func deleteAccount(id: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_delete_account(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(id),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A stored account of the running application.
+     */
+open func getAccount(id: String)throws  -> Account  {
+    return try  FfiConverterTypeAccount_lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_get_account(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(id),uniffiCallStatus
+    )
+})
+}
+    
     /**
      * The live session with this id (a notification's sender id).
      */
@@ -1884,6 +2032,17 @@ open func getSession(sessionId: UInt64)throws  -> Session?  {
         FfiConverterUInt64.lower(sessionId),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Every active account registers again now.
+     */
+open func networkChanged()throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_network_changed(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -1933,6 +2092,42 @@ open func setDefaultAccount(account: Account?)throws   {try rustCallWithError(Ff
         FfiConverterOptionTypeAccount.lower(account),uniffiCallStatus
     )
 }
+}
+    
+open func setDefaultAccountId(id: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_set_default_account_id(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(id),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A global setting by dotted name, as JSON text.
+     */
+open func settingGet(name: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_setting_get(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Change a global setting and save it; the names that changed.
+     */
+open func settingSet(name: String, valueJson: String)throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_sipapplication_setting_set(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),
+        FfiConverterString.lower(valueJson),uniffiCallStatus
+    )
+})
 }
     
 
@@ -3820,7 +4015,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_sipapplication_stop() != 50871) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_method_sipapplication_account_ids() != 46160) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_add_account() != 57872) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_default_account_id() != 2054) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_delete_account() != 52851) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_get_account() != 5674) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_sipsimple_checksum_method_sipapplication_get_session() != 61690) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_network_changed() != 5996) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_sipapplication_new_session() != 15156) {
@@ -3835,10 +4048,28 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_sipapplication_set_default_account() != 22143) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_method_sipapplication_set_default_account_id() != 27403) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_setting_get() != 11377) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_sipapplication_setting_set() != 6410) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_sipsimple_checksum_method_storage_describe() != 1436) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_method_account_get() != 13440) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_sipsimple_checksum_method_account_id() != 27914) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_account_save() != 37582) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_account_set() != 774) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_accept() != 46078) {

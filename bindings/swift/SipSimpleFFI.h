@@ -547,9 +547,39 @@ RustBuffer uniffi_sipsimple_fn_method_sipapplication_state(uint64_t ptr, RustCal
 void uniffi_sipsimple_fn_method_sipapplication_stop(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ACCOUNT_IDS
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ACCOUNT_IDS
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_account_ids(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ADD_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_ADD_ACCOUNT
+uint64_t uniffi_sipsimple_fn_method_sipapplication_add_account(uint64_t ptr, RustBuffer id, RustBuffer password, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_DEFAULT_ACCOUNT_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_DEFAULT_ACCOUNT_ID
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_default_account_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_DELETE_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_DELETE_ACCOUNT
+void uniffi_sipsimple_fn_method_sipapplication_delete_account(uint64_t ptr, RustBuffer id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_GET_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_GET_ACCOUNT
+uint64_t uniffi_sipsimple_fn_method_sipapplication_get_account(uint64_t ptr, RustBuffer id, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_GET_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_GET_SESSION
 RustBuffer uniffi_sipsimple_fn_method_sipapplication_get_session(uint64_t ptr, uint64_t session_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_NETWORK_CHANGED
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_NETWORK_CHANGED
+void uniffi_sipsimple_fn_method_sipapplication_network_changed(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_NEW_SESSION
@@ -570,6 +600,21 @@ void uniffi_sipsimple_fn_method_sipapplication_set_busy(uint64_t ptr, int8_t bus
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT
 void uniffi_sipsimple_fn_method_sipapplication_set_default_account(uint64_t ptr, RustBuffer account, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT_ID
+void uniffi_sipsimple_fn_method_sipapplication_set_default_account_id(uint64_t ptr, RustBuffer id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SETTING_GET
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SETTING_GET
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_setting_get(uint64_t ptr, RustBuffer name, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SETTING_SET
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SIPAPPLICATION_SETTING_SET
+RustBuffer uniffi_sipsimple_fn_method_sipapplication_setting_set(uint64_t ptr, RustBuffer name, RustBuffer value_json, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_STORAGE
@@ -618,9 +663,24 @@ uint64_t uniffi_sipsimple_fn_constructor_account_bonjour(RustBuffer display_name
 uint64_t uniffi_sipsimple_fn_constructor_account_new(RustBuffer id, RustBuffer display_name, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_GET
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_GET
+RustBuffer uniffi_sipsimple_fn_method_account_get(uint64_t ptr, RustBuffer name, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_ID
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_ID
 RustBuffer uniffi_sipsimple_fn_method_account_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_SAVE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_SAVE
+RustBuffer uniffi_sipsimple_fn_method_account_save(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_SET
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_ACCOUNT_SET
+void uniffi_sipsimple_fn_method_account_set(uint64_t ptr, RustBuffer name, RustBuffer value_json, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_CLONE_SESSION
@@ -1234,9 +1294,45 @@ uint16_t uniffi_sipsimple_checksum_method_sipapplication_stop(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ACCOUNT_IDS
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ACCOUNT_IDS
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_account_ids(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ADD_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_ADD_ACCOUNT
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_add_account(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_DEFAULT_ACCOUNT_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_DEFAULT_ACCOUNT_ID
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_default_account_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_DELETE_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_DELETE_ACCOUNT
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_delete_account(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_GET_ACCOUNT
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_GET_ACCOUNT
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_get_account(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_GET_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_GET_SESSION
 uint16_t uniffi_sipsimple_checksum_method_sipapplication_get_session(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_NETWORK_CHANGED
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_NETWORK_CHANGED
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_network_changed(void
     
 );
 #endif
@@ -1264,15 +1360,51 @@ uint16_t uniffi_sipsimple_checksum_method_sipapplication_set_default_account(voi
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT_ID
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SET_DEFAULT_ACCOUNT_ID
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_set_default_account_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SETTING_GET
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SETTING_GET
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_setting_get(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SETTING_SET
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SIPAPPLICATION_SETTING_SET
+uint16_t uniffi_sipsimple_checksum_method_sipapplication_setting_set(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STORAGE_DESCRIBE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_STORAGE_DESCRIBE
 uint16_t uniffi_sipsimple_checksum_method_storage_describe(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_GET
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_GET
+uint16_t uniffi_sipsimple_checksum_method_account_get(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_ID
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_ID
 uint16_t uniffi_sipsimple_checksum_method_account_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_SAVE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_SAVE
+uint16_t uniffi_sipsimple_checksum_method_account_save(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_SET
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_ACCOUNT_SET
+uint16_t uniffi_sipsimple_checksum_method_account_set(void
     
 );
 #endif

@@ -244,14 +244,19 @@ impl Account {
         Ok(())
     }
 
-    /// Write the changes; posts CFGSettingsObjectDidChange (`modified`) and
-    /// applies them (activation, registration) when something changed.
+    /// Write the changes; posts CFGSettingsObjectDidChange (`modified`) when
+    /// something changed, and applies the settings (activation,
+    /// registration) in any case.
     pub fn save(&self) -> Result<Vec<String>> {
         let Some(b) = &self.inner.backing else {
             return Ok(Vec::new());
         };
         let changes = std::mem::take(&mut *b.pending.lock());
         if changes.is_empty() {
+            // Nothing to write; an enabled account not yet active starts.
+            if let Some(cb) = b.on_change.lock().as_ref() {
+                cb(self, &[]);
+            }
             return Ok(Vec::new());
         }
         let before = self.section();
@@ -290,9 +295,9 @@ impl Account {
                 &self.inner.sender,
                 NotificationData::new().with("modified", modified.clone()),
             );
-            if let Some(cb) = b.on_change.lock().as_ref() {
-                cb(self, &modified);
-            }
+        }
+        if let Some(cb) = b.on_change.lock().as_ref() {
+            cb(self, &modified);
         }
         Ok(modified)
     }

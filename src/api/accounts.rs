@@ -254,7 +254,8 @@ impl AccountManager {
         *self.inner.sessions.default_account_slot().lock() = self.default_account();
     }
 
-    /// Add an account (stored at once, enabled) and activate it.
+    /// Add an account (stored at once, enabled). It activates, and
+    /// registers, at its first `save()` or the next start.
     pub fn add_account(&self, id: &str, password: Option<&str>) -> Result<Account> {
         if self.has_account(id) {
             return Err(Error::InvalidArgument(format!("account {id:?} exists")));
@@ -269,9 +270,9 @@ impl AccountManager {
             DID_ADD,
             NotificationData::new().with("account", id),
         );
-        if self.inner.running.load(Ordering::SeqCst) && a.is_enabled() {
-            self.activate(&a);
-        }
+        // Like a new account object of the SDK, it activates when first
+        // saved (so its settings can be set before anything is sent), or
+        // at the next start.
         self.sync_session_default();
         Ok(a)
     }

@@ -103,3 +103,9 @@ pub fn pick_streams(
             .collect(),
     })
 }
+
+/// A setting value given as JSON text by a foreign caller.
+pub fn parse_json_value(text: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::InvalidArgument(format!("value is not JSON ({e}): {text:?}")))
+}

@@ -269,6 +269,43 @@ int main(void) {
         EXPECT(sipsimple_stream_type_register("x", 0, 0, NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_stream_type_register("x", 0, 0, &empty, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_stream_type_unregister("never-registered"), SIPSIMPLE_STATUS_NOT_FOUND);
+        /* Accounts and settings of the running application. */
+        {
+            SipsimpleAccount *stored = NULL;
+            char *out = NULL;
+            EXPECT(sipsimple_application_get_account(sapp, "nobody@example.invalid", &stored),
+                   SIPSIMPLE_STATUS_NOT_FOUND);
+            EXPECT(sipsimple_application_add_account(sapp, "bad id", NULL, &stored),
+                   SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+            EXPECT(sipsimple_application_add_account(sapp, "zed@example.invalid", "pw", &stored),
+                   SIPSIMPLE_STATUS_OK);
+            EXPECT(sipsimple_account_set(stored, "registration.enabled", "false"), SIPSIMPLE_STATUS_OK);
+            EXPECT(sipsimple_account_set(stored, "registration.expires", "\"soon\""),
+                   SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+            EXPECT(sipsimple_account_set(stored, "registration.expires", "not json"),
+                   SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+            EXPECT(sipsimple_account_set(stored, "no.such", "1"), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+            EXPECT(sipsimple_account_set(stored, NULL, "1"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+            EXPECT(sipsimple_account_save(stored, &out), SIPSIMPLE_STATUS_OK);
+            if (!out || strcmp(out, "[\"registration.enabled\"]") != 0) {
+                fprintf(stderr, "FAIL: saved %s\n", out ? out : "(null)");
+                failures++;
+            }
+            sipsimple_string_free(out);
+            out = NULL;
+            EXPECT(sipsimple_account_get(stored, "registration.expires", &out), SIPSIMPLE_STATUS_OK);
+            sipsimple_string_free(out);
+            out = NULL;
+            EXPECT(sipsimple_account_set(acc, "enabled", "false"), SIPSIMPLE_STATUS_INVALID_STATE);
+            EXPECT(sipsimple_application_setting_set(sapp, "sip.udp_port", "70000", &out),
+                   SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+            EXPECT(sipsimple_application_setting_get(sapp, "no.such", &out), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+            EXPECT(sipsimple_application_delete_account(sapp, "bonjour@local"), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+            EXPECT(sipsimple_application_delete_account(sapp, "zed@example.invalid"), SIPSIMPLE_STATUS_OK);
+            EXPECT(sipsimple_application_delete_account(sapp, "zed@example.invalid"), SIPSIMPLE_STATUS_NOT_FOUND);
+            EXPECT(sipsimple_account_free(stored), SIPSIMPLE_STATUS_OK);
+            EXPECT(sipsimple_application_network_changed(sapp), SIPSIMPLE_STATUS_OK);
+        }
         /* Use after free. */
         EXPECT(sipsimple_session_free(ses), SIPSIMPLE_STATUS_OK);
         EXPECT(sipsimple_session_end(ses), SIPSIMPLE_STATUS_INVALID_HANDLE);

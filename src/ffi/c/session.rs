@@ -556,3 +556,198 @@ pub extern "C" fn sipsimple_stream_type_unregister(name: *const c_char) -> Sipsi
         }
     })
 }
+
+// ---------------------------------------------------------------- accounts and settings
+
+fn write_json(out: *mut *mut c_char, v: &serde_json::Value) -> Result<(), FfiError> {
+    out_string(out, &v.to_string())
+}
+
+/// A handle to the stored account `id` of a running application
+/// (SIPSIMPLE_STATUS_NOT_FOUND if there is none). Free it with
+/// `sipsimple_account_free`.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_get_account(
+    application: *mut SipsimpleApplication,
+    id: *const c_char,
+    out: *mut *mut SipsimpleAccount,
+) -> SipsimpleStatus {
+    guard(|| {
+        let a = app(application)?;
+        let id = in_str(id, "id")?;
+        let acc = a.account_manager()?.get_account(id)?;
+        new_account(acc, out)
+    })
+}
+
+/// Add and store an account (enabled; `password` may be NULL). It
+/// activates (and registers) at its first `sipsimple_account_save`, or at
+/// the next start. Returns its handle in `out`.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_add_account(
+    application: *mut SipsimpleApplication,
+    id: *const c_char,
+    password: *const c_char,
+    out: *mut *mut SipsimpleAccount,
+) -> SipsimpleStatus {
+    guard(|| {
+        let a = app(application)?;
+        let id = in_str(id, "id")?;
+        let pw = opt_str(password, "password")?;
+        let acc = a.account_manager()?.add_account(id, pw)?;
+        new_account(acc, out)
+    })
+}
+
+/// Delete a stored account (it unregisters first, waiting up to 4 s).
+#[no_mangle]
+pub extern "C" fn sipsimple_application_delete_account(
+    application: *mut SipsimpleApplication,
+    id: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let a = app(application)?;
+        let id = in_str(id, "id")?;
+        Ok(a.account_manager()?.delete_account(id)?)
+    })
+}
+
+/// The ids of every account, as a JSON list.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_account_ids(
+    application: *mut SipsimpleApplication,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let ids: Vec<String> = app(application)?
+            .account_manager()?
+            .get_accounts()
+            .iter()
+            .map(|a| a.id().to_string())
+            .collect();
+        write_json(out, &serde_json::json!(ids))
+    })
+}
+
+/// The default account's id (NULL in `*out` when there is none).
+#[no_mangle]
+pub extern "C" fn sipsimple_application_default_account_id(
+    application: *mut SipsimpleApplication,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let d = app(application)?.account_manager()?.default_account();
+        match d {
+            Some(a) => out_string(out, a.id()),
+            None => {
+                *out_ptr(out, "out")? = std::ptr::null_mut();
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Make stored account `id` the default (posts
+/// SIPAccountManagerDidChangeDefaultAccount).
+#[no_mangle]
+pub extern "C" fn sipsimple_application_set_default_account_id(
+    application: *mut SipsimpleApplication,
+    id: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let id = in_str(id, "id")?;
+        Ok(app(application)?
+            .account_manager()?
+            .set_default_account(id)?)
+    })
+}
+
+/// The network changed: every active account registers again now.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_network_changed(
+    application: *mut SipsimpleApplication,
+) -> SipsimpleStatus {
+    guard(|| Ok(app(application)?.network_changed()?))
+}
+
+/// An account's id. Free with `sipsimple_string_free`.
+#[no_mangle]
+pub extern "C" fn sipsimple_account_id(
+    account_handle: *mut SipsimpleAccount,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| out_string(out, account(account_handle)?.id()))
+}
+
+/// An account setting by dotted name (e.g. "registration.expires"), as
+/// JSON. Passwords are returned as stored: keep them out of logs.
+#[no_mangle]
+pub extern "C" fn sipsimple_account_get(
+    account_handle: *mut SipsimpleAccount,
+    name: *const c_char,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let v = account(account_handle)?.get(in_str(name, "name")?)?;
+        write_json(out, &v)
+    })
+}
+
+/// Change an account setting; `value_json` is JSON ("600", "true",
+/// "\"text\"", "[\"udp\"]", "null" to reset). Written by
+/// `sipsimple_account_save`.
+#[no_mangle]
+pub extern "C" fn sipsimple_account_set(
+    account_handle: *mut SipsimpleAccount,
+    name: *const c_char,
+    value_json: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let v = crate::ffi::parse_json_value(in_str(value_json, "value_json")?)?;
+        Ok(account(account_handle)?.set(in_str(name, "name")?, v)?)
+    })
+}
+
+/// Write the account's changes; `*out` gets the JSON list of the names
+/// that changed (CFGSettingsObjectDidChange is posted when not empty).
+#[no_mangle]
+pub extern "C" fn sipsimple_account_save(
+    account_handle: *mut SipsimpleAccount,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let changed = account(account_handle)?.save()?;
+        write_json(out, &serde_json::json!(changed))
+    })
+}
+
+/// A global setting (SIPSimpleSettings) by dotted name, as JSON.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_setting_get(
+    application: *mut SipsimpleApplication,
+    name: *const c_char,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let v = app(application)?.settings()?.get(in_str(name, "name")?)?;
+        write_json(out, &v)
+    })
+}
+
+/// Change a global setting and save it at once; `*out` gets the JSON list
+/// of the names that changed. Most take effect at the next start.
+#[no_mangle]
+pub extern "C" fn sipsimple_application_setting_set(
+    application: *mut SipsimpleApplication,
+    name: *const c_char,
+    value_json: *const c_char,
+    out: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let s = app(application)?.settings()?;
+        let v = crate::ffi::parse_json_value(in_str(value_json, "value_json")?)?;
+        s.set(in_str(name, "name")?, v)?;
+        let changed = s.save()?;
+        write_json(out, &serde_json::json!(changed))
+    })
+}

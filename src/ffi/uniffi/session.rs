@@ -33,6 +33,22 @@ impl Account {
     pub fn id(&self) -> String {
         self.inner.id().to_string()
     }
+
+    /// A setting by dotted name, as JSON text.
+    pub fn get(&self, name: String) -> Result<String, SipSimpleError> {
+        Ok(self.inner.get(&name)?.to_string())
+    }
+
+    /// Change a setting (JSON text; "null" resets it); `save` writes it.
+    pub fn set(&self, name: String, value_json: String) -> Result<(), SipSimpleError> {
+        let v = crate::ffi::parse_json_value(&value_json)?;
+        Ok(self.inner.set(&name, v)?)
+    }
+
+    /// Write the changes; the names that changed.
+    pub fn save(&self) -> Result<Vec<String>, SipSimpleError> {
+        Ok(self.inner.save()?)
+    }
 }
 
 /// An INVITE session with its media streams.
@@ -72,6 +88,76 @@ impl SIPApplication {
             .into_iter()
             .map(wrap)
             .collect())
+    }
+
+    /// A stored account of the running application.
+    pub fn get_account(&self, id: String) -> Result<Arc<Account>, SipSimpleError> {
+        Ok(Arc::new(Account {
+            inner: self.inner.account_manager()?.get_account(&id)?,
+        }))
+    }
+
+    /// Add and store an account; it activates (and registers) at its first
+    /// `save()` or the next start.
+    pub fn add_account(
+        &self,
+        id: String,
+        password: Option<String>,
+    ) -> Result<Arc<Account>, SipSimpleError> {
+        Ok(Arc::new(Account {
+            inner: self
+                .inner
+                .account_manager()?
+                .add_account(&id, password.as_deref())?,
+        }))
+    }
+
+    /// Delete a stored account (it unregisters first).
+    pub fn delete_account(&self, id: String) -> Result<(), SipSimpleError> {
+        Ok(self.inner.account_manager()?.delete_account(&id)?)
+    }
+
+    pub fn account_ids(&self) -> Result<Vec<String>, SipSimpleError> {
+        Ok(self
+            .inner
+            .account_manager()?
+            .get_accounts()
+            .iter()
+            .map(|a| a.id().to_string())
+            .collect())
+    }
+
+    pub fn default_account_id(&self) -> Result<Option<String>, SipSimpleError> {
+        Ok(self
+            .inner
+            .account_manager()?
+            .default_account()
+            .map(|a| a.id().to_string()))
+    }
+
+    pub fn set_default_account_id(&self, id: String) -> Result<(), SipSimpleError> {
+        Ok(self.inner.account_manager()?.set_default_account(&id)?)
+    }
+
+    /// Every active account registers again now.
+    pub fn network_changed(&self) -> Result<(), SipSimpleError> {
+        Ok(self.inner.network_changed()?)
+    }
+
+    /// A global setting by dotted name, as JSON text.
+    pub fn setting_get(&self, name: String) -> Result<String, SipSimpleError> {
+        Ok(self.inner.settings()?.get(&name)?.to_string())
+    }
+
+    /// Change a global setting and save it; the names that changed.
+    pub fn setting_set(
+        &self,
+        name: String,
+        value_json: String,
+    ) -> Result<Vec<String>, SipSimpleError> {
+        let s = self.inner.settings()?;
+        s.set(&name, crate::ffi::parse_json_value(&value_json)?)?;
+        Ok(s.save()?)
     }
 
     /// Answer new incoming sessions 486 Busy Here while set.

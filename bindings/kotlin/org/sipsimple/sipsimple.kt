@@ -847,7 +847,19 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_sipapplication_stop(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_account_ids(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_add_account(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_default_account_id(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_delete_account(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_get_account(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_sipapplication_get_session(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_network_changed(
     ): Int
     external fun uniffi_sipsimple_checksum_method_sipapplication_new_session(
     ): Int
@@ -857,9 +869,21 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_sipapplication_set_default_account(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_set_default_account_id(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_setting_get(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_sipapplication_setting_set(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_storage_describe(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_account_get(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_account_id(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_account_save(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_account_set(
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_accept(
     ): Int
@@ -1022,8 +1046,20 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_sipapplication_stop(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_sipsimple_fn_method_sipapplication_account_ids(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_sipapplication_add_account(`ptr`: Long,`id`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_sipsimple_fn_method_sipapplication_default_account_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_sipapplication_delete_account(`ptr`: Long,`id`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_sipapplication_get_account(`ptr`: Long,`id`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_sipsimple_fn_method_sipapplication_get_session(`ptr`: Long,`sessionId`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_sipapplication_network_changed(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_sipsimple_fn_method_sipapplication_new_session(`ptr`: Long,`account`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_sipsimple_fn_method_sipapplication_sessions(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1032,6 +1068,12 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_sipsimple_fn_method_sipapplication_set_default_account(`ptr`: Long,`account`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_sipsimple_fn_method_sipapplication_set_default_account_id(`ptr`: Long,`id`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_sipapplication_setting_get(`ptr`: Long,`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_sipapplication_setting_set(`ptr`: Long,`name`: RustBuffer.ByValue,`valueJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_clone_storage(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_sipsimple_fn_free_storage(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1050,8 +1092,14 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_sipsimple_fn_constructor_account_new(`id`: RustBuffer.ByValue,`displayName`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_sipsimple_fn_method_account_get(`ptr`: Long,`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_account_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_account_save(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_account_set(`ptr`: Long,`name`: RustBuffer.ByValue,`valueJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_sipsimple_fn_clone_session(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_sipsimple_fn_free_session(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1328,7 +1376,25 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_sipapplication_stop() and 0xFFFF) != 50871) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_account_ids() and 0xFFFF) != 46160) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_add_account() and 0xFFFF) != 57872) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_default_account_id() and 0xFFFF) != 2054) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_delete_account() and 0xFFFF) != 52851) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_get_account() and 0xFFFF) != 5674) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_sipapplication_get_session() and 0xFFFF) != 61690) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_network_changed() and 0xFFFF) != 5996) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_sipapplication_new_session() and 0xFFFF) != 15156) {
@@ -1343,10 +1409,28 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account() and 0xFFFF) != 22143) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_set_default_account_id() and 0xFFFF) != 27403) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_setting_get() and 0xFFFF) != 11377) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_sipapplication_setting_set() and 0xFFFF) != 6410) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_storage_describe() and 0xFFFF) != 1436) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_method_account_get() and 0xFFFF) != 13440) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_account_id() and 0xFFFF) != 27914) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_account_save() and 0xFFFF) != 37582) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_account_set() and 0xFFFF) != 774) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_accept() and 0xFFFF) != 46078) {
@@ -1953,7 +2037,22 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
  */
 public interface AccountInterface {
     
+    /**
+     * A setting by dotted name, as JSON text.
+     */
+    fun `get`(`name`: kotlin.String): kotlin.String
+    
     fun `id`(): kotlin.String
+    
+    /**
+     * Write the changes; the names that changed.
+     */
+    fun `save`(): List<kotlin.String>
+    
+    /**
+     * Change a setting (JSON text; "null" resets it); `save` writes it.
+     */
+    fun `set`(`name`: kotlin.String, `valueJson`: kotlin.String)
     
     companion object
 }
@@ -2072,6 +2171,24 @@ open class Account: Disposable, AutoCloseable, AccountInterface
         }
     }
 
+    
+    /**
+     * A setting by dotted name, as JSON text.
+     */
+    @Throws(SipSimpleException::class)override fun `get`(`name`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_account_get(
+        it,
+        
+        FfiConverterString.lower(`name`),_status)
+}
+    }
+    )
+    }
+    
+
     override fun `id`(): kotlin.String {
             return FfiConverterString.lift(
     callWithHandle {
@@ -2083,6 +2200,41 @@ open class Account: Disposable, AutoCloseable, AccountInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Write the changes; the names that changed.
+     */
+    @Throws(SipSimpleException::class)override fun `save`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_account_save(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Change a setting (JSON text; "null" resets it); `save` writes it.
+     */
+    @Throws(SipSimpleException::class)override fun `set`(`name`: kotlin.String, `valueJson`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_account_set(
+        it,
+        
+        FfiConverterString.lower(`name`),
+        FfiConverterString.lower(`valueJson`),_status)
+}
+    }
+    
     
 
     
@@ -3685,10 +3837,35 @@ public interface SipApplicationInterface {
      */
     fun `stop`()
     
+    fun `accountIds`(): List<kotlin.String>
+    
+    /**
+     * Add and store an account; it activates (and registers) at its first
+     * `save()` or the next start.
+     */
+    fun `addAccount`(`id`: kotlin.String, `password`: kotlin.String?): Account
+    
+    fun `defaultAccountId`(): kotlin.String?
+    
+    /**
+     * Delete a stored account (it unregisters first).
+     */
+    fun `deleteAccount`(`id`: kotlin.String)
+    
+    /**
+     * A stored account of the running application.
+     */
+    fun `getAccount`(`id`: kotlin.String): Account
+    
     /**
      * The live session with this id (a notification's sender id).
      */
     fun `getSession`(`sessionId`: kotlin.ULong): Session?
+    
+    /**
+     * Every active account registers again now.
+     */
+    fun `networkChanged`()
     
     /**
      * A new outgoing session (state "NULL") for `account`.
@@ -3709,6 +3886,18 @@ public interface SipApplicationInterface {
      * The account incoming sessions belong to (None: Bonjour).
      */
     fun `setDefaultAccount`(`account`: Account?)
+    
+    fun `setDefaultAccountId`(`id`: kotlin.String)
+    
+    /**
+     * A global setting by dotted name, as JSON text.
+     */
+    fun `settingGet`(`name`: kotlin.String): kotlin.String
+    
+    /**
+     * Change a global setting and save it; the names that changed.
+     */
+    fun `settingSet`(`name`: kotlin.String, `valueJson`: kotlin.String): List<kotlin.String>
     
     companion object
 }
@@ -3958,6 +4147,89 @@ open class SipApplication: Disposable, AutoCloseable, SipApplicationInterface
     
 
     
+    @Throws(SipSimpleException::class)override fun `accountIds`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_account_ids(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Add and store an account; it activates (and registers) at its first
+     * `save()` or the next start.
+     */
+    @Throws(SipSimpleException::class)override fun `addAccount`(`id`: kotlin.String, `password`: kotlin.String?): Account {
+            return FfiConverterTypeAccount.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_add_account(
+        it,
+        
+        FfiConverterString.lower(`id`),
+        FfiConverterOptionalString.lower(`password`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `defaultAccountId`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_default_account_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Delete a stored account (it unregisters first).
+     */
+    @Throws(SipSimpleException::class)override fun `deleteAccount`(`id`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_delete_account(
+        it,
+        
+        FfiConverterString.lower(`id`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * A stored account of the running application.
+     */
+    @Throws(SipSimpleException::class)override fun `getAccount`(`id`: kotlin.String): Account {
+            return FfiConverterTypeAccount.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_get_account(
+        it,
+        
+        FfiConverterString.lower(`id`),_status)
+}
+    }
+    )
+    }
+    
+
+    
     /**
      * The live session with this id (a notification's sender id).
      */
@@ -3973,6 +4245,22 @@ open class SipApplication: Disposable, AutoCloseable, SipApplicationInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Every active account registers again now.
+     */
+    @Throws(SipSimpleException::class)override fun `networkChanged`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_network_changed(
+        it,
+        _status)
+}
+    }
+    
     
 
     
@@ -4042,6 +4330,57 @@ open class SipApplication: Disposable, AutoCloseable, SipApplicationInterface
 }
     }
     
+    
+
+    
+    @Throws(SipSimpleException::class)override fun `setDefaultAccountId`(`id`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_set_default_account_id(
+        it,
+        
+        FfiConverterString.lower(`id`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * A global setting by dotted name, as JSON text.
+     */
+    @Throws(SipSimpleException::class)override fun `settingGet`(`name`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_setting_get(
+        it,
+        
+        FfiConverterString.lower(`name`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Change a global setting and save it; the names that changed.
+     */
+    @Throws(SipSimpleException::class)override fun `settingSet`(`name`: kotlin.String, `valueJson`: kotlin.String): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_sipapplication_setting_set(
+        it,
+        
+        FfiConverterString.lower(`name`),
+        FfiConverterString.lower(`valueJson`),_status)
+}
+    }
+    )
+    }
     
 
     
