@@ -6,6 +6,8 @@
 //!
 //! Without baresip these tests say so and pass, except under CI.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -20,20 +22,7 @@ use sipsimple::{
 };
 
 fn baresip_available() -> bool {
-    let ok = Command::new("baresip")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "baresip (Debian package baresip-core) is required under CI"
-        );
-        eprintln!("baresip not installed: skipping");
-    }
-    ok
+    common::peer_available("baresip", "-h", "baresip-core")
 }
 
 fn free_udp_port() -> u16 {

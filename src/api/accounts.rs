@@ -29,10 +29,10 @@ use super::account::{Account, BONJOUR_ID};
 use super::application::{AppContext, Subsystem};
 use super::error::{Error, Result};
 use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
-use super::session::local_ip_towards;
+use super::session::{forward_outcomes, local_ip_towards};
 use super::settings::SettingsStore;
 use crate::driver::dns::{DNSLookup, Route};
-use crate::driver::engine::{numeric_peer, ClientEvent, Engine, SendOptions};
+use crate::driver::engine::{numeric_peer, Engine, SendOptions};
 use crate::proto::sip::transaction::TransportKind;
 use crate::proto::sip::Uri;
 use crate::proto::ua::registration::{
@@ -626,29 +626,9 @@ impl RegTask {
                             tls_server_name: Some(r.tls_name.clone()),
                             tls_verify: Some(verify),
                         };
-                        let mut crx = self.env.engine.send_request_with(request, r.peer(), opts);
-                        let tx = self.tx.clone();
-                        self.env.runtime.spawn(async move {
-                            while let Some(ev) = crx.recv().await {
-                                let outcome = match ev {
-                                    ClientEvent::Response(r) => Outcome::Response(r),
-                                    ClientEvent::Timeout => Outcome::Failed {
-                                        code: 408,
-                                        reason: "Request Timeout".into(),
-                                    },
-                                    ClientEvent::TransportError => Outcome::Failed {
-                                        code: 503,
-                                        reason: "Transport Error".into(),
-                                    },
-                                    ClientEvent::Rejected(e) => Outcome::Failed {
-                                        code: 503,
-                                        reason: e.to_string(),
-                                    },
-                                };
-                                if tx.send(Input::Response { id, outcome }).is_err() {
-                                    break;
-                                }
-                            }
+                        let crx = self.env.engine.send_request_with(request, r.peer(), opts);
+                        forward_outcomes(&self.env.runtime, crx, self.tx.clone(), move |outcome| {
+                            Input::Response { id, outcome }
                         });
                     }
                 }

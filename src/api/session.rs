@@ -1366,29 +1366,9 @@ impl Task {
                     }
                 };
                 self.peers.insert(id, peer);
-                let mut rx = engine.send_request_with(request, peer, SendOptions::default());
-                let tx = self.tx.clone();
-                self.env().runtime.spawn(async move {
-                    while let Some(ev) = rx.recv().await {
-                        let outcome = match ev {
-                            ClientEvent::Response(r) => Outcome::Response(r),
-                            ClientEvent::Timeout => Outcome::Failed {
-                                code: 408,
-                                reason: "Request Timeout".into(),
-                            },
-                            ClientEvent::TransportError => Outcome::Failed {
-                                code: 503,
-                                reason: "Transport Error".into(),
-                            },
-                            ClientEvent::Rejected(e) => Outcome::Failed {
-                                code: 503,
-                                reason: e.to_string(),
-                            },
-                        };
-                        if tx.send(Input::Response { id, outcome }).is_err() {
-                            break;
-                        }
-                    }
+                let rx = engine.send_request_with(request, peer, SendOptions::default());
+                forward_outcomes(&self.env().runtime, rx, self.tx.clone(), move |outcome| {
+                    Input::Response { id, outcome }
                 });
             }
             Action::SendAck { ack, next_hop } => {
@@ -1832,6 +1812,43 @@ impl Task {
                 .with("streams", streams_json(&streams)),
         );
     }
+}
+
+/// What a client transaction reported, as the session and registration
+/// cores take it: a response, or a failure with the status it stands for.
+pub(crate) fn outcome_of(ev: ClientEvent) -> Outcome {
+    match ev {
+        ClientEvent::Response(r) => Outcome::Response(r),
+        ClientEvent::Timeout => Outcome::Failed {
+            code: 408,
+            reason: "Request Timeout".into(),
+        },
+        ClientEvent::TransportError => Outcome::Failed {
+            code: 503,
+            reason: "Transport Error".into(),
+        },
+        ClientEvent::Rejected(e) => Outcome::Failed {
+            code: 503,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Forward a client transaction's events to a task's input channel, each
+/// wrapped by `wrap`, until the transaction ends or the task is gone.
+pub(crate) fn forward_outcomes<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    mut rx: mpsc::UnboundedReceiver<ClientEvent>,
+    tx: mpsc::UnboundedSender<T>,
+    wrap: impl Fn(Outcome) -> T + Send + 'static,
+) {
+    runtime.spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if tx.send(wrap(outcome_of(ev))).is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// The peer for a next-hop URI: an IP address directly, else RFC 3263.

@@ -40,6 +40,56 @@ fn show(name: &str, v: &Value) -> String {
     )
 }
 
+/// Show the named settings (all known ones when none is named), or set
+/// NAME=VALUE pairs and save.
+fn show_or_set(
+    rest: &[String],
+    account: bool,
+    get: impl Fn(&str) -> Result<Value, String>,
+    set: impl Fn(&str, Value) -> Result<(), String>,
+    save: impl Fn() -> Result<Vec<String>, String>,
+) -> Result<(), String> {
+    let (sets, names): (Vec<&String>, Vec<&String>) = rest.iter().partition(|a| a.contains('='));
+    if !sets.is_empty() && !names.is_empty() {
+        return Err("either show names or set NAME=VALUE, not both".into());
+    }
+    if sets.is_empty() {
+        let all: Vec<String> = if names.is_empty() {
+            Configuration::known(account)
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect()
+        } else {
+            names.iter().map(|s| s.to_string()).collect()
+        };
+        for n in all {
+            println!("{}", show(&n, &get(&n)?));
+        }
+        return Ok(());
+    }
+    let table = if account {
+        sipsimple::api::settings::ACCOUNT
+    } else {
+        sipsimple::api::settings::GLOBAL
+    };
+    for a in sets {
+        let (n, v) = a.split_once('=').unwrap_or((a, ""));
+        let v = sipsimple::api::settings::parse_value(table, n.trim(), v.trim())
+            .map_err(|e| e.to_string())?;
+        set(n.trim(), v)?;
+    }
+    let changed = save()?;
+    println!(
+        "changed: {}",
+        if changed.is_empty() {
+            "nothing".into()
+        } else {
+            changed.join(", ")
+        }
+    );
+    Ok(())
+}
+
 fn run(args: Vec<String>) -> Result<(), String> {
     let mut dir = tool::default_config_dir();
     let mut account: Option<Vec<String>> = None;
@@ -72,44 +122,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
     match account {
         None => {
             let s = cfg.settings();
-            let (sets, names): (Vec<&String>, Vec<&String>) =
-                rest.iter().partition(|a| a.contains('='));
-            if !sets.is_empty() && !names.is_empty() {
-                return Err("either show names or set NAME=VALUE, not both".into());
-            }
-            if sets.is_empty() {
-                let all: Vec<String> = if names.is_empty() {
-                    Configuration::known(false)
-                        .iter()
-                        .map(|(n, _)| n.to_string())
-                        .collect()
-                } else {
-                    names.iter().map(|s| s.to_string()).collect()
-                };
-                for n in all {
-                    println!("{}", show(&n, &s.get(&n).map_err(err)?));
-                }
-                return Ok(());
-            }
-            for a in sets {
-                let (n, v) = a.split_once('=').unwrap_or((a, ""));
-                let v = sipsimple::api::settings::parse_value(
-                    sipsimple::api::settings::GLOBAL,
-                    n.trim(),
-                    v.trim(),
-                )
-                .map_err(err)?;
-                s.set(n.trim(), v).map_err(err)?;
-            }
-            let changed = s.save().map_err(err)?;
-            println!(
-                "changed: {}",
-                if changed.is_empty() {
-                    "nothing".into()
-                } else {
-                    changed.join(", ")
-                }
-            );
+            show_or_set(
+                &rest,
+                false,
+                |n| s.get(n).map_err(err),
+                |n, v| s.set(n, v).map_err(err),
+                || s.save().map_err(err),
+            )?;
         }
         Some(acc) => {
             let what = acc.first().map(String::as_str).unwrap_or("list");
@@ -160,44 +179,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
                 },
                 id => {
                     let a = cfg.account(id).map_err(err)?;
-                    let (sets, names): (Vec<&String>, Vec<&String>) =
-                        rest.iter().partition(|a| a.contains('='));
-                    if !sets.is_empty() && !names.is_empty() {
-                        return Err("either show names or set NAME=VALUE, not both".into());
-                    }
-                    if sets.is_empty() {
-                        let all: Vec<String> = if names.is_empty() {
-                            Configuration::known(true)
-                                .iter()
-                                .map(|(n, _)| n.to_string())
-                                .collect()
-                        } else {
-                            names.iter().map(|s| s.to_string()).collect()
-                        };
-                        for n in all {
-                            println!("{}", show(&n, &a.get(&n).map_err(err)?));
-                        }
-                        return Ok(());
-                    }
-                    for s in sets {
-                        let (n, v) = s.split_once('=').unwrap_or((s, ""));
-                        let v = sipsimple::api::settings::parse_value(
-                            sipsimple::api::settings::ACCOUNT,
-                            n.trim(),
-                            v.trim(),
-                        )
-                        .map_err(err)?;
-                        a.set(n.trim(), v).map_err(err)?;
-                    }
-                    let changed = a.save().map_err(err)?;
-                    println!(
-                        "changed: {}",
-                        if changed.is_empty() {
-                            "nothing".into()
-                        } else {
-                            changed.join(", ")
-                        }
-                    );
+                    show_or_set(
+                        &rest,
+                        true,
+                        |n| a.get(n).map_err(err),
+                        |n, v| a.set(n, v).map_err(err),
+                        || a.save().map_err(err),
+                    )?;
                 }
             }
         }

@@ -6,20 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub fn sipp_available() -> bool {
-    let ok = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "sipp (Debian package sip-tester) is required under CI"
-        );
-        eprintln!("sipp not installed: skipping");
-    }
-    ok
+    super::peer_available("sipp", "-v", "sip-tester")
 }
 
 pub fn free_port() -> u16 {

@@ -15,6 +15,7 @@ use crate::proto::sip::values::parse_name_addr;
 use crate::proto::sip::{HeaderName, SipMessage, Uri};
 
 use super::session::{Outcome, ReqId};
+use super::splitmix;
 
 /// What registering needs to know.
 #[derive(Debug, Clone)]
@@ -111,14 +112,6 @@ pub struct Registration {
     timer: Option<Instant>,
     actions: VecDeque<RegistrationAction>,
     events: VecDeque<RegistrationEvent>,
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 impl Registration {

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::splitmix;
 use crate::proto::sdp::offer_answer::{check_answer, check_reoffer, same_content, Versioner};
 use crate::proto::sdp::SessionDescription;
 use crate::proto::sip::dialog::{Dialog, DialogId, RequestCheck};
@@ -321,14 +322,6 @@ pub struct InviteSession {
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     end_reason: Option<(Originator, u16, String)>,
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 fn has_option(msg: &SipMessage, name: HeaderName, tag: &str) -> bool {
