@@ -31,7 +31,7 @@ use super::error::{Error, Result};
 use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use super::session::{forward_outcomes, local_ip_towards};
 use super::settings::SettingsStore;
-use crate::driver::dns::{DNSLookup, Route};
+use crate::driver::dns::Route;
 use crate::driver::engine::{numeric_peer, Engine, SendOptions};
 use crate::proto::sip::transaction::TransportKind;
 use crate::proto::sip::Uri;
@@ -70,6 +70,7 @@ pub(crate) struct AccountEnv {
     pub engine: Engine,
     pub runtime: tokio::runtime::Handle,
     pub user_agent: String,
+    pub dns: Arc<once_cell::sync::OnceCell<crate::driver::dns::DNSLookup>>,
 }
 
 struct Active {
@@ -503,7 +504,7 @@ impl RegTask {
                 tls_name: p.addr.ip().to_string(),
             }]);
         }
-        let dns = DNSLookup::system().map_err(|e| e.to_string())?;
+        let dns = super::session::system_dns(&self.env.dns)?;
         dns.lookup_sip_proxy(target, &transports)
             .await
             .map_err(|e| e.to_string())
@@ -692,6 +693,7 @@ impl Subsystem for AccountSubsystem {
             engine: engine.engine.clone(),
             runtime: engine.sessions.runtime.clone(),
             user_agent: engine.sessions.user_agent.clone(),
+            dns: engine.sessions.dns.clone(),
         };
         let m = AccountManager::new(store, env, engine.sessions.table.clone());
         m.start()?;

@@ -29,19 +29,8 @@ use crate::proto::sip::SipMessage;
 /// `logs.trace_sip` is on.
 pub const SIP_TRACE: &str = "SIPEngineSIPTrace";
 
-/// A setting by dotted name: a top-level `"sip.udp_port"` key, or nested
-/// objects `{"sip": {"udp_port": ...}}`.
-pub(crate) fn setting<'a>(cfg: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = cfg.get(path) {
-        return Some(v);
-    }
-    let mut parts = path.split('.');
-    let mut cur = cfg.get(parts.next()?)?;
-    for p in parts {
-        cur = cur.as_object()?.get(p)?;
-    }
-    Some(cur)
-}
+/// A setting by dotted name, flat or nested (the settings module's reader).
+pub(crate) use super::settings::lookup as setting;
 
 fn port_setting(cfg: &Map<String, Value>, path: &str) -> Result<u16> {
     match setting(cfg, path) {
@@ -294,6 +283,7 @@ impl Subsystem for EngineSubsystem {
                 timers: session_timers(&ctx.configuration)?,
                 rel100: bool_setting(&ctx.configuration, "sip.enable_100rel", true)?,
                 t1,
+                dns: Arc::default(),
                 settings: ctx.settings.clone().ok_or_else(|| {
                     Error::InvalidState("the configuration was not loaded".into())
                 })?,

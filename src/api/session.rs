@@ -29,7 +29,7 @@
 //! never started posts SIPSessionDidFail just before it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -42,6 +42,7 @@ use super::account::Account;
 use super::error::{Error, Result};
 use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use super::stream::{self, MediaStreamRegistry, StreamContext, StreamHandle};
+pub(crate) use crate::driver::engine::local_ip_towards;
 use crate::driver::engine::{numeric_peer, ClientEvent, Engine, SendOptions};
 use crate::proto::sdp::offer_answer::{answer_direction, hold_direction, refuse};
 use crate::proto::sdp::{Direction, MediaDescription, SessionDescription};
@@ -187,6 +188,8 @@ pub(crate) struct SessionEnv {
     /// RFC 3261 T1 (the engine's), for reliable provisional retransmits.
     pub t1: std::time::Duration,
     pub settings: Arc<super::settings::SettingsStore>,
+    /// The system resolver, made on first use and kept (with its cache).
+    pub dns: Arc<once_cell::sync::OnceCell<crate::driver::dns::DNSLookup>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -325,6 +328,24 @@ impl Session {
         self.inner.info.lock().proposed_streams.clone()
     }
 
+    /// The proposed streams whose type is listed (None: all of them).
+    pub fn proposed_streams_of_types(&self, types: Option<&[String]>) -> Vec<StreamHandle> {
+        self.proposed_streams()
+            .into_iter()
+            .filter(|s| types.is_none_or(|t| t.iter().any(|x| x == s.stream_type())))
+            .collect()
+    }
+
+    /// Remove the session's first stream of `stream_type`.
+    pub fn remove_stream_of_type(&self, stream_type: &str) -> Result<()> {
+        let s = self
+            .streams()
+            .into_iter()
+            .find(|x| x.stream_type() == stream_type)
+            .ok_or_else(|| Error::NotFound(format!("the session has no {stream_type} stream")))?;
+        self.remove_stream(s)
+    }
+
     /// Every attribute as one JSON object (times in seconds since the Unix
     /// epoch), the form the C ABI returns.
     pub fn info_json(&self) -> Value {
@@ -459,11 +480,8 @@ impl Session {
     /// Refuse an incoming session with a 3xx-6xx status (486 busy, 603
     /// decline, 488 not acceptable...).
     pub fn reject(&self, code: u16, reason: Option<&str>) -> Result<()> {
-        if !(300..700).contains(&code) {
-            return Err(Error::InvalidArgument(format!(
-                "{code} is not a final error status (300-699)"
-            )));
-        }
+        crate::proto::ua::session::check_refusal(code)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.transition("reject", &[State::Incoming], Some(State::Terminating))?;
         self.send(Command::Reject(
             code,
@@ -601,11 +619,8 @@ impl Session {
     }
 
     pub fn reject_proposal(&self, code: u16, reason: Option<&str>) -> Result<()> {
-        if !(300..700).contains(&code) {
-            return Err(Error::InvalidArgument(format!(
-                "{code} is not a final error status (300-699)"
-            )));
-        }
+        crate::proto::ua::session::check_refusal(code)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         self.transition("reject_proposal", &[State::ReceivedProposal], None)?;
         self.send(Command::RejectProposal(
             code,
@@ -645,26 +660,6 @@ fn default_reason(code: u16) -> &'static str {
         603 => "Decline",
         _ => "Rejected",
     }
-}
-
-/// The local address the OS would use to reach `dest` (no packet is sent).
-pub(crate) fn local_ip_towards(dest: IpAddr) -> IpAddr {
-    let bind: SocketAddr = if dest.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    std::net::UdpSocket::bind(bind)
-        .and_then(|s| {
-            s.connect(SocketAddr::new(dest, 9))?;
-            s.local_addr()
-        })
-        .map(|a| a.ip())
-        .unwrap_or(if dest.is_ipv4() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
-        })
 }
 
 fn host_port(ip: IpAddr, port: u16) -> String {
@@ -1024,7 +1019,7 @@ impl Task {
 
     async fn connect(&mut self, target: Uri, routes: Vec<Uri>, streams: Vec<StreamHandle>) {
         let hop = routes.first().cloned().unwrap_or_else(|| target.clone());
-        let peer = match resolve(&hop).await {
+        let peer = match resolve(self.env(), &hop).await {
             Ok(p) => p,
             Err(e) => return self.fail_early(503, &e),
         };
@@ -1337,7 +1332,7 @@ impl Task {
                 .get(id)
                 .copied()
                 .ok_or_else(|| "no route of the original request".to_string()),
-            Hop::Uri(u) => resolve(u).await,
+            Hop::Uri(u) => resolve(self.env(), u).await,
         }
     }
 
@@ -1372,7 +1367,7 @@ impl Task {
                 });
             }
             Action::SendAck { ack, next_hop } => {
-                if let Ok(peer) = resolve(&next_hop).await {
+                if let Ok(peer) = resolve(self.env(), &next_hop).await {
                     engine.send_stateless(ack, peer);
                 }
             }
@@ -1543,25 +1538,7 @@ impl Task {
                         }
                         removed = taken.into_iter().map(|(_, s)| s).collect();
                     }
-                    Some(LocalProposal::Hold(on)) => {
-                        for s in self.slots.iter().flatten() {
-                            if s.hold_supported() {
-                                if on {
-                                    s.imp.hold()
-                                } else {
-                                    s.imp.unhold()
-                                }
-                            }
-                        }
-                        post(
-                            self.sender(),
-                            DID_CHANGE_HOLD,
-                            NotificationData::new()
-                                .with("originator", "local")
-                                .with("on_hold", on)
-                                .with("partial", false),
-                        );
-                    }
+                    Some(LocalProposal::Hold(on)) => self.hold_streams(on, Originator::Local),
                     None => {}
                 }
                 self.update_streams(&local, &remote, &added);
@@ -1669,6 +1646,27 @@ impl Task {
         }
     }
 
+    /// Hold or unhold every stream that supports it and say so.
+    fn hold_streams(&self, on: bool, originator: Originator) {
+        for s in self.slots.iter().flatten() {
+            if s.hold_supported() {
+                if on {
+                    s.imp.hold()
+                } else {
+                    s.imp.unhold()
+                }
+            }
+        }
+        post(
+            self.sender(),
+            DID_CHANGE_HOLD,
+            NotificationData::new()
+                .with("originator", originator.as_str())
+                .with("on_hold", on)
+                .with("partial", false),
+        );
+    }
+
     fn update_streams(
         &self,
         local: &SessionDescription,
@@ -1725,23 +1723,7 @@ impl Task {
             c
         };
         if changed {
-            for s in self.slots.iter().flatten() {
-                if s.hold_supported() {
-                    if held {
-                        s.imp.hold()
-                    } else {
-                        s.imp.unhold()
-                    }
-                }
-            }
-            post(
-                self.sender(),
-                DID_CHANGE_HOLD,
-                NotificationData::new()
-                    .with("originator", "remote")
-                    .with("on_hold", held)
-                    .with("partial", false),
-            );
+            self.hold_streams(held, Originator::Remote);
         }
     }
 
@@ -1851,12 +1833,20 @@ pub(crate) fn forward_outcomes<T: Send + 'static>(
     });
 }
 
+/// The engine's system resolver, made on first use.
+pub(crate) fn system_dns(
+    cell: &once_cell::sync::OnceCell<crate::driver::dns::DNSLookup>,
+) -> std::result::Result<&crate::driver::dns::DNSLookup, String> {
+    cell.get_or_try_init(crate::driver::dns::DNSLookup::system)
+        .map_err(|e| e.to_string())
+}
+
 /// The peer for a next-hop URI: an IP address directly, else RFC 3263.
-async fn resolve(uri: &Uri) -> std::result::Result<Peer, String> {
+async fn resolve(env: &SessionEnv, uri: &Uri) -> std::result::Result<Peer, String> {
     if let Some(p) = numeric_peer(uri) {
         return Ok(p);
     }
-    let dns = crate::driver::dns::DNSLookup::system().map_err(|e| e.to_string())?;
+    let dns = system_dns(&env.dns)?;
     let all = [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls];
     let routes = dns
         .lookup_sip_proxy(uri, &all)

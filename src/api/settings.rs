@@ -453,9 +453,36 @@ impl Configuration {
         })
     }
 
-    /// The whole document (for a run with overrides kept in memory).
-    pub fn document(&self) -> Map<String, Value> {
-        (*self.store.snapshot()).clone()
+    /// A copy of the document for one run, kept in memory (the file is not
+    /// changed): global settings in `overrides` (checked) replace the
+    /// stored ones, and with `only_account` that account alone is enabled
+    /// and registers.
+    pub fn run_copy(
+        &self,
+        overrides: &[(&str, Value)],
+        only_account: Option<&str>,
+    ) -> Result<Arc<dyn Storage>> {
+        let mut doc = (*self.store.snapshot()).clone();
+        for (name, v) in overrides {
+            check(GLOBAL, name, v)?;
+            store(&mut doc, name, v.clone());
+        }
+        if let Some(id) = only_account {
+            if let Some(accounts) = doc.get_mut("accounts").and_then(Value::as_object_mut) {
+                for (other, sec) in accounts.iter_mut() {
+                    if let Some(sec) = sec.as_object_mut() {
+                        let on = other == id;
+                        store(sec, "enabled", Value::Bool(on));
+                        if on {
+                            store(sec, "registration.enabled", Value::Bool(true));
+                        }
+                    }
+                }
+            }
+        }
+        let mem = super::storage::MemoryStorage::new();
+        mem.save(&doc)?;
+        Ok(Arc::new(mem))
     }
 
     /// Every known setting name of a table, with its help line.

@@ -15,10 +15,7 @@ mod tool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use serde_json::{json, Value};
-use sipsimple::{
-    Configuration, FileStorage, MemoryStorage, NotificationCenter, SIPApplication, Storage,
-};
+use sipsimple::{Configuration, FileStorage, NotificationCenter, SIPApplication, Storage};
 
 const USAGE: &str =
     "usage: sip-register [--config-dir DIR] [--account ID] [--max-registers N] [--json]";
@@ -76,27 +73,8 @@ fn run() -> Result<(), String> {
     // The instance id stays the same from run to run: made (and stored in
     // the file) now, before the run's copy of the document is taken.
     let _ = acc.instance_id();
-    // Run on a copy of the document where only this account is enabled
-    // and registers.
-    let mut doc = cfg.document();
-    if let Some(accounts) = doc.get_mut("accounts").and_then(Value::as_object_mut) {
-        for (other, sec) in accounts.iter_mut() {
-            if let Some(sec) = sec.as_object_mut() {
-                let on = other == &id;
-                sec.insert("enabled".into(), json!(on));
-                if on {
-                    let reg = sec
-                        .entry("registration".to_string())
-                        .or_insert_with(|| json!({}));
-                    if let Some(r) = reg.as_object_mut() {
-                        r.insert("enabled".into(), json!(true));
-                    }
-                }
-            }
-        }
-    }
-    let mem = MemoryStorage::new();
-    mem.save(&doc).map_err(|e| e.to_string())?;
+    // Run on an in-memory copy where only this account is enabled.
+    let run = cfg.run_copy(&[], Some(&id)).map_err(|e| e.to_string())?;
 
     let (tx, rx) = mpsc::channel::<Why>();
     let successes = Arc::new(AtomicU64::new(0));
@@ -156,7 +134,7 @@ fn run() -> Result<(), String> {
         }
     });
     let app = SIPApplication::new();
-    app.start(Arc::new(mem)).map_err(|e| e.to_string())?;
+    app.start(run).map_err(|e| e.to_string())?;
     let why = rx.recv().unwrap_or(Why::Enough);
     // stop() deactivates the account: it unregisters (bounded wait).
     app.stop();

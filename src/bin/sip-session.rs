@@ -26,16 +26,19 @@
 //! Without --json, messages go to stdout as text; with --json, stdout has
 //! only notifications and stderr carries the tool's own messages.
 
+#[path = "common/tool.rs"]
+mod tool;
+
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
-    Account, FileStorage, MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter,
-    SIPApplication, Session, SessionManager, SessionState, Storage,
+    Account, Configuration, FileStorage, MediaStreamRegistry, MemoryStorage, Notification,
+    NotificationCenter, SIPApplication, Session, SessionManager, SessionState, Storage,
 };
 
 struct Options {
@@ -116,15 +119,7 @@ impl Out {
         let _g = self.lock.lock();
         let mut out = std::io::stdout().lock();
         if self.json {
-            let data: Value = serde_json::from_str(&n.data.to_json()).unwrap_or(Value::Null);
-            let line = json!({
-                "name": n.name,
-                "sender": n.sender.id.0,
-                "sender_kind": n.sender.kind,
-                "timestamp": n.timestamp_micros() as f64 / 1e6,
-                "data": data,
-            });
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{}", tool::json_line(n));
         } else {
             let _ = writeln!(
                 out,
@@ -169,28 +164,24 @@ fn settings(o: &Options) -> Result<Arc<dyn Storage>, String> {
         }
         None => Arc::new(MemoryStorage::new()),
     };
-    // Command-line options override the stored settings for this run only:
-    // they go into a memory copy, the file stays as it was.
-    let mut cfg: Map<String, Value> = storage.load().map_err(|e| e.to_string())?;
-    let mut set = |path: &str, v: Value| {
-        cfg.insert(path.to_string(), v);
-    };
+    // Command-line options override the stored settings for this run only.
+    let mut overrides: Vec<(&str, Value)> = Vec::new();
     if let Some(p) = o.sip_port {
-        set("sip.udp_port", json!(p));
-        set("sip.tcp_port", json!(p));
+        overrides.push(("sip.udp_port", json!(p)));
+        overrides.push(("sip.tcp_port", json!(p)));
     }
     if let Some(t) = &o.transport {
-        set("sip.transport_list", json!([t]));
+        overrides.push(("sip.transport_list", json!([t])));
     }
     if let Some(d) = &o.input {
-        set("audio.input_device", json!(d));
+        overrides.push(("audio.input_device", json!(d)));
     }
     if let Some(d) = &o.output {
-        set("audio.output_device", json!(d));
+        overrides.push(("audio.output_device", json!(d)));
     }
-    let mem = MemoryStorage::new();
-    mem.save(&cfg).map_err(|e| e.to_string())?;
-    Ok(Arc::new(mem))
+    Configuration::open(storage)
+        .and_then(|c| c.run_copy(&overrides, None))
+        .map_err(|e| e.to_string())
 }
 
 fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<bool, String> {
@@ -219,11 +210,7 @@ fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<boo
         }
         "/accept" => {
             let cur = s.current()?;
-            let picked: Vec<_> = cur
-                .proposed_streams()
-                .into_iter()
-                .filter(|st| rest.is_empty() || rest.iter().any(|t| t == st.stream_type()))
-                .collect();
+            let picked = cur.proposed_streams_of_types((!rest.is_empty()).then_some(&rest[..]));
             if cur.state() == SessionState::ReceivedProposal {
                 cur.accept_proposal(picked).map_err(err)?;
             } else {
@@ -253,13 +240,7 @@ fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<boo
         }
         "/remove" => {
             let t = rest.first().ok_or("usage: /remove TYPE")?;
-            let cur = s.current()?;
-            let st = cur
-                .streams()
-                .into_iter()
-                .find(|x| x.stream_type() == t)
-                .ok_or_else(|| format!("the session has no {t} stream"))?;
-            cur.remove_stream(st).map_err(err)?;
+            s.current()?.remove_stream_of_type(t).map_err(err)?;
         }
         "/end" => s.current()?.end().map_err(err)?,
         "/sessions" => {

@@ -4,7 +4,7 @@
 //! any thread may issue them.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -730,4 +730,24 @@ pub fn numeric_peer(uri: &crate::proto::sip::Uri) -> Option<Peer> {
         }),
         _ => None,
     }
+}
+
+/// The local address the OS would use to reach `dest` (no packet is sent).
+pub fn local_ip_towards(dest: IpAddr) -> IpAddr {
+    let bind: SocketAddr = if dest.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| {
+            s.connect(SocketAddr::new(dest, 9))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(if dest.is_ipv4() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        })
 }

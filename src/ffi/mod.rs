@@ -89,21 +89,6 @@ pub fn streams_for_types(types: &[String]) -> Result<Vec<crate::api::StreamHandl
         .collect()
 }
 
-/// The proposed streams whose type is listed (None: all of them). The
-/// session says what is wrong with an empty choice (state first).
-pub fn pick_streams(
-    proposed: Vec<crate::api::StreamHandle>,
-    types: Option<&[String]>,
-) -> Result<Vec<crate::api::StreamHandle>, Error> {
-    Ok(match types {
-        None => proposed,
-        Some(t) => proposed
-            .into_iter()
-            .filter(|s| t.iter().any(|x| x == s.stream_type()))
-            .collect(),
-    })
-}
-
 /// A setting value given as JSON text by a foreign caller.
 pub fn parse_json_value(text: &str) -> Result<serde_json::Value, Error> {
     serde_json::from_str(text)

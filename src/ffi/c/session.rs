@@ -11,7 +11,7 @@ use super::{
 use crate::api::{
     Account, HostStreamHandler, HostStreamType, MediaStreamRegistry, ObjectId, Session,
 };
-use crate::ffi::{parse_type_list, pick_streams, streams_for_types, SipsimpleStatus};
+use crate::ffi::{parse_type_list, streams_for_types, SipsimpleStatus};
 
 /// An account (`Account` or the Bonjour account). Opaque.
 pub struct SipsimpleAccount {
@@ -229,7 +229,7 @@ pub extern "C" fn sipsimple_session_accept(
     guard(|| {
         let sess = session(s)?;
         let types = opt_str(stream_types, "stream_types")?.map(parse_type_list);
-        let streams = pick_streams(sess.proposed_streams(), types.as_deref())?;
+        let streams = sess.proposed_streams_of_types(types.as_deref());
         Ok(sess.accept(streams)?)
     })
 }
@@ -282,17 +282,7 @@ pub extern "C" fn sipsimple_session_remove_stream(
     guard(|| {
         let sess = session(s)?;
         let t = in_str(stream_type, "stream_type")?;
-        let stream = sess
-            .streams()
-            .into_iter()
-            .find(|x| x.stream_type() == t)
-            .ok_or_else(|| {
-                FfiError::new(
-                    SipsimpleStatus::NotFound,
-                    format!("the session has no {t} stream"),
-                )
-            })?;
-        Ok(sess.remove_stream(stream)?)
+        Ok(sess.remove_stream_of_type(t)?)
     })
 }
 
@@ -306,7 +296,7 @@ pub extern "C" fn sipsimple_session_accept_proposal(
     guard(|| {
         let sess = session(s)?;
         let types = opt_str(stream_types, "stream_types")?.map(parse_type_list);
-        let streams = pick_streams(sess.proposed_streams(), types.as_deref())?;
+        let streams = sess.proposed_streams_of_types(types.as_deref());
         Ok(sess.accept_proposal(streams)?)
     })
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{SIPApplication, SipSimpleError};
 use crate::api::{self, HostStreamHandler, HostStreamType, MediaStreamRegistry, ObjectId};
-use crate::ffi::{pick_streams, streams_for_types};
+use crate::ffi::streams_for_types;
 
 /// A SIP account (user@domain) or the Bonjour account.
 #[derive(uniffi::Object)]
@@ -228,7 +228,9 @@ impl Session {
 
     /// Accept with the proposed streams of these types (None: all).
     pub fn accept(&self, stream_types: Option<Vec<String>>) -> Result<(), SipSimpleError> {
-        let streams = pick_streams(self.inner.proposed_streams(), stream_types.as_deref())?;
+        let streams = self
+            .inner
+            .proposed_streams_of_types(stream_types.as_deref());
         Ok(self.inner.accept(streams)?)
     }
 
@@ -255,19 +257,13 @@ impl Session {
 
     /// Remove the session's (first) stream of `stream_type`.
     pub fn remove_stream(&self, stream_type: String) -> Result<(), SipSimpleError> {
-        let s = self
-            .inner
-            .streams()
-            .into_iter()
-            .find(|s| s.stream_type() == stream_type)
-            .ok_or_else(|| SipSimpleError::NotFound {
-                message: format!("the session has no {stream_type} stream"),
-            })?;
-        Ok(self.inner.remove_stream(s)?)
+        Ok(self.inner.remove_stream_of_type(&stream_type)?)
     }
 
     pub fn accept_proposal(&self, stream_types: Option<Vec<String>>) -> Result<(), SipSimpleError> {
-        let streams = pick_streams(self.inner.proposed_streams(), stream_types.as_deref())?;
+        let streams = self
+            .inner
+            .proposed_streams_of_types(stream_types.as_deref());
         Ok(self.inner.accept_proposal(streams)?)
     }
 

@@ -221,6 +221,17 @@ pub enum Event {
     },
 }
 
+/// A status a refusal may carry: a final non-2xx (300-699).
+pub fn check_refusal(code: u16) -> Result<(), SessionError> {
+    if (300..700).contains(&code) {
+        Ok(())
+    } else {
+        Err(SessionError::InvalidArgument(format!(
+            "{code} is not a final error status (300-699)"
+        )))
+    }
+}
+
 /// A command refused in the current state; nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -753,19 +764,11 @@ impl InviteSession {
         if self.state != State::Incoming {
             return Err(self.refuse("reject"));
         }
-        if !(300..700).contains(&code) {
-            return Err(SessionError::InvalidArgument(format!(
-                "{code} is not a final error status (300-699)"
-            )));
-        }
+        check_refusal(code)?;
         let Some(si) = self.server_invite.take() else {
             return Err(self.refuse("reject"));
         };
-        let r = self.response_to(&si.request, code, reason);
-        self.actions.push_back(Action::Respond {
-            key: si.key,
-            response: r,
-        });
+        self.respond(si.key, &si.request, code, reason);
         self.fail(Originator::Local, code, reason);
         Ok(())
     }
@@ -787,11 +790,7 @@ impl InviteSession {
                 let Some(si) = self.server_invite.take() else {
                     return Err(self.refuse("end"));
                 };
-                let r = self.response_to(&si.request, 603, "Decline");
-                self.actions.push_back(Action::Respond {
-                    key: si.key,
-                    response: r,
-                });
+                self.respond(si.key, &si.request, 603, "Decline");
                 self.fail(Originator::Local, 603, "Decline");
                 Ok(())
             }
@@ -805,11 +804,7 @@ impl InviteSession {
             }
             State::Established | State::Proposing | State::ReceivedProposal => {
                 if let Some(rp) = self.remote_proposal.take() {
-                    let r = self.response_to(&rp.request, 487, "Request Terminated");
-                    self.actions.push_back(Action::Respond {
-                        key: rp.key,
-                        response: r,
-                    });
+                    self.respond(rp.key, &rp.request, 487, "Request Terminated");
                 }
                 self.end_reason =
                     Some((Originator::Local, 200, "Session ended by the user".into()));
@@ -910,19 +905,11 @@ impl InviteSession {
         if self.state != State::ReceivedProposal {
             return Err(self.refuse("reject_proposal"));
         }
-        if !(300..700).contains(&code) {
-            return Err(SessionError::InvalidArgument(format!(
-                "{code} is not a final error status (300-699)"
-            )));
-        }
+        check_refusal(code)?;
         let Some(rp) = self.remote_proposal.take() else {
             return Err(self.refuse("reject_proposal"));
         };
-        let r = self.response_to(&rp.request, code, reason);
-        self.actions.push_back(Action::Respond {
-            key: rp.key,
-            response: r,
-        });
+        self.respond(rp.key, &rp.request, code, reason);
         // The offer did not take: the previous remote description stands.
         self.events.push_back(Event::ProposalRejected {
             proposer: Originator::Remote,
@@ -963,8 +950,7 @@ impl InviteSession {
             "UPDATE" => self.handle_update(now, key, req),
             "PRACK" => self.handle_prack(now, key, &req),
             "OPTIONS" | "INFO" => {
-                let r = self.response_to(&req, 200, "OK");
-                self.actions.push_back(Action::Respond { key, response: r });
+                self.respond(key, &req, 200, "OK");
             }
             _ => {
                 let mut r = self.response_to(&req, 405, "Method Not Allowed");
@@ -980,19 +966,11 @@ impl InviteSession {
             && self.state == State::Incoming
         {
             let si = self.server_invite.take().expect("checked above");
-            let r = self.response_to(&si.request, 487, "Request Terminated");
-            self.actions.push_back(Action::Respond {
-                key: si.key,
-                response: r,
-            });
+            self.respond(si.key, &si.request, 487, "Request Terminated");
             self.fail(Originator::Remote, 487, "Cancelled by the caller");
         } else if self.remote_proposal.as_ref().is_some_and(|s| s.key == key) {
             let rp = self.remote_proposal.take().expect("checked above");
-            let r = self.response_to(&rp.request, 487, "Request Terminated");
-            self.actions.push_back(Action::Respond {
-                key: rp.key,
-                response: r,
-            });
+            self.respond(rp.key, &rp.request, 487, "Request Terminated");
             self.events.push_back(Event::ProposalRejected {
                 proposer: Originator::Remote,
                 code: 487,
@@ -1471,8 +1449,7 @@ impl InviteSession {
     }
 
     fn handle_bye(&mut self, key: TxKey, req: &SipMessage) {
-        let r = self.response_to(req, 200, "OK");
-        self.actions.push_back(Action::Respond { key, response: r });
+        self.respond(key, req, 200, "OK");
         for pending in [self.server_invite.take(), self.remote_proposal.take()]
             .into_iter()
             .flatten()
