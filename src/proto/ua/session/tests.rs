@@ -574,6 +574,21 @@ fn hold_and_unhold_by_reinvite_bump_versions() {
     assert_eq!(n.a().state(), State::Proposing);
     n.pump();
     assert_eq!(n.b().state(), State::ReceivedProposal);
+    // The state changes before the proposal is announced, so that whoever
+    // hears of it can answer at once.
+    let state_at = n.events[1].iter().position(|e| {
+        matches!(
+            e,
+            Event::StateChanged {
+                new: State::ReceivedProposal,
+                ..
+            }
+        )
+    });
+    let proposal_at = n.events[1]
+        .iter()
+        .position(|e| matches!(e, Event::GotProposal { .. }));
+    assert!(state_at.is_some() && state_at < proposal_at);
     let offer = n.b().pending_offer().unwrap();
     assert_eq!(offer.media_direction(0), Direction::SendOnly);
     assert_eq!(offer.origin.session_version, v0 + 1);
