@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod dns;
 pub mod engine;
 pub mod ids;
+pub mod msrp;
 pub mod runtime;
 pub mod tls;
 pub(crate) mod transport;

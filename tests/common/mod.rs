@@ -23,6 +23,7 @@ pub fn peer_available(program: &str, arg: &str, package: &str) -> bool {
 
 pub mod kamailio;
 pub mod media;
+pub mod pki;
 pub mod sipp;
 
 use std::net::SocketAddr;

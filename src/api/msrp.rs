@@ -1,0 +1,53 @@
+//! The MSRP library (RFC 4975), in the shape of the documented msrplib:
+//! `protocol` (URIs, chunks, the parser), `transport` ([`MSRPTransport`]
+//! with `make_chunk`, `write_chunk`, `read_chunk`), `connect`
+//! ([`get_connector`], [`get_acceptor`], [`ConnectorDirect`],
+//! [`AcceptorDirect`], [`MSRPServer`]) and `session` ([`MSRPSession`]).
+//!
+//! Everything here is async and runs on the caller's tokio runtime; the
+//! SDK's streams (chat, file transfer) run it on the engine's runtime.
+//!
+//! ```text
+//! let mut c = get_connector(tls);
+//! let local_path = c.prepare(local_uri).await?;   // -> SDP a=path
+//! // ... offer/answer carries the paths ...
+//! let transport = c.complete(remote_path).await?; // bound
+//! let session = transport.into_session(SessionConfig::default());
+//! ```
+
+use std::sync::Arc;
+
+pub use crate::driver::msrp::{
+    get_acceptor, get_connector, new_session_id, AcceptorDirect, ChunkSpec, ConnectorDirect,
+    MSRPData, MSRPServer, MSRPSession, MSRPTransport, MessageSource, MsrpIoError, MsrpTls,
+    SendOptions, SessionEvent, SessionStats,
+};
+pub use crate::proto::msrp::session::{Event as MsrpEvent, SessionConfig};
+pub use crate::proto::msrp::{
+    parse_path, path_to_string, ByteRange, ChunkHead, ChunkParser, ContFlag, MsrpError, MsrpUri,
+    ReportMode, Status,
+};
+
+use crate::driver::tls::{client_configs, server_config, TlsError, TlsSettings};
+
+/// TLS for msrps with the same policy as SIP over TLS: the same trusted
+/// CAs and verification setting, and the same certificate to accept with.
+pub fn tls_from_settings(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
+    let client = client_configs(s)?.choose(None);
+    let server = match &s.certificate_file {
+        Some(f) => Some(server_config(f)?),
+        None => None,
+    };
+    Ok(MsrpTls {
+        client: Some(client),
+        server,
+    })
+}
+
+/// TLS with explicit rustls configurations.
+pub fn tls_with(
+    client: Option<Arc<rustls::ClientConfig>>,
+    server: Option<Arc<rustls::ServerConfig>>,
+) -> MsrpTls {
+    MsrpTls { client, server }
+}

@@ -1,0 +1,1054 @@
+//! MSRP over TCP and TLS on tokio, in the shape of the documented msrplib:
+//! connectors and acceptors that set up a connection ([`ConnectorDirect`],
+//! [`AcceptorDirect`], [`MSRPServer`] for one port shared by many sessions),
+//! the low-level [`MSRPTransport`] (`make_chunk`, `write_chunk`,
+//! `read_chunk`), and [`MSRPSession`], which runs a
+//! [`SessionCore`](crate::proto::msrp::session::SessionCore) on a task:
+//! messages of any size go out in chunks read from their source as the
+//! socket takes them, and incoming data comes out as events through a
+//! bounded channel, so a slow reader slows the sender down instead of
+//! filling memory.
+//!
+//! Binding (RFC 4975 section 5.4): the side that connects sends an empty
+//! SEND at once; the side that accepts checks its To-Path and From-Path
+//! against the paths from SDP and answers 200. Only then is the transport
+//! handed out.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::proto::msrp::session::{Event, OutgoingMessage, SessionConfig, SessionCore};
+use crate::proto::msrp::{
+    ByteRange, ChunkHead, ChunkParser, ContFlag, MsrpUri, ParserLimits, Piece, ReportMode,
+};
+use crate::proto::ua::splitmix;
+
+/// A byte stream MSRP runs over: TCP, or TLS on TCP.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// How long binding and the first response may take.
+pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What went wrong with an MSRP connection.
+#[derive(Debug, thiserror::Error)]
+pub enum MsrpIoError {
+    #[error("MSRP I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Framing(#[from] crate::proto::msrp::FramingError),
+    #[error("MSRP TLS: {0}")]
+    Tls(String),
+    #[error("MSRP: timed out {0}")]
+    Timeout(&'static str),
+    #[error("MSRP: refused with {code} {comment}")]
+    Refused { code: u16, comment: String },
+    #[error("MSRP: {0}")]
+    Protocol(String),
+    #[error("MSRP: the connection closed")]
+    Closed,
+}
+
+/// TLS for msrps: a client configuration for connecting, a server one for
+/// accepting. The SIP TLS settings make both (same certificate policy).
+#[derive(Clone, Default)]
+pub struct MsrpTls {
+    pub client: Option<Arc<rustls::ClientConfig>>,
+    pub server: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A chunk with its body in memory (msrplib's `MSRPData`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MSRPData {
+    pub head: ChunkHead,
+    pub data: Vec<u8>,
+    pub contflag: ContFlag,
+}
+
+impl MSRPData {
+    pub fn transaction_id(&self) -> &str {
+        &self.head.transaction_id
+    }
+    pub fn method(&self) -> Option<&str> {
+        self.head.method()
+    }
+    pub fn code(&self) -> Option<u16> {
+        self.head.code()
+    }
+    pub fn message_id(&self) -> Option<&str> {
+        self.head.message_id()
+    }
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.head.to_bytes(&self.data, self.contflag)
+    }
+}
+
+/// The parameters of [`MSRPTransport::make_chunk`], as documented; every
+/// field has the documented default.
+#[derive(Debug, Clone)]
+pub struct ChunkSpec<'a> {
+    pub transaction_id: Option<&'a str>,
+    pub method: &'a str,
+    /// A response code makes a response instead of a request.
+    pub code: Option<u16>,
+    pub comment: Option<&'a str>,
+    pub data: &'a [u8],
+    /// `$` unless the chunk is a partial SEND (then `+`).
+    pub contflag: Option<ContFlag>,
+    pub start: u64,
+    pub end: Option<u64>,
+    pub length: Option<u64>,
+    pub message_id: Option<&'a str>,
+}
+
+impl Default for ChunkSpec<'_> {
+    fn default() -> Self {
+        ChunkSpec {
+            transaction_id: None,
+            method: "SEND",
+            code: None,
+            comment: None,
+            data: b"",
+            contflag: None,
+            start: 1,
+            end: None,
+            length: None,
+            message_id: None,
+        }
+    }
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    // An id generator seeded from the clock still works if the OS has no
+    // randomness to give; ids only need to be unlikely to collide.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = t.to_le_bytes();
+    }
+    u64::from_le_bytes(b)
+}
+
+fn random_id(rng: &mut u64, n: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..n)
+        .map(|_| ALPHABET[(splitmix(rng) % ALPHABET.len() as u64) as usize] as char)
+        .collect()
+}
+
+/// A new session id for a local MSRP URI.
+pub fn new_session_id() -> String {
+    random_id(&mut seed(), 20)
+}
+
+/// A bound MSRP connection (msrplib's `MSRPTransport`).
+pub struct MSRPTransport {
+    reader: ReadHalf<Box<dyn Io>>,
+    writer: WriteHalf<Box<dyn Io>>,
+    parser: ChunkParser,
+    rbuf: Vec<u8>,
+    local_path: Vec<MsrpUri>,
+    remote_path: Vec<MsrpUri>,
+    rng: u64,
+}
+
+const READ_SIZE: usize = 256 * 1024;
+
+impl MSRPTransport {
+    fn new(io: Box<dyn Io>, local_path: Vec<MsrpUri>, remote_path: Vec<MsrpUri>) -> Self {
+        let (reader, writer) = tokio::io::split(io);
+        MSRPTransport {
+            reader,
+            writer,
+            parser: ChunkParser::new(ParserLimits::default()),
+            rbuf: vec![0u8; READ_SIZE],
+            local_path,
+            remote_path,
+            rng: seed(),
+        }
+    }
+
+    /// Our full path as the peer sees it (ours last).
+    pub fn local_path(&self) -> &[MsrpUri] {
+        &self.local_path
+    }
+
+    /// The peer's full path (its URI last).
+    pub fn remote_path(&self) -> &[MsrpUri] {
+        &self.remote_path
+    }
+
+    /// A chunk with From-Path, To-Path, Byte-Range and Message-ID set from
+    /// this transport's paths and `spec`; random transaction and message
+    /// ids where `spec` gives none.
+    pub fn make_chunk(&mut self, spec: ChunkSpec<'_>) -> MSRPData {
+        let tid = match spec.transaction_id {
+            Some(t) => t.to_string(),
+            None => random_id(&mut self.rng, 12),
+        };
+        let mut head = match spec.code {
+            Some(code) => ChunkHead::response(&tid, code, spec.comment),
+            None => ChunkHead::request(&tid, spec.method),
+        };
+        let n = self.local_path.len().saturating_sub(1);
+        let mut to: Vec<MsrpUri> = self.local_path[..n].iter().rev().cloned().collect();
+        to.extend(self.remote_path.iter().cloned());
+        let from: Vec<MsrpUri> = self.local_path.last().cloned().into_iter().collect();
+        head.set_paths(&to, &from);
+        let mut contflag = spec.contflag;
+        if spec.code.is_none() {
+            let mid = match spec.message_id {
+                Some(m) => m.to_string(),
+                None => random_id(&mut self.rng, 16),
+            };
+            head.push_header("Message-ID", &mid);
+            if spec.method == "SEND" {
+                let len = spec.data.len() as u64;
+                let end = spec.end.unwrap_or(spec.start + len - 1);
+                let total = spec.length.or(if spec.start == 1 && spec.end.is_none() {
+                    Some(len)
+                } else {
+                    None
+                });
+                head.push_header(
+                    "Byte-Range",
+                    &ByteRange {
+                        start: spec.start,
+                        end: Some(end),
+                        total,
+                    }
+                    .to_string(),
+                );
+                if contflag.is_none() && total.is_some_and(|t| end < t) {
+                    contflag = Some(ContFlag::More);
+                }
+            }
+        }
+        MSRPData {
+            head,
+            data: spec.data.to_vec(),
+            contflag: contflag.unwrap_or(ContFlag::End),
+        }
+    }
+
+    /// Write one chunk. A Content-Type is needed for a body; a chunk whose
+    /// data holds its own end-line is refused.
+    pub async fn write_chunk(&mut self, chunk: &MSRPData) -> Result<(), MsrpIoError> {
+        let endl = format!("-------{}", chunk.head.transaction_id);
+        if memchr::memmem::find(&chunk.data, endl.as_bytes()).is_some() {
+            return Err(MsrpIoError::Protocol(
+                "the data holds the chunk's end-line; use another transaction id".into(),
+            ));
+        }
+        self.writer.write_all(&chunk.to_bytes()).await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// Read the next whole chunk; a body above `max_size` is an error (use
+    /// [`MSRPSession`] for large messages).
+    pub async fn read_chunk(&mut self, max_size: usize) -> Result<MSRPData, MsrpIoError> {
+        let mut head: Option<ChunkHead> = None;
+        let mut data = Vec::new();
+        loop {
+            while let Some(piece) = self.parser.next_piece()? {
+                match piece {
+                    Piece::Head { head: h, defect } => {
+                        if let Some(d) = defect {
+                            return Err(MsrpIoError::Protocol(d));
+                        }
+                        head = Some(h);
+                    }
+                    Piece::Data(d) => {
+                        if data.len() + d.len() > max_size {
+                            return Err(MsrpIoError::Protocol(format!(
+                                "chunk body above {max_size} bytes"
+                            )));
+                        }
+                        data.extend_from_slice(d);
+                    }
+                    Piece::End(flag) => {
+                        let head = head.take().ok_or(MsrpIoError::Closed)?;
+                        return Ok(MSRPData {
+                            head,
+                            data,
+                            contflag: flag,
+                        });
+                    }
+                }
+            }
+            let n = self.reader.read(&mut self.rbuf).await?;
+            if n == 0 {
+                return Err(MsrpIoError::Closed);
+            }
+            self.parser.push(&self.rbuf[..n]);
+        }
+    }
+
+    /// Answer a request chunk.
+    pub async fn respond(
+        &mut self,
+        request: &MSRPData,
+        code: u16,
+        comment: &str,
+    ) -> Result<(), MsrpIoError> {
+        let mut r = ChunkHead::response(&request.head.transaction_id, code, Some(comment));
+        let to: Vec<MsrpUri> = request
+            .head
+            .from_path()
+            .ok()
+            .and_then(|p| p.into_iter().next())
+            .into_iter()
+            .collect();
+        let from: Vec<MsrpUri> = self.local_path.last().cloned().into_iter().collect();
+        r.set_paths(&to, &from);
+        self.writer
+            .write_all(&r.to_bytes(b"", ContFlag::End))
+            .await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// The active side's bind: an empty SEND, then its 200.
+    async fn bind_active(&mut self) -> Result<(), MsrpIoError> {
+        let chunk = self.make_chunk(ChunkSpec::default());
+        self.write_chunk(&chunk).await?;
+        let r = tokio::time::timeout(BIND_TIMEOUT, self.read_chunk(64 * 1024))
+            .await
+            .map_err(|_| MsrpIoError::Timeout("waiting for the bind response"))??;
+        match r.code() {
+            Some(200) if r.transaction_id() == chunk.transaction_id() => Ok(()),
+            Some(code) => Err(MsrpIoError::Refused {
+                code,
+                comment: r.head.comment().unwrap_or("").to_string(),
+            }),
+            None => Err(MsrpIoError::Protocol(
+                "a request came before the bind response".into(),
+            )),
+        }
+    }
+
+    /// The passive side's bind: the first chunk must come from the peer we
+    /// expect, to us.
+    async fn bind_passive(&mut self) -> Result<(), MsrpIoError> {
+        let first = tokio::time::timeout(BIND_TIMEOUT, self.read_chunk(64 * 1024))
+            .await
+            .map_err(|_| MsrpIoError::Timeout("waiting for the first chunk"))??;
+        check_first_chunk(&first, &self.local_path, &self.remote_path)?;
+        self.respond(&first, 200, "OK").await
+    }
+
+    /// Run a session on this transport.
+    pub fn into_session(self, config: SessionConfig) -> MSRPSession {
+        MSRPSession::new(self, config)
+    }
+}
+
+/// RFC 4975 section 5.4: the first chunk's To-Path names us and its
+/// From-Path's last URI is the peer from SDP.
+fn check_first_chunk(
+    first: &MSRPData,
+    local: &[MsrpUri],
+    remote: &[MsrpUri],
+) -> Result<(), MsrpIoError> {
+    let to = first
+        .head
+        .to_path()
+        .map_err(|e| MsrpIoError::Protocol(e.to_string()))?;
+    let from = first
+        .head
+        .from_path()
+        .map_err(|e| MsrpIoError::Protocol(e.to_string()))?;
+    let me = local.last();
+    if !to.first().zip(me).is_some_and(|(a, b)| a.matches(b)) {
+        return Err(MsrpIoError::Protocol("first chunk is not for us".into()));
+    }
+    if !from
+        .last()
+        .zip(remote.last())
+        .is_some_and(|(a, b)| a.matches(b))
+    {
+        return Err(MsrpIoError::Protocol(
+            "first chunk is not from the peer in SDP".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn connect_io(uri: &MsrpUri, tls: &MsrpTls) -> Result<Box<dyn Io>, MsrpIoError> {
+    let tcp = tokio::time::timeout(BIND_TIMEOUT, TcpStream::connect(uri.host_port()))
+        .await
+        .map_err(|_| MsrpIoError::Timeout("connecting"))??;
+    tcp.set_nodelay(true)?;
+    if !uri.secure {
+        return Ok(Box::new(tcp));
+    }
+    let config = tls
+        .client
+        .clone()
+        .ok_or_else(|| MsrpIoError::Tls("no TLS client configuration".into()))?;
+    let name = super::tls::server_name(&uri.host).map_err(|e| MsrpIoError::Tls(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| MsrpIoError::Tls(e.to_string()))?;
+    Ok(Box::new(stream))
+}
+
+async fn accept_io(
+    tcp: TcpStream,
+    secure: bool,
+    tls: &MsrpTls,
+) -> Result<Box<dyn Io>, MsrpIoError> {
+    tcp.set_nodelay(true)?;
+    if !secure {
+        return Ok(Box::new(tcp));
+    }
+    let config = tls
+        .server
+        .clone()
+        .ok_or_else(|| MsrpIoError::Tls("no TLS certificate to accept with".into()))?;
+    let stream = tokio::time::timeout(
+        BIND_TIMEOUT,
+        tokio_rustls::TlsAcceptor::from(config).accept(tcp),
+    )
+    .await
+    .map_err(|_| MsrpIoError::Timeout("in the TLS handshake"))?
+    .map_err(|e| MsrpIoError::Tls(e.to_string()))?;
+    Ok(Box::new(stream))
+}
+
+fn with_session_id(mut uri: MsrpUri) -> MsrpUri {
+    if uri.session_id.is_none() {
+        uri.session_id = Some(new_session_id());
+    }
+    uri
+}
+
+/// Calling endpoint, no relay: connects to the peer.
+pub struct ConnectorDirect {
+    tls: MsrpTls,
+    local_path: Vec<MsrpUri>,
+}
+
+impl ConnectorDirect {
+    pub fn new(tls: MsrpTls) -> Self {
+        ConnectorDirect {
+            tls,
+            local_path: Vec::new(),
+        }
+    }
+
+    /// The full local path for a=path. The URI gets a session id if it has
+    /// none; its host and port are what the peer will see in To-Path.
+    pub async fn prepare(&mut self, local_uri: MsrpUri) -> Result<Vec<MsrpUri>, MsrpIoError> {
+        self.local_path = vec![with_session_id(local_uri)];
+        Ok(self.local_path.clone())
+    }
+
+    /// Connect to the first hop of the peer's path and bind.
+    pub async fn complete(self, remote_path: Vec<MsrpUri>) -> Result<MSRPTransport, MsrpIoError> {
+        let first = remote_path
+            .first()
+            .ok_or_else(|| MsrpIoError::Protocol("empty remote path".into()))?;
+        if self.local_path.is_empty() {
+            return Err(MsrpIoError::Protocol("complete() before prepare()".into()));
+        }
+        let io = connect_io(first, &self.tls).await?;
+        let mut t = MSRPTransport::new(io, self.local_path, remote_path);
+        t.bind_active().await?;
+        Ok(t)
+    }
+}
+
+/// Answering endpoint, no relay: listens on its own port for the one
+/// connection of this session (use [`MSRPServer`] to share a port).
+pub struct AcceptorDirect {
+    tls: MsrpTls,
+    listener: Option<TcpListener>,
+    local_path: Vec<MsrpUri>,
+}
+
+impl AcceptorDirect {
+    pub fn new(tls: MsrpTls) -> Self {
+        AcceptorDirect {
+            tls,
+            listener: None,
+            local_path: Vec::new(),
+        }
+    }
+
+    /// Listen on the URI's host and port (0 or none: any free port) and
+    /// return the full local path with the real port.
+    pub async fn prepare(&mut self, local_uri: MsrpUri) -> Result<Vec<MsrpUri>, MsrpIoError> {
+        let mut uri = with_session_id(local_uri);
+        let host = if uri.host.contains(':') {
+            format!("[{}]", uri.host)
+        } else {
+            uri.host.clone()
+        };
+        let listener = TcpListener::bind(format!("{host}:{}", uri.port.unwrap_or(0))).await?;
+        uri.port = Some(listener.local_addr()?.port());
+        self.listener = Some(listener);
+        self.local_path = vec![uri];
+        Ok(self.local_path.clone())
+    }
+
+    /// Wait for the peer's connection and bind it; connections that do not
+    /// bind to this session are dropped and waited past.
+    pub async fn complete(self, remote_path: Vec<MsrpUri>) -> Result<MSRPTransport, MsrpIoError> {
+        let listener = self
+            .listener
+            .ok_or_else(|| MsrpIoError::Protocol("complete() before prepare()".into()))?;
+        let secure = self.local_path.last().is_some_and(|u| u.secure);
+        let deadline = tokio::time::Instant::now() + BIND_TIMEOUT;
+        loop {
+            let (tcp, _) = tokio::time::timeout_at(deadline, listener.accept())
+                .await
+                .map_err(|_| MsrpIoError::Timeout("waiting for the peer to connect"))??;
+            let io = match accept_io(tcp, secure, &self.tls).await {
+                Ok(io) => io,
+                Err(e) => {
+                    tracing::debug!("MSRP: dropped an incoming connection: {e}");
+                    continue;
+                }
+            };
+            let mut t = MSRPTransport::new(io, self.local_path.clone(), remote_path.clone());
+            match t.bind_passive().await {
+                Ok(()) => return Ok(t),
+                Err(e) => tracing::debug!("MSRP: a connection did not bind: {e}"),
+            }
+        }
+    }
+}
+
+struct ServerSlot {
+    local_path: Vec<MsrpUri>,
+    remote_path: Option<Vec<MsrpUri>>,
+    done: Option<oneshot::Sender<MSRPTransport>>,
+}
+
+/// One listening port shared by many sessions: incoming connections are
+/// handed to the session their first chunk's To-Path names.
+pub struct MSRPServer {
+    addr: SocketAddr,
+    secure: bool,
+    slots: Arc<Mutex<HashMap<String, ServerSlot>>>,
+    task: tokio::task::JoinHandle<()>,
+    /// Connections refused (unknown session, bad first chunk).
+    refused: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MSRPServer {
+    /// Listen on `addr` (TLS when `secure`; then `tls.server` is needed).
+    pub async fn bind(addr: SocketAddr, secure: bool, tls: MsrpTls) -> Result<Self, MsrpIoError> {
+        if secure && tls.server.is_none() {
+            return Err(MsrpIoError::Tls("no TLS certificate to accept with".into()));
+        }
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let slots: Arc<Mutex<HashMap<String, ServerSlot>>> = Arc::default();
+        let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn(Self::accept_loop(
+            listener,
+            secure,
+            tls,
+            slots.clone(),
+            refused.clone(),
+        ));
+        Ok(MSRPServer {
+            addr,
+            secure,
+            slots,
+            task,
+            refused,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn accept_loop(
+        listener: TcpListener,
+        secure: bool,
+        tls: MsrpTls,
+        slots: Arc<Mutex<HashMap<String, ServerSlot>>>,
+        refused: Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let tls = tls.clone();
+            let slots = slots.clone();
+            let refused = refused.clone();
+            tokio::spawn(async move {
+                if let Err(e) = Self::serve(tcp, secure, &tls, &slots).await {
+                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!("MSRP server: refused a connection: {e}");
+                }
+            });
+        }
+    }
+
+    async fn serve(
+        tcp: TcpStream,
+        secure: bool,
+        tls: &MsrpTls,
+        slots: &Mutex<HashMap<String, ServerSlot>>,
+    ) -> Result<(), MsrpIoError> {
+        let io = accept_io(tcp, secure, tls).await?;
+        let mut t = MSRPTransport::new(io, Vec::new(), Vec::new());
+        let first = tokio::time::timeout(BIND_TIMEOUT, t.read_chunk(64 * 1024))
+            .await
+            .map_err(|_| MsrpIoError::Timeout("waiting for the first chunk"))??;
+        let sid = first
+            .head
+            .to_path()
+            .ok()
+            .and_then(|p| p.into_iter().next())
+            .and_then(|u| u.session_id);
+        let slot = sid.and_then(|sid| {
+            let mut slots = slots.lock();
+            let ready = slots
+                .get(&sid)
+                .is_some_and(|s| s.remote_path.is_some() && s.done.is_some());
+            if ready {
+                slots.remove(&sid)
+            } else {
+                None
+            }
+        });
+        let Some(mut slot) = slot else {
+            t.respond(&first, 481, "Session Does Not Exist").await?;
+            return Err(MsrpIoError::Protocol("no session waits for it".into()));
+        };
+        let remote = slot.remote_path.take().unwrap_or_default();
+        t.local_path = slot.local_path.clone();
+        t.remote_path = remote;
+        if let Err(e) = check_first_chunk(&first, &t.local_path, &t.remote_path) {
+            t.respond(&first, 403, "Forbidden").await?;
+            return Err(e);
+        }
+        t.respond(&first, 200, "OK").await?;
+        if let Some(done) = slot.done.take() {
+            let _ = done.send(t);
+        }
+        Ok(())
+    }
+
+    /// The full local path for a new session on this port. `host` is the
+    /// address the peer should connect to.
+    pub fn prepare(&self, host: &str) -> Vec<MsrpUri> {
+        let uri = MsrpUri::new(self.secure, host, self.addr.port(), &new_session_id());
+        let sid = uri.session_id.clone().unwrap_or_default();
+        self.slots.lock().insert(
+            sid,
+            ServerSlot {
+                local_path: vec![uri.clone()],
+                remote_path: None,
+                done: None,
+            },
+        );
+        vec![uri]
+    }
+
+    /// Wait for the peer of the session prepared with `local_path`.
+    pub async fn complete(
+        &self,
+        local_path: &[MsrpUri],
+        remote_path: Vec<MsrpUri>,
+    ) -> Result<MSRPTransport, MsrpIoError> {
+        let sid = local_path
+            .last()
+            .and_then(|u| u.session_id.clone())
+            .ok_or_else(|| MsrpIoError::Protocol("no session id in the local path".into()))?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut slots = self.slots.lock();
+            let slot = slots
+                .get_mut(&sid)
+                .ok_or_else(|| MsrpIoError::Protocol("session not prepared here".into()))?;
+            slot.remote_path = Some(remote_path);
+            slot.done = Some(tx);
+        }
+        let r = tokio::time::timeout(BIND_TIMEOUT, rx).await;
+        self.slots.lock().remove(&sid);
+        match r {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(_)) => Err(MsrpIoError::Closed),
+            Err(_) => Err(MsrpIoError::Timeout("waiting for the peer to connect")),
+        }
+    }
+
+    /// Forget a prepared session that will not complete.
+    pub fn cancel(&self, local_path: &[MsrpUri]) {
+        if let Some(sid) = local_path.last().and_then(|u| u.session_id.as_deref()) {
+            self.slots.lock().remove(sid);
+        }
+    }
+}
+
+impl Drop for MSRPServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The connector for the calling side (msrplib's `get_connector`). Relays
+/// for the calling side come with the relay support.
+pub fn get_connector(tls: MsrpTls) -> ConnectorDirect {
+    ConnectorDirect::new(tls)
+}
+
+/// The acceptor for the answering side (msrplib's `get_acceptor`).
+pub fn get_acceptor(tls: MsrpTls) -> AcceptorDirect {
+    AcceptorDirect::new(tls)
+}
+
+// ----- sessions -----
+
+/// Where an outgoing message's bytes come from.
+pub enum MessageSource {
+    Bytes(Vec<u8>),
+    /// Read as the socket takes the data; with `size: None` in the options,
+    /// the message ends where the reader does.
+    Reader(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+/// How to send a message.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    pub content_type: String,
+    /// Needed for readers unless the size is unknown; bytes know their own.
+    pub size: Option<u64>,
+    pub success_report: ReportMode,
+    pub failure_report: ReportMode,
+    pub headers: Vec<(String, String)>,
+    /// A Message-ID of the caller's choosing; random when `None`.
+    pub message_id: Option<String>,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            content_type: "text/plain".into(),
+            size: None,
+            success_report: ReportMode::No,
+            failure_report: ReportMode::Yes,
+            headers: Vec::new(),
+            message_id: None,
+        }
+    }
+}
+
+/// What an [`MSRPSession`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Body bytes of an incoming message at `offset` (0-based).
+    Data {
+        message_id: String,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    /// Everything else the session core reports.
+    Core(Event),
+    /// The session is over (the peer closed, an error, or shutdown).
+    Closed { error: Option<String> },
+}
+
+enum Cmd {
+    Send(OutgoingMessage, MessageSource),
+    Abort(String),
+    Shutdown,
+}
+
+/// Counters of a running session.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub bytes_sent: std::sync::atomic::AtomicU64,
+    pub bytes_received: std::sync::atomic::AtomicU64,
+    pub chunks_refused: std::sync::atomic::AtomicU64,
+}
+
+/// A session on a bound transport (msrplib's `MSRPSession`), run by a task
+/// on the current tokio runtime.
+pub struct MSRPSession {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    events: tokio::sync::Mutex<mpsc::Receiver<SessionEvent>>,
+    local_path: Vec<MsrpUri>,
+    remote_path: Vec<MsrpUri>,
+    rng: Mutex<u64>,
+    stats: Arc<SessionStats>,
+}
+
+/// Events waiting to be taken, at most; with data events of up to
+/// `READ_SIZE` bytes this bounds what a slow reader makes us hold.
+const EVENT_QUEUE: usize = 16;
+
+impl MSRPSession {
+    pub fn new(t: MSRPTransport, config: SessionConfig) -> MSRPSession {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let local_path = t.local_path.clone();
+        let remote_path = t.remote_path.clone();
+        let stats = Arc::new(SessionStats::default());
+        let core = SessionCore::new(local_path.clone(), remote_path.clone(), config, seed());
+        tokio::spawn(run_session(t, core, cmd_rx, ev_tx, stats.clone()));
+        MSRPSession {
+            cmd: cmd_tx,
+            events: tokio::sync::Mutex::new(ev_rx),
+            local_path,
+            remote_path,
+            rng: Mutex::new(seed()),
+            stats,
+        }
+    }
+
+    pub fn local_path(&self) -> &[MsrpUri] {
+        &self.local_path
+    }
+
+    pub fn remote_path(&self) -> &[MsrpUri] {
+        &self.remote_path
+    }
+
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// Queue a message; returns its Message-ID. Messages go out in order.
+    pub fn send_message(
+        &self,
+        source: MessageSource,
+        options: SendOptions,
+    ) -> Result<String, MsrpIoError> {
+        let size = match &source {
+            MessageSource::Bytes(b) => Some(b.len() as u64),
+            MessageSource::Reader(_) => options.size,
+        };
+        let message_id = options
+            .message_id
+            .clone()
+            .unwrap_or_else(|| random_id(&mut self.rng.lock(), 16));
+        let msg = OutgoingMessage {
+            message_id: message_id.clone(),
+            content_type: options.content_type,
+            size,
+            success_report: options.success_report,
+            failure_report: options.failure_report,
+            headers: options.headers,
+        };
+        self.cmd
+            .send(Cmd::Send(msg, source))
+            .map_err(|_| MsrpIoError::Closed)?;
+        Ok(message_id)
+    }
+
+    /// Stop sending a message: an empty chunk ending in `#` tells the peer.
+    pub fn abort_message(&self, message_id: &str) -> Result<(), MsrpIoError> {
+        self.cmd
+            .send(Cmd::Abort(message_id.to_string()))
+            .map_err(|_| MsrpIoError::Closed)
+    }
+
+    /// The next event; `None` once the session is over and all were taken.
+    pub async fn next_event(&self) -> Option<SessionEvent> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Close the connection; unfinished messages are reported as failed.
+    pub fn shutdown(&self) {
+        let _ = self.cmd.send(Cmd::Shutdown);
+    }
+}
+
+impl Drop for MSRPSession {
+    fn drop(&mut self) {
+        let _ = self.cmd.send(Cmd::Shutdown);
+    }
+}
+
+/// Read up to `max` bytes of a source.
+async fn fill(source: &mut MessageSource, offset: u64, max: usize) -> io::Result<(Vec<u8>, bool)> {
+    match source {
+        MessageSource::Bytes(b) => {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+            let end = start.saturating_add(max).min(b.len());
+            Ok((b[start..end].to_vec(), end == b.len()))
+        }
+        MessageSource::Reader(r) => {
+            let mut buf = vec![0u8; max];
+            let mut n = 0;
+            while n < max {
+                let k = r.read(&mut buf[n..]).await?;
+                if k == 0 {
+                    buf.truncate(n);
+                    return Ok((buf, true));
+                }
+                n += k;
+            }
+            Ok((buf, false))
+        }
+    }
+}
+
+async fn run_session(
+    t: MSRPTransport,
+    mut core: SessionCore,
+    mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    ev_tx: mpsc::Sender<SessionEvent>,
+    stats: Arc<SessionStats>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let MSRPTransport {
+        mut reader,
+        writer,
+        mut parser,
+        mut rbuf,
+        ..
+    } = t;
+    // Writing runs on its own task so reading never waits for it; the small
+    // channel between them is the send-side backpressure.
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Vec<u8>>(4);
+    let writer_task = tokio::spawn(async move {
+        let mut writer = writer;
+        while let Some(buf) = frames_rx.recv().await {
+            writer.write_all(&buf).await?;
+        }
+        let _ = writer.shutdown().await;
+        Ok::<(), io::Error>(())
+    });
+    let mut sources: HashMap<String, MessageSource> = HashMap::new();
+    let mut error: Option<String> = None;
+    let mut open = true;
+    'outer: while open {
+        // Control traffic first: responses and reports are small.
+        while let Some(b) = core.poll_transmit() {
+            if frames_tx.send(b).await.is_err() {
+                error = Some("the connection broke".into());
+                break 'outer;
+            }
+        }
+        while let Some(e) = core.poll_event() {
+            if let Event::MessageSent { message_id } = &e {
+                sources.remove(message_id);
+            }
+            if ev_tx.send(SessionEvent::Core(e)).await.is_err() {
+                // Nobody listens any more: end.
+                break 'outer;
+            }
+        }
+        stats.chunks_refused.store(core.refused, Relaxed);
+        let want = core.next_chunk();
+        let deadline = core.poll_timeout();
+        tokio::select! {
+            r = reader.read(&mut rbuf) => {
+                let n = match r {
+                    Ok(0) => { open = false; continue; }
+                    Ok(n) => n,
+                    Err(e) => { error = Some(e.to_string()); open = false; continue; }
+                };
+                stats.bytes_received.fetch_add(n as u64, Relaxed);
+                parser.push(&rbuf[..n]);
+                loop {
+                    let piece = match parser.next_piece() {
+                        Ok(Some(p)) => p,
+                        Ok(None) => break,
+                        Err(e) => { error = Some(e.to_string()); open = false; break; }
+                    };
+                    let ev = match piece {
+                        Piece::Head { head, defect } => { core.handle_head(head, defect); None }
+                        Piece::Data(d) => core.handle_data(d.len()).map(|to| SessionEvent::Data {
+                            message_id: to.message_id,
+                            offset: to.offset,
+                            data: d.to_vec(),
+                        }),
+                        Piece::End(flag) => { core.handle_end(flag); None }
+                    };
+                    if let Some(ev) = ev {
+                        if ev_tx.send(ev).await.is_err() {
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+            permit = frames_tx.reserve(), if want.is_some() => {
+                let Ok(permit) = permit else {
+                    error = Some("the connection broke".into());
+                    break 'outer;
+                };
+                let Some(req) = want else { continue };
+                let (data, last) = if req.abort {
+                    (Vec::new(), true)
+                } else {
+                    match sources.get_mut(&req.message_id) {
+                        Some(src) => match fill(src, req.offset, req.max_len).await {
+                            Ok(x) => x,
+                            Err(e) => {
+                                tracing::debug!("MSRP: message source failed: {e}");
+                                core.abort_message(&req.message_id);
+                                (Vec::new(), true)
+                            }
+                        },
+                        None => (Vec::new(), true),
+                    }
+                };
+                let Some((head, tail)) = core.frame_chunk(Instant::now(), &data, last) else {
+                    continue;
+                };
+                let n = (head.len() + data.len() + tail.len()) as u64;
+                permit.send(head);
+                if !data.is_empty() && frames_tx.send(data).await.is_err() {
+                    error = Some("the connection broke".into());
+                    break 'outer;
+                }
+                if frames_tx.send(tail).await.is_err() {
+                    error = Some("the connection broke".into());
+                    break 'outer;
+                }
+                stats.bytes_sent.fetch_add(n, Relaxed);
+            }
+            cmd = cmd_rx.recv() => match cmd {
+                Some(Cmd::Send(msg, src)) => {
+                    sources.insert(msg.message_id.clone(), src);
+                    core.send_message(msg);
+                }
+                Some(Cmd::Abort(mid)) => { core.abort_message(&mid); }
+                Some(Cmd::Shutdown) | None => { open = false; }
+            },
+            _ = tokio::time::sleep_until(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                core.handle_timeout(Instant::now());
+            }
+        }
+    }
+    drop(frames_tx);
+    if let Ok(Err(e)) = writer_task.await {
+        error.get_or_insert_with(|| e.to_string());
+    }
+    core.handle_closed();
+    while let Some(e) = core.poll_event() {
+        if ev_tx.send(SessionEvent::Core(e)).await.is_err() {
+            return;
+        }
+    }
+    let _ = ev_tx.send(SessionEvent::Closed { error }).await;
+}

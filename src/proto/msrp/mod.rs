@@ -1,0 +1,25 @@
+//! MSRP (RFC 4975, relays RFC 4976), sans-IO: URIs, chunks and their
+//! printer, the incremental parser, and the session core that splits
+//! outgoing messages into chunks, reassembles incoming ones, answers
+//! transactions and makes and reads REPORTs.
+
+pub mod message;
+pub mod parse;
+pub mod session;
+pub mod uri;
+
+#[cfg(test)]
+mod tests;
+
+pub use message::{reason_phrase, ByteRange, ChunkHead, ContFlag, ReportMode, StartLine, Status};
+pub use parse::{ChunkParser, FramingError, ParserLimits, Piece};
+pub use uri::{parse_path, path_to_string, MsrpUri};
+
+/// What is wrong with an MSRP element.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MsrpError {
+    #[error("MSRP URI: {0}")]
+    Uri(String),
+    #[error("MSRP header: {0}")]
+    Header(String),
+}

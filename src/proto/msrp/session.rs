@@ -1,0 +1,749 @@
+//! The MSRP session core, sans-IO: one local path talking to one remote
+//! path.
+//!
+//! Incoming: the driver feeds the parser's pieces in ([`SessionCore::
+//! handle_head`], [`SessionCore::handle_data`], [`SessionCore::handle_end`]).
+//! The core checks each request (To-Path, method, Message-ID, Byte-Range),
+//! tells the driver where each body byte belongs (message and offset), keeps
+//! per message only the list of byte intervals received (never the data, so
+//! a 4 GiB message costs a few numbers), answers transactions by the
+//! Failure-Report rules, and sends a success REPORT when a message is
+//! complete and its sender asked for one (RFC 4975 sections 7.1, 7.2).
+//!
+//! Outgoing: messages are queued with [`SessionCore::send_message`]; the
+//! driver asks [`SessionCore::next_chunk`] what to send, reads that much of
+//! the message's data, and has [`SessionCore::frame_chunk`] frame it with a
+//! transaction id that does not occur in the data (section 7.1.1). Responses
+//! to our chunks and REPORTs from the peer come out as events; a chunk whose
+//! response does not come within the transaction timeout is a 408.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use memchr::memmem;
+
+use super::message::{ByteRange, ChunkHead, ContFlag, ReportMode, StartLine};
+use super::uri::MsrpUri;
+use crate::proto::ua::splitmix;
+
+/// RFC 4975 section 7.1.3 suggests 30 s for a transaction response.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a session behaves.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Largest body of one outgoing chunk.
+    pub chunk_size: usize,
+    /// Largest incoming message we accept (413 beyond); `None`: no limit.
+    pub max_incoming_message: Option<u64>,
+    /// Messages being received at the same time, at most.
+    pub max_incoming_messages: usize,
+    pub transaction_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            chunk_size: 64 * 1024,
+            max_incoming_message: None,
+            max_incoming_messages: 32,
+            transaction_timeout: TRANSACTION_TIMEOUT,
+        }
+    }
+}
+
+/// One message to send.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub message_id: String,
+    pub content_type: String,
+    /// Total size, `None` when the data streams in with no known end.
+    pub size: Option<u64>,
+    pub success_report: ReportMode,
+    pub failure_report: ReportMode,
+    /// Further headers for every chunk of the message.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What the driver should send next for a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRequest {
+    pub message_id: String,
+    /// 0-based offset of the first byte to send.
+    pub offset: u64,
+    /// Most bytes to put in this chunk.
+    pub max_len: usize,
+    /// The sender asked to abort the message: send an empty `#` chunk.
+    pub abort: bool,
+}
+
+/// Where body bytes of an incoming chunk go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message_id: String,
+    /// 0-based offset of these bytes in the message.
+    pub offset: u64,
+}
+
+/// Things the session reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new incoming message (its first chunk's head).
+    IncomingMessage {
+        message_id: String,
+        content_type: Option<String>,
+        total: Option<u64>,
+        head: ChunkHead,
+    },
+    /// Every byte of the message arrived and the last chunk ended with `$`.
+    MessageComplete { message_id: String, size: u64 },
+    /// The sender aborted the message (`#`) or the session ended first.
+    MessageAborted { message_id: String },
+    /// One of our chunks got its transaction response (or timed out: 408).
+    ChunkResponse {
+        message_id: String,
+        transaction_id: String,
+        code: u16,
+        comment: Option<String>,
+        /// The byte range the chunk carried.
+        range: (u64, u64),
+    },
+    /// The last chunk of one of our messages went out.
+    MessageSent { message_id: String },
+    /// A REPORT from the peer about one of our messages.
+    Report {
+        message_id: String,
+        code: u16,
+        comment: Option<String>,
+        range: Option<ByteRange>,
+    },
+    /// A request we do not handle here (AUTH, or a method a host added).
+    OtherRequest { head: ChunkHead },
+}
+
+/// A chunk the peer sent that we are reading.
+struct InChunk {
+    transaction_id: String,
+    /// `None`: a REPORT or other request without a message to fill.
+    message: Option<String>,
+    start: u64,
+    received: u64,
+    /// Response to send when the chunk ends.
+    code: u16,
+    comment: Option<String>,
+    failure_report: ReportMode,
+    respond: bool,
+    /// The previous hop (first URI of the From-Path), where a response goes.
+    reply_to: Option<MsrpUri>,
+}
+
+/// A message the peer is sending us.
+struct InMessage {
+    total: Option<u64>,
+    /// Byte intervals received, 0-based, half open, merged.
+    have: BTreeMap<u64, u64>,
+    ended: bool,
+    success_report: ReportMode,
+    from_path: Vec<MsrpUri>,
+}
+
+impl InMessage {
+    fn add(&mut self, start: u64, end: u64) {
+        if end <= start {
+            return;
+        }
+        let (mut s, mut e) = (start, end);
+        // Merge with every interval that touches [s, e).
+        let touching: Vec<(u64, u64)> = self
+            .have
+            .range(..=e)
+            .rev()
+            .take_while(|(_, &ie)| ie >= s)
+            .map(|(&a, &b)| (a, b))
+            .collect();
+        for (a, b) in touching {
+            self.have.remove(&a);
+            s = s.min(a);
+            e = e.max(b);
+        }
+        self.have.insert(s, e);
+    }
+
+    fn complete(&self) -> Option<u64> {
+        let total = self.total?;
+        if total == 0 {
+            return Some(0);
+        }
+        match self.have.iter().next() {
+            Some((&0, &e)) if e >= total && self.have.len() == 1 => Some(total),
+            _ => None,
+        }
+    }
+}
+
+struct OutState {
+    msg: OutgoingMessage,
+    sent: u64,
+    /// The data ended (known size reached or the source said so).
+    finished: bool,
+    abort: bool,
+}
+
+struct Pending {
+    message_id: String,
+    range: (u64, u64),
+    deadline: Option<Instant>,
+}
+
+/// See the module documentation.
+pub struct SessionCore {
+    local: Vec<MsrpUri>,
+    remote: Vec<MsrpUri>,
+    config: SessionConfig,
+    rng: u64,
+    outq: VecDeque<OutState>,
+    pending: HashMap<String, Pending>,
+    incoming: HashMap<String, InMessage>,
+    current: Option<InChunk>,
+    transmit: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    /// Requests refused, for statistics.
+    pub refused: u64,
+}
+
+impl SessionCore {
+    /// `local`: our full path as the peer sees it (the last URI is ours);
+    /// `remote`: the peer's full path from its a=path.
+    pub fn new(
+        local: Vec<MsrpUri>,
+        remote: Vec<MsrpUri>,
+        config: SessionConfig,
+        seed: u64,
+    ) -> SessionCore {
+        SessionCore {
+            local,
+            remote,
+            config,
+            rng: seed,
+            outq: VecDeque::new(),
+            pending: HashMap::new(),
+            incoming: HashMap::new(),
+            current: None,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            refused: 0,
+        }
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Our own URI (the last of the local path).
+    pub fn local_uri(&self) -> Option<&MsrpUri> {
+        self.local.last()
+    }
+
+    /// A random identifier of `n` characters from `[0-9a-z]`.
+    pub fn random_id(&mut self, n: usize) -> String {
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        (0..n)
+            .map(|_| ALPHABET[(splitmix(&mut self.rng) % ALPHABET.len() as u64) as usize] as char)
+            .collect()
+    }
+
+    /// The head of a new request with the paths set (RFC 4975 section 7.1,
+    /// RFC 4976 section 5): To-Path is our own relays, nearest first, then
+    /// the peer's path; From-Path is our URI alone (relays add themselves).
+    pub fn request_head(&mut self, method: &str) -> ChunkHead {
+        let remote = self.remote.clone();
+        self.request_head_to(method, &remote)
+    }
+
+    fn request_head_to(&mut self, method: &str, dest: &[MsrpUri]) -> ChunkHead {
+        let tid = self.random_id(12);
+        let mut h = ChunkHead::request(&tid, method);
+        let n = self.local.len().saturating_sub(1);
+        let mut to: Vec<MsrpUri> = self.local[..n].iter().rev().cloned().collect();
+        to.extend(dest.iter().cloned());
+        let from: Vec<MsrpUri> = self.local.last().cloned().into_iter().collect();
+        h.set_paths(&to, &from);
+        h
+    }
+
+    // ----- outgoing -----
+
+    /// Queue a message; its data is asked for through [`Self::next_chunk`].
+    pub fn send_message(&mut self, msg: OutgoingMessage) {
+        self.outq.push_back(OutState {
+            finished: msg.size == Some(0),
+            msg,
+            sent: 0,
+            abort: false,
+        });
+    }
+
+    /// Give up on a queued or partly sent message: its next chunk is an
+    /// empty one ending in `#`. False when no such message is queued.
+    pub fn abort_message(&mut self, message_id: &str) -> bool {
+        match self
+            .outq
+            .iter_mut()
+            .find(|o| o.msg.message_id == message_id)
+        {
+            Some(o) => {
+                o.abort = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Messages waiting to be sent, the one in progress first.
+    pub fn queued(&self) -> usize {
+        self.outq.len()
+    }
+
+    /// What to send next, if anything.
+    pub fn next_chunk(&self) -> Option<ChunkRequest> {
+        let o = self.outq.front()?;
+        let mut max_len = self.config.chunk_size;
+        if let Some(size) = o.msg.size {
+            max_len = max_len.min(usize::try_from(size - o.sent).unwrap_or(usize::MAX));
+        }
+        Some(ChunkRequest {
+            message_id: o.msg.message_id.clone(),
+            offset: o.sent,
+            max_len,
+            abort: o.abort,
+        })
+    }
+
+    /// Frame the next chunk of the front message around `data` (the bytes
+    /// at the offset [`Self::next_chunk`] gave). `last`: the data source
+    /// ended with these bytes (for messages of unknown size). Returns the
+    /// head (with its blank line) and the tail (CRLF and end-line); the
+    /// driver writes head, data, tail.
+    pub fn frame_chunk(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        last: bool,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let o = self.outq.front_mut()?;
+        let start = o.sent + 1;
+        let end = o.sent + data.len() as u64;
+        let flag = if o.abort {
+            ContFlag::Abort
+        } else if last || o.msg.size.is_some_and(|s| end >= s) {
+            ContFlag::End
+        } else {
+            ContFlag::More
+        };
+        let msg = o.msg.clone();
+        o.sent = end;
+        if flag != ContFlag::More {
+            o.finished = true;
+        }
+        // A transaction id that does not occur in the data.
+        let mut head = self.request_head("SEND");
+        while memmem::find(data, format!("-------{}", head.transaction_id).as_bytes()).is_some() {
+            head.transaction_id = self.random_id(16);
+        }
+        head.push_header("Message-ID", &msg.message_id);
+        let range = ByteRange {
+            start,
+            end: Some(end),
+            total: if flag == ContFlag::End {
+                Some(msg.size.unwrap_or(end))
+            } else {
+                msg.size
+            },
+        };
+        head.push_header("Byte-Range", &range.to_string());
+        if msg.success_report != ReportMode::No {
+            head.push_header("Success-Report", msg.success_report.as_str());
+        }
+        if msg.failure_report != ReportMode::Yes {
+            head.push_header("Failure-Report", msg.failure_report.as_str());
+        }
+        for (n, v) in &msg.headers {
+            head.push_header(n, v);
+        }
+        head.push_header("Content-Type", &msg.content_type);
+        let mut bytes = Vec::with_capacity(512);
+        head.write_head(&mut bytes);
+        bytes.extend_from_slice(b"\r\n");
+        let mut tail = Vec::with_capacity(48);
+        tail.extend_from_slice(b"\r\n");
+        tail.extend_from_slice(&head.end_line(flag));
+        if msg.failure_report == ReportMode::Yes {
+            self.pending.insert(
+                head.transaction_id.clone(),
+                Pending {
+                    message_id: msg.message_id.clone(),
+                    range: (start, end),
+                    deadline: Some(now + self.config.transaction_timeout),
+                },
+            );
+        } else if msg.failure_report == ReportMode::Partial {
+            // Only failures come back; no deadline.
+            self.pending.insert(
+                head.transaction_id.clone(),
+                Pending {
+                    message_id: msg.message_id.clone(),
+                    range: (start, end),
+                    deadline: None,
+                },
+            );
+        }
+        if flag != ContFlag::More {
+            self.outq.pop_front();
+            if flag == ContFlag::End {
+                self.events.push_back(Event::MessageSent {
+                    message_id: msg.message_id,
+                });
+            }
+        }
+        Some((bytes, tail))
+    }
+
+    // ----- incoming -----
+
+    /// A chunk head from the parser. Returns where its body goes, if
+    /// anywhere.
+    pub fn handle_head(&mut self, head: ChunkHead, defect: Option<String>) -> Option<Delivery> {
+        self.current = None;
+        let method = match &head.start {
+            StartLine::Response { code, comment } => {
+                self.handle_response(&head.transaction_id, *code, comment.clone());
+                return None;
+            }
+            StartLine::Request { method } => method.clone(),
+        };
+        let mut chunk = InChunk {
+            transaction_id: head.transaction_id.clone(),
+            message: None,
+            start: 1,
+            received: 0,
+            code: 200,
+            comment: None,
+            failure_report: ReportMode::Yes,
+            respond: method != "REPORT",
+            reply_to: head.from_path().ok().and_then(|p| p.into_iter().next()),
+        };
+        let refuse = |chunk: &mut InChunk, code: u16, why: String| {
+            chunk.code = code;
+            chunk.comment = Some(why);
+        };
+        if let Some(d) = defect {
+            refuse(&mut chunk, 400, d);
+        } else if let Err(e) = head.failure_report() {
+            refuse(&mut chunk, 400, e.to_string());
+        } else {
+            chunk.failure_report = head.failure_report().unwrap_or(ReportMode::Yes);
+            match head.to_path() {
+                Err(e) => refuse(&mut chunk, 400, e.to_string()),
+                Ok(to) => {
+                    let ours = to.first().zip(self.local.last());
+                    if !ours.is_some_and(|(a, b)| a.matches(b)) {
+                        refuse(&mut chunk, 481, "no such session".into());
+                    } else if let Err(e) = head.from_path() {
+                        refuse(&mut chunk, 400, e.to_string());
+                    }
+                }
+            }
+        }
+        if chunk.code == 200 {
+            match method.as_str() {
+                "SEND" => self.incoming_send(&head, &mut chunk),
+                "REPORT" => self.incoming_report(&head),
+                "AUTH" | "NICKNAME" => self.events.push_back(Event::OtherRequest { head }),
+                _ => refuse(&mut chunk, 501, "unknown method".into()),
+            }
+        }
+        if chunk.code != 200 {
+            self.refused += 1;
+            chunk.message = None;
+        }
+        let delivery = chunk.message.clone().map(|m| Delivery {
+            message_id: m,
+            offset: chunk.start - 1,
+        });
+        self.current = Some(chunk);
+        delivery
+    }
+
+    fn incoming_send(&mut self, head: &ChunkHead, chunk: &mut InChunk) {
+        let Some(mid) = head.message_id().filter(|m| !m.is_empty()) else {
+            chunk.code = 400;
+            chunk.comment = Some("no Message-ID".into());
+            return;
+        };
+        let range = match head.byte_range() {
+            Ok(r) => r.unwrap_or(ByteRange {
+                start: 1,
+                end: None,
+                total: None,
+            }),
+            Err(e) => {
+                chunk.code = 400;
+                chunk.comment = Some(e.to_string());
+                return;
+            }
+        };
+        let success_report = match head.success_report() {
+            Ok(s) => s,
+            Err(e) => {
+                chunk.code = 400;
+                chunk.comment = Some(e.to_string());
+                return;
+            }
+        };
+        if let (Some(limit), Some(total)) = (self.config.max_incoming_message, range.total) {
+            if total > limit {
+                chunk.code = 413;
+                chunk.comment = Some("Message Too Large".into());
+                return;
+            }
+        }
+        if !self.incoming.contains_key(mid) {
+            if self.incoming.len() >= self.config.max_incoming_messages {
+                chunk.code = 413;
+                chunk.comment = Some("too many messages in progress".into());
+                return;
+            }
+            self.incoming.insert(
+                mid.to_string(),
+                InMessage {
+                    total: range.total,
+                    have: BTreeMap::new(),
+                    ended: false,
+                    success_report,
+                    from_path: head.from_path().unwrap_or_default(),
+                },
+            );
+            self.events.push_back(Event::IncomingMessage {
+                message_id: mid.to_string(),
+                content_type: head.content_type().map(str::to_string),
+                total: range.total,
+                head: head.clone(),
+            });
+        } else if let Some(m) = self.incoming.get_mut(mid) {
+            if m.total.is_none() {
+                m.total = range.total;
+            } else if range.total.is_some() && range.total != m.total {
+                chunk.code = 400;
+                chunk.comment = Some("total size changed".into());
+                return;
+            }
+        }
+        chunk.message = Some(mid.to_string());
+        chunk.start = range.start;
+    }
+
+    fn incoming_report(&mut self, head: &ChunkHead) {
+        let Some(mid) = head.message_id() else {
+            return;
+        };
+        let Ok(Some(status)) = head.status() else {
+            return;
+        };
+        self.events.push_back(Event::Report {
+            message_id: mid.to_string(),
+            code: status.code,
+            comment: status.comment,
+            range: head.byte_range().ok().flatten(),
+        });
+    }
+
+    /// Body bytes of the current chunk. Returns where they go, or `None`
+    /// to drop them (a refused chunk, or bytes beyond the message's size).
+    pub fn handle_data(&mut self, len: usize) -> Option<Delivery> {
+        let c = self.current.as_mut()?;
+        let offset = c.start - 1 + c.received;
+        c.received += len as u64;
+        let mid = c.message.clone()?;
+        let m = self.incoming.get(&mid)?;
+        if m.total
+            .is_some_and(|t| offset.saturating_add(len as u64) > t)
+        {
+            c.code = 400;
+            c.comment = Some("data beyond the Byte-Range total".into());
+            c.message = None;
+            self.refused += 1;
+            return None;
+        }
+        Some(Delivery {
+            message_id: mid,
+            offset,
+        })
+    }
+
+    /// The chunk's end-line.
+    pub fn handle_end(&mut self, flag: ContFlag) {
+        let Some(c) = self.current.take() else {
+            return;
+        };
+        if let Some(mid) = &c.message {
+            if let Some(m) = self.incoming.get_mut(mid) {
+                let start = c.start - 1;
+                m.add(start, start.saturating_add(c.received));
+                match flag {
+                    ContFlag::Abort => {
+                        self.incoming.remove(mid);
+                        self.events.push_back(Event::MessageAborted {
+                            message_id: mid.clone(),
+                        });
+                    }
+                    ContFlag::End => {
+                        m.ended = true;
+                        if m.total.is_none() {
+                            m.total = Some(start.saturating_add(c.received));
+                        }
+                    }
+                    ContFlag::More => {}
+                }
+            }
+        }
+        if c.respond
+            && (c.code != 200 || c.failure_report == ReportMode::Yes)
+            && c.failure_report != ReportMode::No
+        {
+            let mut r = ChunkHead::response(&c.transaction_id, c.code, c.comment.as_deref());
+            // A response goes to the previous hop only (RFC 4975 7.2).
+            let to = c
+                .reply_to
+                .clone()
+                .or_else(|| self.remote.first().cloned())
+                .into_iter()
+                .collect::<Vec<_>>();
+            let from = self.local.last().cloned().into_iter().collect::<Vec<_>>();
+            r.set_paths(&to, &from);
+            self.transmit.push_back(r.to_bytes(b"", ContFlag::End));
+        }
+        let Some(mid) = c.message else {
+            return;
+        };
+        let done = self
+            .incoming
+            .get(&mid)
+            .filter(|m| m.ended)
+            .and_then(|m| m.complete());
+        if let Some(size) = done {
+            let m = self.incoming.remove(&mid).expect("checked just above");
+            if m.success_report == ReportMode::Yes {
+                self.send_report(&mid, &m.from_path, 200, "OK", size);
+            }
+            self.events.push_back(Event::MessageComplete {
+                message_id: mid,
+                size,
+            });
+        }
+    }
+
+    fn send_report(
+        &mut self,
+        mid: &str,
+        from_path: &[MsrpUri],
+        code: u16,
+        comment: &str,
+        size: u64,
+    ) {
+        // Back along the path the message came (its From-Path).
+        let dest = if from_path.is_empty() {
+            self.remote.clone()
+        } else {
+            from_path.to_vec()
+        };
+        let mut h = self.request_head_to("REPORT", &dest);
+        h.push_header("Message-ID", mid);
+        h.push_header(
+            "Byte-Range",
+            &ByteRange {
+                start: 1,
+                end: Some(size),
+                total: Some(size),
+            }
+            .to_string(),
+        );
+        h.push_header("Status", &format!("000 {code} {comment}"));
+        self.transmit.push_back(h.to_bytes(b"", ContFlag::End));
+    }
+
+    fn handle_response(&mut self, tid: &str, code: u16, comment: Option<String>) {
+        let Some(p) = self.pending.remove(tid) else {
+            return;
+        };
+        self.events.push_back(Event::ChunkResponse {
+            message_id: p.message_id,
+            transaction_id: tid.to_string(),
+            code,
+            comment,
+            range: p.range,
+        });
+    }
+
+    // ----- time and output -----
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending.values().filter_map(|p| p.deadline).min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for tid in expired {
+            self.handle_response(&tid, 408, Some("Request Timeout".into()));
+        }
+    }
+
+    /// The connection is gone: every unfinished message in either direction
+    /// fails.
+    pub fn handle_closed(&mut self) {
+        let tids: Vec<String> = self.pending.keys().cloned().collect();
+        for tid in tids {
+            self.handle_response(&tid, 408, Some("connection closed".into()));
+        }
+        for o in std::mem::take(&mut self.outq) {
+            self.events.push_back(Event::ChunkResponse {
+                message_id: o.msg.message_id,
+                transaction_id: String::new(),
+                code: 408,
+                comment: Some("connection closed".into()),
+                range: (o.sent + 1, o.sent),
+            });
+        }
+        let mut mids: Vec<String> = self.incoming.keys().cloned().collect();
+        mids.sort();
+        self.incoming.clear();
+        self.current = None;
+        for mid in mids {
+            self.events
+                .push_back(Event::MessageAborted { message_id: mid });
+        }
+    }
+
+    /// Responses and REPORTs to write (whole chunks).
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Transactions waiting for a response.
+    pub fn pending_transactions(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Incoming messages partly received.
+    pub fn incoming_in_progress(&self) -> usize {
+        self.incoming.len()
+    }
+}

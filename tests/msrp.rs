@@ -1,0 +1,432 @@
+//! MSRP between two endpoints on 127.0.0.1: connector and acceptor binding
+//! with a message each way and success reports, MSRPServer sharing one port
+//! between sessions and refusing strangers, the low-level transport with
+//! make_chunk, misbehaving peers (garbage, a disconnect mid-chunk, unknown
+//! methods), and msrps with certificate checks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pki::make_pki;
+use sipsimple::api::msrp::*;
+use sipsimple::driver::tls::TlsSettings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn local(secure: bool) -> MsrpUri {
+    MsrpUri::parse(if secure {
+        "msrps://127.0.0.1:0;tcp"
+    } else {
+        "msrp://127.0.0.1:0;tcp"
+    })
+    .unwrap()
+}
+
+/// A connected pair: (caller's session, answerer's session).
+async fn pair(tls: MsrpTls, secure: bool) -> (MSRPSession, MSRPSession) {
+    let mut acceptor = get_acceptor(tls.clone());
+    let answer_path = acceptor.prepare(local(secure)).await.unwrap();
+    let mut connector = get_connector(tls);
+    let mut caller_uri = local(secure);
+    caller_uri.port = Some(9); // what we advertise; the connector does not listen
+    let offer_path = connector.prepare(caller_uri).await.unwrap();
+    let (a, b) = tokio::join!(
+        connector.complete(answer_path.clone()),
+        acceptor.complete(offer_path.clone())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.remote_path(), &answer_path[..]);
+    assert_eq!(b.remote_path(), &offer_path[..]);
+    (
+        a.into_session(SessionConfig::default()),
+        b.into_session(SessionConfig::default()),
+    )
+}
+
+/// Collect events until `done` says stop; returns the data of each message.
+async fn events_until(
+    s: &MSRPSession,
+    mut done: impl FnMut(&SessionEvent) -> bool,
+) -> (
+    Vec<SessionEvent>,
+    std::collections::HashMap<String, Vec<u8>>,
+) {
+    let mut evs = Vec::new();
+    let mut data: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(20), s.next_event())
+            .await
+            .expect("an event in time")
+            .expect("session open");
+        if let SessionEvent::Data {
+            message_id,
+            offset,
+            data: d,
+        } = &ev
+        {
+            let buf = data.entry(message_id.clone()).or_default();
+            assert_eq!(*offset as usize, buf.len(), "in order on one connection");
+            buf.extend_from_slice(d);
+        }
+        let stop = done(&ev);
+        if !matches!(ev, SessionEvent::Data { .. }) {
+            evs.push(ev);
+        }
+        if stop {
+            return (evs, data);
+        }
+    }
+}
+
+fn exchange_both_ways(secure: bool, tls: MsrpTls) {
+    rt().block_on(async {
+        let (a, b) = pair(tls, secure).await;
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let m1 = a
+            .send_message(
+                MessageSource::Bytes(b"Hello Bob".to_vec()),
+                SendOptions {
+                    success_report: ReportMode::Yes,
+                    ..SendOptions::default()
+                },
+            )
+            .unwrap();
+        let m2 = a
+            .send_message(
+                MessageSource::Bytes(big.clone()),
+                SendOptions {
+                    content_type: "application/octet-stream".into(),
+                    success_report: ReportMode::Yes,
+                    failure_report: ReportMode::Partial,
+                    ..SendOptions::default()
+                },
+            )
+            .unwrap();
+        let m3 = b
+            .send_message(MessageSource::Bytes(b"Hi Alice".to_vec()), SendOptions::default())
+            .unwrap();
+        let (m2c, m1c) = (m2.clone(), m1.clone());
+        let mut completes = 0;
+        let mut got_m3_response = false;
+        let mut b_events = Vec::new();
+        let (_evs, data) = events_until(&b, |e| {
+            if let SessionEvent::Core(MsrpEvent::MessageComplete { message_id, .. }) = e {
+                assert!(*message_id == m1c || *message_id == m2c);
+                completes += 1;
+            }
+            if let SessionEvent::Core(MsrpEvent::ChunkResponse { code: 200, .. }) = e {
+                got_m3_response = true;
+            }
+            b_events.push(e.clone());
+            completes == 2 && got_m3_response
+        })
+        .await;
+        assert_eq!(data[&m1], b"Hello Bob");
+        assert_eq!(data[&m2], big);
+        // The content type of the first message came through.
+        assert!(b_events.iter().any(|e| matches!(
+            e,
+            SessionEvent::Core(MsrpEvent::IncomingMessage { content_type: Some(ct), message_id, .. })
+                if ct == "text/plain" && *message_id == m1
+        )));
+        // Alice gets Bob's message and success reports for both of hers.
+        let mut reports = Vec::new();
+        let mut m3_done = false;
+        let (_, adata) = events_until(&a, |e| {
+            match e {
+                SessionEvent::Core(MsrpEvent::Report {
+                    message_id, code, ..
+                }) => {
+                    assert_eq!(*code, 200);
+                    reports.push(message_id.clone());
+                }
+                SessionEvent::Core(MsrpEvent::MessageComplete { message_id, .. }) => {
+                    m3_done = *message_id == m3;
+                }
+                _ => {}
+            }
+            reports.len() == 2 && m3_done
+        })
+        .await;
+        assert_eq!(adata[&m3], b"Hi Alice");
+        reports.sort();
+        let mut want = vec![m1, m2];
+        want.sort();
+        assert_eq!(reports, want);
+        a.shutdown();
+        let (evs, _) = events_until(&b, |e| matches!(e, SessionEvent::Closed { .. })).await;
+        assert!(matches!(evs.last(), Some(SessionEvent::Closed { .. })));
+    });
+}
+
+#[test]
+fn messages_both_ways_with_reports() {
+    exchange_both_ways(false, MsrpTls::default());
+}
+
+#[test]
+fn messages_over_tls_with_a_verified_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert) = make_pki(dir.path());
+    let tls = tls_from_settings(&TlsSettings {
+        ca_file: Some(ca),
+        use_system_roots: false,
+        verify_server: true,
+        certificate_file: Some(cert),
+    })
+    .unwrap();
+    exchange_both_ways(true, tls);
+}
+
+#[test]
+fn tls_to_an_unknown_issuer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, cert) = make_pki(dir.path());
+    // The acceptor has a certificate; the connector trusts nothing.
+    let server_side = tls_from_settings(&TlsSettings {
+        ca_file: None,
+        use_system_roots: false,
+        verify_server: true,
+        certificate_file: Some(cert),
+    })
+    .unwrap();
+    let client_side = tls_from_settings(&TlsSettings {
+        ca_file: None,
+        use_system_roots: false,
+        verify_server: true,
+        certificate_file: None,
+    })
+    .unwrap();
+    rt().block_on(async {
+        let mut acceptor = get_acceptor(server_side);
+        let answer_path = acceptor.prepare(local(true)).await.unwrap();
+        let mut connector = get_connector(client_side);
+        let offer_path = connector.prepare(local(true)).await.unwrap();
+        let accept = tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(2), acceptor.complete(offer_path)).await
+        });
+        let r = connector.complete(answer_path).await;
+        assert!(matches!(r, Err(MsrpIoError::Tls(_))), "{:?}", r.err());
+        // The acceptor never binds.
+        assert!(accept.await.unwrap().is_err());
+    });
+}
+
+#[test]
+fn one_server_port_for_many_sessions_and_strangers_get_481() {
+    rt().block_on(async {
+        let server = MSRPServer::bind("127.0.0.1:0".parse().unwrap(), false, MsrpTls::default())
+            .await
+            .unwrap();
+        let mut pairs = Vec::new();
+        for i in 0..3 {
+            let answer_path = server.prepare("127.0.0.1");
+            let mut c = get_connector(MsrpTls::default());
+            let mut u = local(false);
+            u.port = Some(9);
+            let offer_path = c.prepare(u).await.unwrap();
+            let (a, b) = tokio::join!(
+                c.complete(answer_path.clone()),
+                server.complete(&answer_path, offer_path)
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(answer_path[0].port, Some(server.local_addr().port()), "{i}");
+            pairs.push((
+                a.into_session(SessionConfig::default()),
+                b.into_session(SessionConfig::default()),
+            ));
+        }
+        for (i, (a, b)) in pairs.iter().enumerate() {
+            let text = format!("to session {i}");
+            let mid = a
+                .send_message(
+                    MessageSource::Bytes(text.clone().into_bytes()),
+                    SendOptions::default(),
+                )
+                .unwrap();
+            let (_, data) = events_until(b, |e| {
+                matches!(e, SessionEvent::Core(MsrpEvent::MessageComplete { .. }))
+            })
+            .await;
+            assert_eq!(data[&mid], text.as_bytes());
+        }
+        // A connection for a session nobody prepared: 481 and closed.
+        let mut c = get_connector(MsrpTls::default());
+        c.prepare(local(false)).await.unwrap();
+        let mut stranger = server.prepare("127.0.0.1");
+        server.cancel(&stranger);
+        stranger[0].session_id = Some("nosuchsession".into());
+        match c.complete(stranger).await {
+            Err(MsrpIoError::Refused { code: 481, .. }) => {}
+            other => panic!("expected 481, got {:?}", other.err()),
+        }
+        assert_eq!(server.refused(), 1);
+    });
+}
+
+#[test]
+fn low_level_transport_make_chunk_write_and_read() {
+    rt().block_on(async {
+        let mut acceptor = get_acceptor(MsrpTls::default());
+        let answer_path = acceptor.prepare(local(false)).await.unwrap();
+        let mut connector = get_connector(MsrpTls::default());
+        let offer_path = connector.prepare(local(false)).await.unwrap();
+        let (a, b) = tokio::join!(
+            connector.complete(answer_path),
+            acceptor.complete(offer_path)
+        );
+        let (mut a, mut b) = (a.unwrap(), b.unwrap());
+        let chunk = a.make_chunk(ChunkSpec {
+            data: b"part one ",
+            start: 1,
+            length: Some(17),
+            message_id: Some("msg1"),
+            ..ChunkSpec::default()
+        });
+        // A partial SEND gets `+` and a proper Byte-Range.
+        assert_eq!(chunk.contflag, ContFlag::More);
+        assert_eq!(chunk.head.header("Byte-Range"), Some("1-9/17"));
+        assert_eq!(chunk.head.to_path().unwrap(), b.local_path());
+        let mut chunk = chunk;
+        chunk.head.push_header("Content-Type", "text/plain");
+        a.write_chunk(&chunk).await.unwrap();
+        let got = b.read_chunk(1024).await.unwrap();
+        assert_eq!(got.data, b"part one ");
+        assert_eq!(got.message_id(), Some("msg1"));
+        assert_eq!(got.contflag, ContFlag::More);
+        b.respond(&got, 200, "OK").await.unwrap();
+        let r = a.read_chunk(1024).await.unwrap();
+        assert_eq!(r.code(), Some(200));
+        assert_eq!(r.transaction_id(), chunk.transaction_id());
+        // Data holding the chunk's own end-line is refused before writing.
+        let tid = "abcd1234";
+        let bad = a.make_chunk(ChunkSpec {
+            transaction_id: Some(tid),
+            data: b"xx-------abcd1234$\r\n",
+            ..ChunkSpec::default()
+        });
+        assert!(matches!(
+            a.write_chunk(&bad).await,
+            Err(MsrpIoError::Protocol(_))
+        ));
+    });
+}
+
+/// A raw TCP peer that binds by hand, then misbehaves.
+async fn raw_peer_session(script: &'static [u8]) -> Vec<SessionEvent> {
+    let mut acceptor = get_acceptor(MsrpTls::default());
+    let answer_path = acceptor.prepare(local(false)).await.unwrap();
+    let port = answer_path[0].port.unwrap();
+    let offer = MsrpUri::parse("msrp://127.0.0.1:9/rawpeer1;tcp").unwrap();
+    let accept = tokio::spawn(async move { acceptor.complete(vec![offer]).await });
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let sid = answer_path[0].session_id.clone().unwrap();
+    let bind = format!(
+        "MSRP bind0001 SEND\r\nTo-Path: msrp://127.0.0.1:{port}/{sid};tcp\r\nFrom-Path: msrp://127.0.0.1:9/rawpeer1;tcp\r\nMessage-ID: b1\r\nByte-Range: 1-0/0\r\n-------bind0001$\r\n"
+    );
+    tcp.write_all(bind.as_bytes()).await.unwrap();
+    let t = accept.await.unwrap().unwrap();
+    let mut resp = vec![0u8; 4096];
+    let n = tcp.read(&mut resp).await.unwrap();
+    assert!(resp[..n].starts_with(b"MSRP bind0001 200"));
+    let s = t.into_session(SessionConfig::default());
+    let script = String::from_utf8_lossy(script)
+        .replace("PORT", &port.to_string())
+        .replace("SID", &sid);
+    tcp.write_all(script.as_bytes()).await.unwrap();
+    // Read whatever the session answers, then hang up.
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        all
+    });
+    let answers = reader.await.unwrap();
+    let (mut evs, _) = events_until(&s, |e| matches!(e, SessionEvent::Closed { .. })).await;
+    evs.push(SessionEvent::Data {
+        message_id: "wire".into(),
+        offset: 0,
+        data: answers,
+    });
+    evs
+}
+
+fn wire_of(evs: &[SessionEvent]) -> String {
+    match evs.last() {
+        Some(SessionEvent::Data { data, .. }) => String::from_utf8_lossy(data).into_owned(),
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn unknown_methods_get_501_and_the_session_goes_on() {
+    let evs = rt().block_on(raw_peer_session(
+        b"MSRP frob0001 FROB\r\nTo-Path: msrp://127.0.0.1:PORT/SID;tcp\r\nFrom-Path: msrp://127.0.0.1:9/rawpeer1;tcp\r\n-------frob0001$\r\n\
+MSRP send0001 SEND\r\nTo-Path: msrp://127.0.0.1:PORT/SID;tcp\r\nFrom-Path: msrp://127.0.0.1:9/rawpeer1;tcp\r\nMessage-ID: m1\r\nByte-Range: 1-2/2\r\nContent-Type: text/plain\r\n\r\nok\r\n-------send0001$\r\n",
+    ));
+    let wire = wire_of(&evs);
+    assert!(wire.contains("MSRP frob0001 501"), "{wire}");
+    assert!(wire.contains("MSRP send0001 200"), "{wire}");
+    assert!(evs.iter().any(|e| matches!(
+        e,
+        SessionEvent::Core(MsrpEvent::MessageComplete { size: 2, .. })
+    )));
+}
+
+#[test]
+fn garbage_closes_the_connection() {
+    let evs = rt().block_on(raw_peer_session(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    match &evs[evs.len() - 2] {
+        SessionEvent::Closed { error: Some(e) } => assert!(e.contains("framing"), "{e}"),
+        other => panic!("expected a framing error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_peer_gone_mid_chunk_aborts_the_message() {
+    let evs = rt().block_on(raw_peer_session(
+        b"MSRP send0002 SEND\r\nTo-Path: msrp://127.0.0.1:PORT/SID;tcp\r\nFrom-Path: msrp://127.0.0.1:9/rawpeer1;tcp\r\nMessage-ID: half\r\nByte-Range: 1-100/100\r\nContent-Type: text/plain\r\n\r\nonly part of it",
+    ));
+    assert!(evs.iter().any(|e| matches!(
+        e,
+        SessionEvent::Core(MsrpEvent::MessageAborted { message_id }) if message_id == "half"
+    )));
+    assert!(!evs
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Core(MsrpEvent::MessageComplete { .. }))));
+}
+
+#[test]
+fn sending_to_a_closed_peer_reports_not_delivered() {
+    rt().block_on(async {
+        let (a, b) = pair(MsrpTls::default(), false).await;
+        b.shutdown();
+        drop(b);
+        // Wait for Alice to see the close, then try to send.
+        let (evs, _) = events_until(&a, |e| matches!(e, SessionEvent::Closed { .. })).await;
+        assert!(matches!(evs.last(), Some(SessionEvent::Closed { .. })));
+        assert!(matches!(
+            a.send_message(
+                MessageSource::Bytes(b"late".to_vec()),
+                SendOptions::default()
+            ),
+            Err(MsrpIoError::Closed)
+        ));
+    });
+}
