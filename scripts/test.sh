@@ -63,7 +63,7 @@ step "C misuse under valgrind" timeout 300 "${VG[@]}" ./build/misuse
 step "C concurrency (8 threads) under valgrind" timeout 300 "${VG[@]}" ./build/concurrency 3
 step "Python bindings (pytest)" timeout 300 python3 -m pytest -q tests/python
 step "Kotlin hello" kotlin_hello
-step "fuzz targets (45 s each)" scripts/fuzz.sh 45
+step "fuzz targets (40 s each)" scripts/fuzz.sh 40
 
 echo
 if [ $failed -gt 0 ]; then

@@ -157,7 +157,6 @@ pub struct MSRPTransport {
     reader: ReadHalf<Box<dyn Io>>,
     writer: WriteHalf<Box<dyn Io>>,
     parser: ChunkParser,
-    rbuf: Vec<u8>,
     local_path: Vec<MsrpUri>,
     remote_path: Vec<MsrpUri>,
     rng: u64,
@@ -172,7 +171,6 @@ impl MSRPTransport {
             reader,
             writer,
             parser: ChunkParser::new(ParserLimits::default()),
-            rbuf: vec![0u8; READ_SIZE],
             local_path,
             remote_path,
             rng: seed(),
@@ -288,11 +286,13 @@ impl MSRPTransport {
                     }
                 }
             }
-            let n = self.reader.read(&mut self.rbuf).await?;
+            let n = self
+                .reader
+                .read_buf(self.parser.read_buffer(16 * 1024))
+                .await?;
             if n == 0 {
                 return Err(MsrpIoError::Closed);
             }
-            self.parser.push(&self.rbuf[..n]);
         }
     }
 
@@ -887,26 +887,32 @@ impl Drop for MSRPSession {
     }
 }
 
-/// Read up to `max` bytes of a source.
-async fn fill(source: &mut MessageSource, offset: u64, max: usize) -> io::Result<(Vec<u8>, bool)> {
+/// Read up to `max` bytes of a source into `buf` (emptied first); true
+/// when the source ended.
+async fn fill(
+    source: &mut MessageSource,
+    offset: u64,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<bool> {
+    buf.clear();
     match source {
         MessageSource::Bytes(b) => {
             let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
             let end = start.saturating_add(max).min(b.len());
-            Ok((b[start..end].to_vec(), end == b.len()))
+            buf.extend_from_slice(&b[start..end]);
+            Ok(end == b.len())
         }
         MessageSource::Reader(r) => {
-            let mut buf = vec![0u8; max];
-            let mut n = 0;
-            while n < max {
-                let k = r.read(&mut buf[n..]).await?;
-                if k == 0 {
-                    buf.truncate(n);
-                    return Ok((buf, true));
+            buf.reserve(max);
+            while buf.len() < max {
+                // read_buf appends without zeroing the buffer first.
+                let mut limited = (&mut *r).take((max - buf.len()) as u64);
+                if limited.read_buf(buf).await? == 0 {
+                    return Ok(true);
                 }
-                n += k;
             }
-            Ok((buf, false))
+            Ok(false)
         }
     }
 }
@@ -923,16 +929,21 @@ async fn run_session(
         mut reader,
         writer,
         mut parser,
-        mut rbuf,
         ..
     } = t;
     // Writing runs on its own task so reading never waits for it; the small
     // channel between them is the send-side backpressure.
     let (frames_tx, mut frames_rx) = mpsc::channel::<Vec<u8>>(4);
+    // Written data buffers come back for the next chunks: no allocation
+    // (and no page faults) per chunk. At most the frames in flight exist.
+    let (pool_tx, mut pool_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer_task = tokio::spawn(async move {
         let mut writer = writer;
         while let Some(buf) = frames_rx.recv().await {
             writer.write_all(&buf).await?;
+            if buf.capacity() >= 64 * 1024 {
+                let _ = pool_tx.send(buf);
+            }
         }
         let _ = writer.shutdown().await;
         Ok::<(), io::Error>(())
@@ -961,14 +972,15 @@ async fn run_session(
         let want = core.next_chunk();
         let deadline = core.poll_timeout();
         tokio::select! {
-            r = reader.read(&mut rbuf) => {
+            // Straight into the parser's buffer (cancel-safe: an unfinished
+            // read appends nothing).
+            r = reader.read_buf(parser.read_buffer(READ_SIZE)) => {
                 let n = match r {
                     Ok(0) => { open = false; continue; }
                     Ok(n) => n,
                     Err(e) => { error = Some(e.to_string()); open = false; continue; }
                 };
                 stats.bytes_received.fetch_add(n as u64, Relaxed);
-                parser.push(&rbuf[..n]);
                 loop {
                     let piece = match parser.next_piece() {
                         Ok(Some(p)) => p,
@@ -997,19 +1009,25 @@ async fn run_session(
                     break 'outer;
                 };
                 let Some(req) = want else { continue };
-                let (data, last) = if req.abort {
-                    (Vec::new(), true)
+                let mut data = pool_rx.try_recv().unwrap_or_default();
+                let last = if req.abort {
+                    data.clear();
+                    true
                 } else {
                     match sources.get_mut(&req.message_id) {
-                        Some(src) => match fill(src, req.offset, req.max_len).await {
-                            Ok(x) => x,
+                        Some(src) => match fill(src, req.offset, req.max_len, &mut data).await {
+                            Ok(last) => last,
                             Err(e) => {
                                 tracing::debug!("MSRP: message source failed: {e}");
                                 core.abort_message(&req.message_id);
-                                (Vec::new(), true)
+                                data.clear();
+                                true
                             }
                         },
-                        None => (Vec::new(), true),
+                        None => {
+                            data.clear();
+                            true
+                        }
                     }
                 };
                 let Some((head, tail)) = core.frame_chunk(Instant::now(), &data, last) else {

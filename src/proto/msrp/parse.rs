@@ -116,20 +116,13 @@ impl ChunkParser {
         }
     }
 
-    /// Room to read into, at least `min` bytes; call [`Self::filled`] with
-    /// the number of bytes read.
-    pub fn spare(&mut self, min: usize) -> &mut [u8] {
+    /// The buffer to append what was read to, with room for `min` more
+    /// bytes: reading straight into it saves a copy (e.g. tokio's
+    /// `read_buf`, which appends without zeroing).
+    pub fn read_buffer(&mut self, min: usize) -> &mut Vec<u8> {
         self.compact();
-        let len = self.buf.len();
-        self.buf.resize(len + min, 0);
-        &mut self.buf[len..]
-    }
-
-    /// `n` bytes of the last [`Self::spare`] slice were filled; the rest is
-    /// dropped.
-    pub fn filled(&mut self, n: usize, asked: usize) {
-        let keep = self.buf.len() - asked + n.min(asked);
-        self.buf.truncate(keep);
+        self.buf.reserve(min);
+        &mut self.buf
     }
 
     /// Copy bytes in.
