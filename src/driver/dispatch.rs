@@ -14,7 +14,7 @@
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -28,12 +28,16 @@ struct State {
     tx: Option<mpsc::Sender<Job>>,
     /// The running (or last, still draining) thread, not yet joined.
     thread: Option<JoinHandle<()>>,
+    /// Set when the latest thread has run its last job. A new thread waits
+    /// for it even when another caller took the handle to join it.
+    done: Option<Arc<Waiter<()>>>,
     clients: usize,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     tx: None,
     thread: None,
+    done: None,
     clients: 0,
 });
 
@@ -41,10 +45,18 @@ thread_local! {
     static ON_DISPATCH_THREAD: Cell<bool> = const { Cell::new(false) };
 }
 
-fn run(rx: mpsc::Receiver<Job>, previous: Option<JoinHandle<()>>) {
+fn run(
+    rx: mpsc::Receiver<Job>,
+    previous: Option<JoinHandle<()>>,
+    previous_done: Option<Arc<Waiter<()>>>,
+    done: Arc<Waiter<()>>,
+) {
     ON_DISPATCH_THREAD.with(|f| f.set(true));
+    // Never overlap the previous thread's last jobs.
     if let Some(prev) = previous {
         let _ = prev.join();
+    } else if let Some(d) = previous_done {
+        while !d.wait_present(Duration::from_secs(3600)) {}
     }
     while let Ok(job) = rx.recv() {
         // A panicking callback must not take the thread down with it: every
@@ -53,6 +65,7 @@ fn run(rx: mpsc::Receiver<Job>, previous: Option<JoinHandle<()>>) {
             tracing::error!(target: "sipsimple::dispatch", "a notification callback panicked");
         }
     }
+    done.put(());
 }
 
 /// Register a client; starts the thread if needed.
@@ -62,13 +75,17 @@ pub fn acquire() {
     if st.tx.is_none() {
         let (tx, rx) = mpsc::channel::<Job>();
         let previous = st.thread.take();
+        let previous_done = st.done.clone();
+        let done = Waiter::new();
+        let d = done.clone();
         let spawned = thread::Builder::new()
             .name("sipsimple-notify".into())
-            .spawn(move || run(rx, previous));
+            .spawn(move || run(rx, previous, previous_done, d));
         match spawned {
             Ok(handle) => {
                 st.tx = Some(tx);
                 st.thread = Some(handle);
+                st.done = Some(done);
             }
             // Without a thread nothing can be delivered; say so loudly. The
             // client stays counted so a later acquire retries the spawn.
@@ -124,7 +141,12 @@ pub fn flush(timeout: Duration) -> bool {
     let done = Waiter::new();
     {
         let st = STATE.lock();
-        let Some(q) = &st.tx else { return true };
+        let Some(q) = &st.tx else {
+            // No thread takes jobs; the last one may still be draining.
+            let last = st.done.clone();
+            drop(st);
+            return last.is_none_or(|d| d.wait_present(timeout));
+        };
         let d = done.clone();
         let _ = q.send(Box::new(move || d.put(())));
     }

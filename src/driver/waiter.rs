@@ -35,4 +35,14 @@ impl<T> Waiter<T> {
         }
         guard.take()
     }
+
+    /// Wait until a value is there, at most `timeout`, leaving it for other
+    /// waiters; true when it is there.
+    pub fn wait_present(&self, timeout: Duration) -> bool {
+        let mut guard = self.value.lock();
+        if guard.is_none() {
+            let _ = self.cv.wait_while_for(&mut guard, |v| v.is_none(), timeout);
+        }
+        guard.is_some()
+    }
 }
