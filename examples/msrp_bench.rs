@@ -130,9 +130,9 @@ fn tls_configs() -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
 async fn msrp_pair(tls: MsrpTls, secure: bool, chunk_size: usize) -> (MSRPSession, MSRPSession) {
     let scheme = if secure { "msrps" } else { "msrp" };
     let uri = MsrpUri::parse(&format!("{scheme}://127.0.0.1:0;tcp")).unwrap();
-    let mut acceptor = get_acceptor(tls.clone());
+    let mut acceptor = get_acceptor(tls.clone(), None);
     let answer = acceptor.prepare(uri.clone()).await.unwrap();
-    let mut connector = get_connector(tls);
+    let mut connector = get_connector(tls, None);
     let offer = connector.prepare(uri).await.unwrap();
     let (a, b) = tokio::join!(connector.complete(answer), acceptor.complete(offer));
     let cfg = SessionConfig {

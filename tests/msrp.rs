@@ -33,12 +33,12 @@ fn local(secure: bool) -> MsrpUri {
 
 /// A connected pair: (caller's session, answerer's session).
 async fn pair(tls: MsrpTls, secure: bool) -> (MSRPSession, MSRPSession) {
-    let mut acceptor = get_acceptor(tls.clone());
+    let mut acceptor = get_acceptor(tls.clone(), None);
     let answer_path = acceptor.prepare(local(secure)).await.unwrap();
-    let mut connector = get_connector(tls);
-    let mut caller_uri = local(secure);
-    caller_uri.port = Some(9); // what we advertise; the connector does not listen
-    let offer_path = connector.prepare(caller_uri).await.unwrap();
+    let mut connector = get_connector(tls, None);
+    // The connector binds the port it will connect from; a=path carries it.
+    let offer_path = connector.prepare(local(secure)).await.unwrap();
+    assert_ne!(offer_path[0].port, Some(0));
     let (a, b) = tokio::join!(
         connector.complete(answer_path.clone()),
         acceptor.complete(offer_path.clone())
@@ -207,9 +207,9 @@ fn tls_to_an_unknown_issuer_is_refused() {
     })
     .unwrap();
     rt().block_on(async {
-        let mut acceptor = get_acceptor(server_side);
+        let mut acceptor = get_acceptor(server_side, None);
         let answer_path = acceptor.prepare(local(true)).await.unwrap();
-        let mut connector = get_connector(client_side);
+        let mut connector = get_connector(client_side, None);
         let offer_path = connector.prepare(local(true)).await.unwrap();
         let accept = tokio::spawn(async move {
             tokio::time::timeout(Duration::from_secs(2), acceptor.complete(offer_path)).await
@@ -230,10 +230,8 @@ fn one_server_port_for_many_sessions_and_strangers_get_481() {
         let mut pairs = Vec::new();
         for i in 0..3 {
             let answer_path = server.prepare("127.0.0.1");
-            let mut c = get_connector(MsrpTls::default());
-            let mut u = local(false);
-            u.port = Some(9);
-            let offer_path = c.prepare(u).await.unwrap();
+            let mut c = get_connector(MsrpTls::default(), None);
+            let offer_path = c.prepare(local(false)).await.unwrap();
             let (a, b) = tokio::join!(
                 c.complete(answer_path.clone()),
                 server.complete(&answer_path, offer_path)
@@ -260,7 +258,7 @@ fn one_server_port_for_many_sessions_and_strangers_get_481() {
             assert_eq!(data[&mid], text.as_bytes());
         }
         // A connection for a session nobody prepared: 481 and closed.
-        let mut c = get_connector(MsrpTls::default());
+        let mut c = get_connector(MsrpTls::default(), None);
         c.prepare(local(false)).await.unwrap();
         let mut stranger = server.prepare("127.0.0.1");
         server.cancel(&stranger);
@@ -276,9 +274,9 @@ fn one_server_port_for_many_sessions_and_strangers_get_481() {
 #[test]
 fn low_level_transport_make_chunk_write_and_read() {
     rt().block_on(async {
-        let mut acceptor = get_acceptor(MsrpTls::default());
+        let mut acceptor = get_acceptor(MsrpTls::default(), None);
         let answer_path = acceptor.prepare(local(false)).await.unwrap();
-        let mut connector = get_connector(MsrpTls::default());
+        let mut connector = get_connector(MsrpTls::default(), None);
         let offer_path = connector.prepare(local(false)).await.unwrap();
         let (a, b) = tokio::join!(
             connector.complete(answer_path),
@@ -323,7 +321,7 @@ fn low_level_transport_make_chunk_write_and_read() {
 
 /// A raw TCP peer that binds by hand, then misbehaves.
 async fn raw_peer_session(script: &'static [u8]) -> Vec<SessionEvent> {
-    let mut acceptor = get_acceptor(MsrpTls::default());
+    let mut acceptor = get_acceptor(MsrpTls::default(), None);
     let answer_path = acceptor.prepare(local(false)).await.unwrap();
     let port = answer_path[0].port.unwrap();
     let offer = MsrpUri::parse("msrp://127.0.0.1:9/rawpeer1;tcp").unwrap();

@@ -107,9 +107,9 @@ fn local(secure: bool) -> MsrpUri {
 }
 
 async fn pair(tls: MsrpTls, secure: bool, chunk_size: usize) -> (MSRPSession, MSRPSession) {
-    let mut acceptor = get_acceptor(tls.clone());
+    let mut acceptor = get_acceptor(tls.clone(), None);
     let answer_path = acceptor.prepare(local(secure)).await.unwrap();
-    let mut connector = get_connector(tls);
+    let mut connector = get_connector(tls, None);
     let offer_path = connector.prepare(local(secure)).await.unwrap();
     let (a, b) = tokio::join!(
         connector.complete(answer_path),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::msrp::session::{Event, OutgoingMessage, SessionConfig, SessionCore};
@@ -386,8 +386,44 @@ fn check_first_chunk(
     Ok(())
 }
 
-async fn connect_io(uri: &MsrpUri, tls: &MsrpTls) -> Result<Box<dyn Io>, MsrpIoError> {
-    let tcp = tokio::time::timeout(BIND_TIMEOUT, TcpStream::connect(uri.host_port()))
+/// A socket bound to `host` (port 0: any), to connect from later: the port
+/// can go into a=path before the connection exists, and a relay or peer
+/// that reuses connections by address finds ours (RFC 4975 section 6).
+fn bound_socket(host: &str, port: u16) -> Result<(TcpSocket, u16), MsrpIoError> {
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| MsrpIoError::Protocol(format!("{host} is not an IP address to bind")))?;
+    let socket = if ip.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(ip, port))?;
+    let port = socket.local_addr()?.port();
+    Ok((socket, port))
+}
+
+async fn connect_io(
+    uri: &MsrpUri,
+    tls: &MsrpTls,
+    from: Option<TcpSocket>,
+) -> Result<Box<dyn Io>, MsrpIoError> {
+    let connect = async {
+        match from {
+            Some(socket) => {
+                let addr = tokio::net::lookup_host(uri.host_port())
+                    .await?
+                    .next()
+                    .ok_or_else(|| io::Error::other("no address for the host"))?;
+                socket.connect(addr).await
+            }
+            None => TcpStream::connect(uri.host_port()).await,
+        }
+    };
+    let tcp = tokio::time::timeout(BIND_TIMEOUT, connect)
         .await
         .map_err(|_| MsrpIoError::Timeout("connecting"))??;
     tcp.set_nodelay(true)?;
@@ -440,6 +476,7 @@ fn with_session_id(mut uri: MsrpUri) -> MsrpUri {
 pub struct ConnectorDirect {
     tls: MsrpTls,
     local_path: Vec<MsrpUri>,
+    socket: Option<TcpSocket>,
 }
 
 impl ConnectorDirect {
@@ -447,13 +484,20 @@ impl ConnectorDirect {
         ConnectorDirect {
             tls,
             local_path: Vec::new(),
+            socket: None,
         }
     }
 
     /// The full local path for a=path. The URI gets a session id if it has
-    /// none; its host and port are what the peer will see in To-Path.
+    /// none. Its host must be a local IP address: the socket the connection
+    /// will come from is bound there now (port 0 or none: any free port),
+    /// and the URI carries that port.
     pub async fn prepare(&mut self, local_uri: MsrpUri) -> Result<Vec<MsrpUri>, MsrpIoError> {
-        self.local_path = vec![with_session_id(local_uri)];
+        let mut uri = with_session_id(local_uri);
+        let (socket, port) = bound_socket(&uri.host, uri.port.unwrap_or(0))?;
+        uri.port = Some(port);
+        self.socket = Some(socket);
+        self.local_path = vec![uri];
         Ok(self.local_path.clone())
     }
 
@@ -465,7 +509,7 @@ impl ConnectorDirect {
         if self.local_path.is_empty() {
             return Err(MsrpIoError::Protocol("complete() before prepare()".into()));
         }
-        let io = connect_io(first, &self.tls).await?;
+        let io = connect_io(first, &self.tls, self.socket).await?;
         let mut t = MSRPTransport::new(io, self.local_path, remote_path);
         t.bind_active().await?;
         Ok(t)
@@ -713,15 +757,261 @@ impl Drop for MSRPServer {
     }
 }
 
-/// The connector for the calling side (msrplib's `get_connector`). Relays
-/// for the calling side come with the relay support.
-pub fn get_connector(tls: MsrpTls) -> ConnectorDirect {
-    ConnectorDirect::new(tls)
+/// An MSRP relay to go through (RFC 4976) and the credentials for it.
+#[derive(Clone)]
+pub struct RelaySettings {
+    /// `msrps://relay.example.com:2855;tcp` (or msrp for a plain TCP hop).
+    pub uri: MsrpUri,
+    pub username: String,
+    pub password: String,
+    /// The Expires to ask for; the relay's answer wins.
+    pub expires: Option<u32>,
 }
 
-/// The acceptor for the answering side (msrplib's `get_acceptor`).
-pub fn get_acceptor(tls: MsrpTls) -> AcceptorDirect {
-    AcceptorDirect::new(tls)
+impl std::fmt::Debug for RelaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("RelaySettings")
+            .field("uri", &self.uri.to_string())
+            .field("username", &self.username)
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+/// A connection to our relay after AUTH: the transport on it, the relay's
+/// Use-Path, and how long the relay keeps it.
+struct RelayLeg {
+    transport: MSRPTransport,
+    expires: u32,
+}
+
+/// Connect to the relay and AUTH (RFC 4976 section 5): digest on 401, the
+/// relay's bounds on 423, Use-Path and Expires from the 200.
+async fn relay_auth(
+    relay: &RelaySettings,
+    tls: &MsrpTls,
+    local_host: &str,
+) -> Result<RelayLeg, MsrpIoError> {
+    let (socket, port) = bound_socket(local_host, 0)?;
+    let io = connect_io(&relay.uri, tls, Some(socket)).await?;
+    let me = MsrpUri::new(relay.uri.secure, local_host, port, &new_session_id());
+    let relay_uri = MsrpUri {
+        session_id: None,
+        ..relay.uri.clone()
+    };
+    let mut t = MSRPTransport::new(io, vec![me.clone()], vec![relay_uri.clone()]);
+    let mut expires = relay.expires;
+    let mut authorization: Option<String> = None;
+    let mut nc = 0u32;
+    for _ in 0..4 {
+        let tid = random_id(&mut t.rng, 12);
+        let mut h = ChunkHead::request(&tid, "AUTH");
+        h.set_paths(std::slice::from_ref(&relay_uri), std::slice::from_ref(&me));
+        if let Some(a) = &authorization {
+            h.push_header("Authorization", a);
+        }
+        if let Some(e) = expires {
+            h.push_header("Expires", &e.to_string());
+        }
+        t.writer.write_all(&h.to_bytes(b"", ContFlag::End)).await?;
+        t.writer.flush().await?;
+        let r = loop {
+            let r = tokio::time::timeout(BIND_TIMEOUT, t.read_chunk(64 * 1024))
+                .await
+                .map_err(|_| MsrpIoError::Timeout("waiting for the relay's AUTH response"))??;
+            if r.transaction_id() == tid && r.code().is_some() {
+                break r;
+            }
+        };
+        let code = r.code().unwrap_or(0);
+        match code {
+            200 => {
+                let use_path = r
+                    .head
+                    .use_path()
+                    .map_err(|e| MsrpIoError::Protocol(e.to_string()))?
+                    .ok_or_else(|| MsrpIoError::Protocol("AUTH 200 without Use-Path".into()))?;
+                let expires = r
+                    .head
+                    .header_u32("Expires")
+                    .ok()
+                    .flatten()
+                    .or(expires)
+                    .unwrap_or(1800);
+                let mut local = use_path;
+                local.push(me);
+                t.local_path = local;
+                return Ok(RelayLeg {
+                    transport: t,
+                    expires,
+                });
+            }
+            401 => {
+                let challenge = r
+                    .head
+                    .header("WWW-Authenticate")
+                    .ok_or_else(|| MsrpIoError::Protocol("401 without a challenge".into()))?;
+                let ch = crate::proto::sip::auth::Challenge::parse(challenge)
+                    .map_err(|e| MsrpIoError::Protocol(format!("relay challenge: {e}")))?;
+                if authorization.is_some() && !ch.stale {
+                    return Err(MsrpIoError::Refused {
+                        code,
+                        comment: "the relay refused the credentials".into(),
+                    });
+                }
+                nc += 1;
+                let cnonce = random_id(&mut t.rng, 16);
+                let uri = relay_uri.to_string();
+                let a = crate::proto::sip::auth::answer(
+                    &ch,
+                    &crate::proto::sip::auth::DigestInput {
+                        username: &relay.username,
+                        password: &relay.password,
+                        method: "AUTH",
+                        uri: &uri,
+                        body: b"",
+                        nc,
+                        cnonce: &cnonce,
+                    },
+                )
+                .map_err(|e| MsrpIoError::Protocol(format!("relay challenge: {e}")))?;
+                authorization = Some(a.header_value);
+            }
+            423 => {
+                // The relay's bound; when it gives none we can use, or the
+                // same value again, ask without Expires and take its choice.
+                let min = r.head.header_u32("Min-Expires").ok().flatten();
+                let max = r.head.header_u32("Max-Expires").ok().flatten();
+                let bound = min.or(max);
+                expires = if bound.is_some() && bound != expires {
+                    bound
+                } else {
+                    None
+                };
+            }
+            _ => {
+                return Err(MsrpIoError::Refused {
+                    code,
+                    comment: r.head.comment().unwrap_or("").to_string(),
+                })
+            }
+        }
+    }
+    Err(MsrpIoError::Protocol("AUTH did not succeed".into()))
+}
+
+/// Either end, through our relay: `prepare` connects to the relay and
+/// authenticates; the local path is the relay's Use-Path followed by our
+/// URI. The calling side binds by sending through the relay; the answering
+/// side waits on the relay connection for the peer's first chunk.
+pub struct ConnectorRelay {
+    tls: MsrpTls,
+    relay: RelaySettings,
+    leg: Option<RelayLeg>,
+    active: bool,
+}
+
+/// The answering side's relay connector (see [`ConnectorRelay`]).
+pub type AcceptorRelay = ConnectorRelay;
+
+impl ConnectorRelay {
+    pub fn new(tls: MsrpTls, relay: RelaySettings, active: bool) -> Self {
+        ConnectorRelay {
+            tls,
+            relay,
+            leg: None,
+            active,
+        }
+    }
+
+    /// AUTH to the relay; returns the full local path for a=path. The URI's
+    /// host is the local address to connect from.
+    pub async fn prepare(&mut self, local_uri: MsrpUri) -> Result<Vec<MsrpUri>, MsrpIoError> {
+        let leg = relay_auth(&self.relay, &self.tls, &local_uri.host).await?;
+        let path = leg.transport.local_path.clone();
+        self.leg = Some(leg);
+        Ok(path)
+    }
+
+    /// Seconds the relay keeps our path, from its AUTH answer.
+    pub fn expires(&self) -> Option<u32> {
+        self.leg.as_ref().map(|l| l.expires)
+    }
+
+    pub async fn complete(self, remote_path: Vec<MsrpUri>) -> Result<MSRPTransport, MsrpIoError> {
+        let leg = self
+            .leg
+            .ok_or_else(|| MsrpIoError::Protocol("complete() before prepare()".into()))?;
+        let mut t = leg.transport;
+        t.remote_path = remote_path;
+        if self.active {
+            t.bind_active().await?;
+        } else {
+            t.bind_passive().await?;
+        }
+        Ok(t)
+    }
+}
+
+/// How the calling side connects: directly, or through its relay.
+pub enum Connector {
+    Direct(ConnectorDirect),
+    Relay(Box<ConnectorRelay>),
+}
+
+/// How the answering side connects: directly, or through its relay.
+pub enum Acceptor {
+    Direct(AcceptorDirect),
+    Relay(Box<AcceptorRelay>),
+}
+
+impl Connector {
+    pub async fn prepare(&mut self, local_uri: MsrpUri) -> Result<Vec<MsrpUri>, MsrpIoError> {
+        match self {
+            Connector::Direct(c) => c.prepare(local_uri).await,
+            Connector::Relay(c) => c.prepare(local_uri).await,
+        }
+    }
+    pub async fn complete(self, remote_path: Vec<MsrpUri>) -> Result<MSRPTransport, MsrpIoError> {
+        match self {
+            Connector::Direct(c) => c.complete(remote_path).await,
+            Connector::Relay(c) => c.complete(remote_path).await,
+        }
+    }
+}
+
+impl Acceptor {
+    pub async fn prepare(&mut self, local_uri: MsrpUri) -> Result<Vec<MsrpUri>, MsrpIoError> {
+        match self {
+            Acceptor::Direct(c) => c.prepare(local_uri).await,
+            Acceptor::Relay(c) => c.prepare(local_uri).await,
+        }
+    }
+    pub async fn complete(self, remote_path: Vec<MsrpUri>) -> Result<MSRPTransport, MsrpIoError> {
+        match self {
+            Acceptor::Direct(c) => c.complete(remote_path).await,
+            Acceptor::Relay(c) => c.complete(remote_path).await,
+        }
+    }
+}
+
+/// The connector for the calling side (msrplib's `get_connector`): through
+/// the relay when one is given, else direct.
+pub fn get_connector(tls: MsrpTls, relay: Option<RelaySettings>) -> Connector {
+    match relay {
+        Some(r) => Connector::Relay(Box::new(ConnectorRelay::new(tls, r, true))),
+        None => Connector::Direct(ConnectorDirect::new(tls)),
+    }
+}
+
+/// The acceptor for the answering side (msrplib's `get_acceptor`): through
+/// the relay when one is given, else listening directly.
+pub fn get_acceptor(tls: MsrpTls, relay: Option<RelaySettings>) -> Acceptor {
+    match relay {
+        Some(r) => Acceptor::Relay(Box::new(ConnectorRelay::new(tls, r, false))),
+        None => Acceptor::Direct(AcceptorDirect::new(tls)),
+    }
 }
 
 // ----- sessions -----
@@ -1061,6 +1351,14 @@ async fn run_session(
     drop(frames_tx);
     if let Ok(Err(e)) = writer_task.await {
         error.get_or_insert_with(|| e.to_string());
+    }
+    // No new messages from here on (send_message now says Closed); the ones
+    // already queued are reported as not sent with the rest.
+    cmd_rx.close();
+    while let Ok(cmd) = cmd_rx.try_recv() {
+        if let Cmd::Send(msg, _) = cmd {
+            core.send_message(msg);
+        }
     }
     core.handle_closed();
     while let Some(e) = core.poll_event() {

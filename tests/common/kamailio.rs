@@ -53,7 +53,13 @@ pub fn start(config: &str, port: u16) -> Kamailio {
         .args(["-l", &listen_udp, "-l", &listen_tcp, "-DD", "-E", "-w"])
         .arg(dir.path())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // SIPSIMPLE_TEST_KAMAILIO_LOG=FILE keeps Kamailio's log for debugging.
+        .stderr(
+            std::env::var_os("SIPSIMPLE_TEST_KAMAILIO_LOG")
+                .and_then(|f| std::fs::File::create(f).ok())
+                .map(Stdio::from)
+                .unwrap_or_else(Stdio::null),
+        )
         .process_group(0)
         .spawn()
         .expect("kamailio starts");

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use memchr::memmem;
 
-use super::message::{ByteRange, ChunkHead, ContFlag, ReportMode, StartLine};
+use super::message::{reason_phrase, ByteRange, ChunkHead, ContFlag, ReportMode, StartLine};
 use super::uri::MsrpUri;
 use crate::proto::ua::splitmix;
 
@@ -32,8 +32,13 @@ pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How a session behaves.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// Largest body of one outgoing chunk.
+    /// Largest body of one outgoing chunk on a direct connection (64 KiB;
+    /// bulk transfers go faster with 1 MiB).
     pub chunk_size: usize,
+    /// Largest body of one outgoing chunk when a relay is on the path
+    /// (8 KiB). Relays read whole chunks into fixed buffers: Kamailio's
+    /// msrp module fails on frames above about 11 KiB.
+    pub relay_chunk_size: usize,
     /// Largest incoming message we accept (413 beyond); `None`: no limit.
     pub max_incoming_message: Option<u64>,
     /// Messages being received at the same time, at most.
@@ -45,6 +50,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             chunk_size: 64 * 1024,
+            relay_chunk_size: 8 * 1024,
             max_incoming_message: None,
             max_incoming_messages: 32,
             transaction_timeout: TRANSACTION_TIMEOUT,
@@ -307,7 +313,11 @@ impl SessionCore {
     /// What to send next, if anything.
     pub fn next_chunk(&self) -> Option<ChunkRequest> {
         let o = self.outq.front()?;
-        let mut max_len = self.config.chunk_size;
+        let mut max_len = if self.local.len() > 1 || self.remote.len() > 1 {
+            self.config.chunk_size.min(self.config.relay_chunk_size)
+        } else {
+            self.config.chunk_size
+        };
         if let Some(size) = o.msg.size {
             max_len = max_len.min(usize::try_from(size - o.sent).unwrap_or(usize::MAX));
         }
@@ -610,7 +620,9 @@ impl SessionCore {
             && (c.code != 200 || c.failure_report == ReportMode::Yes)
             && c.failure_report != ReportMode::No
         {
-            let mut r = ChunkHead::response(&c.transaction_id, c.code, c.comment.as_deref());
+            // Always with a comment: some relays read a bare code as a method.
+            let comment = c.comment.as_deref().unwrap_or(reason_phrase(c.code));
+            let mut r = ChunkHead::response(&c.transaction_id, c.code, Some(comment));
             // A response goes to the previous hop only (RFC 4975 7.2).
             let to = c
                 .reply_to
@@ -650,13 +662,16 @@ impl SessionCore {
         comment: &str,
         size: u64,
     ) {
-        // Back along the path the message came (its From-Path).
-        let dest = if from_path.is_empty() {
-            self.remote.clone()
+        // Back along the path the message came: its From-Path, which holds
+        // every relay between us already, ours included.
+        let mut h = if from_path.is_empty() {
+            self.request_head("REPORT")
         } else {
-            from_path.to_vec()
+            let mut h = self.request_head_to("REPORT", &[]);
+            let me: Vec<MsrpUri> = self.local.last().cloned().into_iter().collect();
+            h.set_paths(from_path, &me);
+            h
         };
-        let mut h = self.request_head_to("REPORT", &dest);
         h.push_header("Message-ID", mid);
         h.push_header(
             "Byte-Range",

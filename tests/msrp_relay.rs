@@ -1,0 +1,169 @@
+//! MSRP through Kamailio's msrp module as an RFC 4976 relay on 127.0.0.1
+//! (tests/kamailio/msrp_relay.cfg): AUTH with digest and Use-Path, the
+//! answering side behind the relay with the caller connecting to the relay,
+//! the calling side behind the relay with the answerer connecting directly,
+//! a message each way with success reports, and wrong credentials refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kamailio::{kamailio_available, start};
+use common::sipp::free_port;
+use sipsimple::api::msrp::*;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn local() -> MsrpUri {
+    MsrpUri::parse("msrp://127.0.0.1:0;tcp").unwrap()
+}
+
+fn relay(port: u16, user: &str, password: &str) -> RelaySettings {
+    RelaySettings {
+        uri: MsrpUri::parse(&format!("msrp://127.0.0.1:{port};tcp")).unwrap(),
+        username: user.into(),
+        password: password.into(),
+        expires: None,
+    }
+}
+
+/// Until `message_id` is complete at `s`; returns its bytes.
+async fn receive(s: &MSRPSession, message_id: &str) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), s.next_event())
+            .await
+            .expect("an event in time")
+            .expect("session open");
+        match ev {
+            SessionEvent::Data {
+                message_id: m,
+                data: d,
+                ..
+            } if m == message_id => data.extend_from_slice(&d),
+            SessionEvent::Core(MsrpEvent::MessageComplete { message_id: m, .. })
+                if m == message_id =>
+            {
+                return data
+            }
+            SessionEvent::Closed { error } => panic!("closed: {error:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Until the success report for `message_id` comes back to `s`.
+async fn delivered(s: &MSRPSession, message_id: &str) {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), s.next_event())
+            .await
+            .expect("a report in time")
+            .expect("session open");
+        match ev {
+            SessionEvent::Core(MsrpEvent::Report {
+                message_id: m,
+                code,
+                ..
+            }) if m == message_id => {
+                assert_eq!(code, 200);
+                return;
+            }
+            SessionEvent::Core(MsrpEvent::ChunkResponse { code, comment, .. }) => {
+                assert_eq!(code, 200, "a chunk refused on the way: {comment:?}")
+            }
+            SessionEvent::Closed { error } => panic!("closed: {error:?}"),
+            _ => {}
+        }
+    }
+}
+
+async fn both_ways(a: &MSRPSession, b: &MSRPSession) {
+    let opts = SendOptions {
+        success_report: ReportMode::Yes,
+        ..SendOptions::default()
+    };
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    // The sender takes its events while the receiver takes its own: a
+    // session whose events nobody takes pauses (that is its backpressure).
+    let m1 = a
+        .send_message(MessageSource::Bytes(big.clone()), opts.clone())
+        .unwrap();
+    let (got, ()) = tokio::join!(receive(b, &m1), delivered(a, &m1));
+    assert_eq!(got, big);
+    let m2 = b
+        .send_message(MessageSource::Bytes(b"and back".to_vec()), opts)
+        .unwrap();
+    let (got, ()) = tokio::join!(receive(a, &m2), delivered(b, &m2));
+    assert_eq!(got, b"and back");
+}
+
+#[test]
+fn answering_side_behind_the_relay() {
+    if !kamailio_available() {
+        return;
+    }
+    let k = start("msrp_relay.cfg", free_port());
+    rt().block_on(async {
+        // Alice answers through the relay; Bob calls and connects to it.
+        let mut alice = get_acceptor(
+            MsrpTls::default(),
+            Some(relay(k.port, "alice", "alicepass")),
+        );
+        let alice_path = alice.prepare(local()).await.unwrap();
+        assert_eq!(alice_path.len(), 2, "{alice_path:?}");
+        assert_eq!(alice_path[0].port, Some(k.port));
+        assert!(alice_path[0].session_id.is_some());
+        let mut bob = get_connector(MsrpTls::default(), None);
+        let bob_path = bob.prepare(local()).await.unwrap();
+        let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path.clone()));
+        let a = a.unwrap().into_session(SessionConfig::default());
+        let b = b.unwrap().into_session(SessionConfig::default());
+        assert_eq!(b.remote_path(), &alice_path[..]);
+        both_ways(&b, &a).await;
+    });
+}
+
+#[test]
+fn calling_side_behind_the_relay() {
+    if !kamailio_available() {
+        return;
+    }
+    let k = start("msrp_relay.cfg", free_port());
+    rt().block_on(async {
+        let mut bob = get_connector(MsrpTls::default(), Some(relay(k.port, "bob", "bobpass")));
+        let bob_path = bob.prepare(local()).await.unwrap();
+        assert_eq!(bob_path.len(), 2, "{bob_path:?}");
+        let mut alice = get_acceptor(MsrpTls::default(), None);
+        let alice_path = alice.prepare(local()).await.unwrap();
+        let (b, a) = tokio::join!(bob.complete(alice_path), alice.complete(bob_path));
+        let a = a.unwrap().into_session(SessionConfig::default());
+        let b = b.unwrap().into_session(SessionConfig::default());
+        both_ways(&b, &a).await;
+    });
+}
+
+#[test]
+fn wrong_credentials_are_refused() {
+    if !kamailio_available() {
+        return;
+    }
+    let k = start("msrp_relay.cfg", free_port());
+    rt().block_on(async {
+        let mut c = get_acceptor(MsrpTls::default(), Some(relay(k.port, "alice", "wrong")));
+        match c.prepare(local()).await {
+            Err(MsrpIoError::Refused { code: 401, .. }) => {}
+            other => panic!("expected 401, got {other:?}"),
+        }
+        let mut c = get_acceptor(MsrpTls::default(), Some(relay(k.port, "mallory", "x")));
+        assert!(matches!(
+            c.prepare(local()).await,
+            Err(MsrpIoError::Refused { code: 401, .. })
+        ));
+    });
+}
