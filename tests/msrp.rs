@@ -8,18 +8,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::pki::make_pki;
+use common::pki::{make_pki, msrp_tls};
 use sipsimple::api::msrp::*;
 use sipsimple::driver::tls::TlsSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    common::runtime()
 }
 
 fn local(secure: bool) -> MsrpUri {
@@ -176,14 +172,7 @@ fn messages_both_ways_with_reports() {
 #[test]
 fn messages_over_tls_with_a_verified_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert) = make_pki(dir.path());
-    let tls = tls_from_settings(&TlsSettings {
-        ca_file: Some(ca),
-        use_system_roots: false,
-        verify_server: true,
-        certificate_file: Some(cert),
-    })
-    .unwrap();
+    let tls = msrp_tls(dir.path());
     exchange_both_ways(true, tls);
 }
 

@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::pki::make_pki;
+use common::pki::msrp_tls;
 use sipsimple::api::msrp::*;
-use sipsimple::driver::tls::TlsSettings;
 use tokio::io::{AsyncRead, ReadBuf};
 
 struct Counting;
@@ -129,11 +128,7 @@ const GIB: u64 = 1 << 30;
 
 fn one_gib(secure: bool, tls: MsrpTls) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         let (a, b) = pair(tls, secure, 1 << 20).await;
         let before = NOW.load(Relaxed);
@@ -223,25 +218,14 @@ fn one_gib_over_tcp_in_bounded_memory() {
 #[test]
 fn one_gib_over_tls_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert) = make_pki(dir.path());
-    let tls = tls_from_settings(&TlsSettings {
-        ca_file: Some(ca),
-        use_system_roots: false,
-        verify_server: true,
-        certificate_file: Some(cert),
-    })
-    .unwrap();
+    let tls = msrp_tls(dir.path());
     one_gib(true, tls);
 }
 
 #[test]
 fn a_reader_that_stops_stops_the_sender() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         let (a, b) = pair(MsrpTls::default(), false, 64 * 1024).await;
         let before = NOW.load(Relaxed);

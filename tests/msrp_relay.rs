@@ -13,11 +13,7 @@ use common::sipp::free_port;
 use sipsimple::api::msrp::*;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    common::runtime()
 }
 
 fn local() -> MsrpUri {

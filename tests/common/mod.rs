@@ -21,6 +21,15 @@ pub fn peer_available(program: &str, arg: &str, package: &str) -> bool {
     ok
 }
 
+/// A two-thread runtime for tests that drive the async MSRP library.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub mod kamailio;
 pub mod media;
 pub mod pki;

@@ -25,3 +25,16 @@ pub fn make_pki(dir: &Path) -> (PathBuf, PathBuf) {
     .unwrap();
     (ca_file, server_file)
 }
+
+/// msrps with a private CA: a certificate to accept with and the CA to
+/// verify it (the directory must outlive the configuration's use).
+pub fn msrp_tls(dir: &Path) -> sipsimple::api::msrp::MsrpTls {
+    let (ca, cert) = make_pki(dir);
+    sipsimple::api::msrp::tls_from_settings(&sipsimple::driver::tls::TlsSettings {
+        ca_file: Some(ca),
+        use_system_roots: false,
+        verify_server: true,
+        certificate_file: Some(cert),
+    })
+    .unwrap()
+}
