@@ -249,8 +249,21 @@ impl Subsystem for EngineSubsystem {
             .runtime
             .as_ref()
             .ok_or_else(|| Error::InvalidState("the runtime thread is not running".into()))?;
-        let (config, trace_on) = engine_config(&ctx.configuration)?;
+        let (mut config, trace_on) = engine_config(&ctx.configuration)?;
         let t1 = config.timers.t1;
+        let trace = Arc::new(AtomicBool::new(trace_on));
+        let sender = Sender {
+            id: ObjectId::new(),
+            kind: "Engine",
+        };
+        // Traces are posted on the runtime thread as the engine sends or
+        // receives, so an observer has each one before the peer can answer.
+        let (t, s) = (trace.clone(), sender.clone());
+        config.trace_sink = Some(crate::driver::engine::TraceSink(Arc::new(move |w| {
+            if t.load(Ordering::Relaxed) {
+                NotificationCenter::default().post_notification(SIP_TRACE, &s, trace_data(&w));
+            }
+        })));
         let (tx, rx) = mpsc::unbounded_channel();
         let started = Waiter::new();
         let put = started.clone();
@@ -270,11 +283,8 @@ impl Subsystem for EngineSubsystem {
             })?;
         let handle = EngineHandle {
             engine: engine.clone(),
-            trace: Arc::new(AtomicBool::new(trace_on)),
-            sender: Sender {
-                id: ObjectId::new(),
-                kind: "Engine",
-            },
+            trace,
+            sender,
             sessions: SessionEnv {
                 engine: engine.clone(),
                 runtime: rt.handle().clone(),

@@ -49,6 +49,20 @@ pub struct EngineConfig {
     pub pong_timeout: Duration,
     /// Report every message sent and received as [`EngineEvent::Trace`].
     pub trace: bool,
+    /// Where traces go instead of the event channel: called on the runtime
+    /// thread before a message is sent and as one is received, so a trace
+    /// is out before the peer can answer.
+    pub trace_sink: Option<TraceSink>,
+}
+
+/// A callback for [`WireTrace`]s (see [`EngineConfig::trace_sink`]).
+#[derive(Clone)]
+pub struct TraceSink(pub Arc<dyn Fn(WireTrace) + Send + Sync>);
+
+impl std::fmt::Debug for TraceSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceSink")
+    }
 }
 
 impl Default for EngineConfig {
@@ -68,6 +82,7 @@ impl Default for EngineConfig {
             keepalive_interval: Some(Duration::from_secs(110)),
             pong_timeout: Duration::from_secs(10),
             trace: false,
+            trace_sink: None,
         }
     }
 }
@@ -182,7 +197,6 @@ enum Cmd {
         msg: SipMessage,
         peer: Peer,
     },
-    SetTrace(bool),
     Stop,
 }
 
@@ -318,6 +332,7 @@ impl Engine {
             client_tls,
             tls_targets: HashMap::new(),
             events,
+            trace_sink: cfg.trace_sink.clone(),
             in_tx,
             settings,
             shared: shared.clone(),
@@ -375,8 +390,11 @@ impl Engine {
         let _ = self.cmd.send(Cmd::Stateless { msg, peer });
     }
 
+    /// Takes effect before it returns: every message handled after the
+    /// call is traced (a command through the runtime would leave a window
+    /// in which an incoming request goes untraced but its answer does not).
     pub fn set_trace(&self, on: bool) {
-        let _ = self.cmd.send(Cmd::SetTrace(on));
+        self.shared.counters.trace.store(on, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -414,6 +432,7 @@ struct EngineTask {
     /// TLS name and verification wanted for connections we will open.
     tls_targets: HashMap<SocketAddr, SendOptions>,
     events: mpsc::UnboundedSender<EngineEvent>,
+    trace_sink: Option<TraceSink>,
     in_tx: mpsc::UnboundedSender<TransportInput>,
     settings: StreamSettings,
     shared: Arc<Shared>,
@@ -493,7 +512,6 @@ impl EngineTask {
                 }
             }
             Cmd::Stateless { msg, peer } => self.layer.send_stateless(peer, &msg),
-            Cmd::SetTrace(on) => self.shared.counters.trace.store(on, Ordering::Relaxed),
             Cmd::Stop => {}
         }
     }
@@ -547,13 +565,19 @@ impl EngineTask {
 
     fn trace(&self, direction: Direction, peer: Peer, data: Vec<u8>) {
         let local = self.shared.local(peer.transport);
-        let _ = self.events.send(EngineEvent::Trace(WireTrace {
+        let t = WireTrace {
             direction,
             peer,
             local,
             timestamp: SystemTime::now(),
             data,
-        }));
+        };
+        match &self.trace_sink {
+            Some(sink) => (sink.0)(t),
+            None => {
+                let _ = self.events.send(EngineEvent::Trace(t));
+            }
+        }
     }
 
     /// Carry out transmissions and deliver events.
