@@ -376,13 +376,6 @@ async fn ua_core(h: EngineHandle, mut rx: mpsc::UnboundedReceiver<EngineEvent>) 
     let table = h.sessions.table.clone();
     while let Some(ev) = rx.recv().await {
         match ev {
-            EngineEvent::Trace(t) if h.trace.load(Ordering::Relaxed) => {
-                NotificationCenter::default().post_notification(
-                    SIP_TRACE,
-                    &h.sender,
-                    trace_data(&t),
-                );
-            }
             EngineEvent::Request {
                 key,
                 request,
@@ -434,6 +427,8 @@ async fn ua_core(h: EngineHandle, mut rx: mpsc::UnboundedReceiver<EngineEvent>) 
                     table.route(&call_id, &tag, Input::Stray(response));
                 }
             }
+            // Traces reach observers through the engine's trace sink (set
+            // at start), not through this channel.
             _ => {}
         }
     }

@@ -27,9 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::msrp::session::{Event, OutgoingMessage, SessionConfig, SessionCore};
 use crate::proto::msrp::{
-    ByteRange, ChunkHead, ChunkParser, ContFlag, MsrpUri, ParserLimits, Piece, ReportMode,
+    random_ident, ByteRange, ChunkHead, ChunkParser, ContFlag, MsrpUri, ParserLimits, Piece,
+    ReportMode,
 };
-use crate::proto::ua::splitmix;
 
 /// A byte stream MSRP runs over: TCP, or TLS on TCP.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -140,16 +140,9 @@ fn seed() -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn random_id(rng: &mut u64, n: usize) -> String {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    (0..n)
-        .map(|_| ALPHABET[(splitmix(rng) % ALPHABET.len() as u64) as usize] as char)
-        .collect()
-}
-
 /// A new session id for a local MSRP URI.
 pub fn new_session_id() -> String {
-    random_id(&mut seed(), 20)
+    random_ident(&mut seed(), 20)
 }
 
 /// A bound MSRP connection (msrplib's `MSRPTransport`).
@@ -193,22 +186,18 @@ impl MSRPTransport {
     pub fn make_chunk(&mut self, spec: ChunkSpec<'_>) -> MSRPData {
         let tid = match spec.transaction_id {
             Some(t) => t.to_string(),
-            None => random_id(&mut self.rng, 12),
+            None => random_ident(&mut self.rng, 12),
         };
         let mut head = match spec.code {
             Some(code) => ChunkHead::response(&tid, code, spec.comment),
             None => ChunkHead::request(&tid, spec.method),
         };
-        let n = self.local_path.len().saturating_sub(1);
-        let mut to: Vec<MsrpUri> = self.local_path[..n].iter().rev().cloned().collect();
-        to.extend(self.remote_path.iter().cloned());
-        let from: Vec<MsrpUri> = self.local_path.last().cloned().into_iter().collect();
-        head.set_paths(&to, &from);
+        head.set_request_paths(&self.local_path, &self.remote_path);
         let mut contflag = spec.contflag;
         if spec.code.is_none() {
             let mid = match spec.message_id {
                 Some(m) => m.to_string(),
-                None => random_id(&mut self.rng, 16),
+                None => random_ident(&mut self.rng, 16),
             };
             head.push_header("Message-ID", &mid);
             if spec.method == "SEND" {
@@ -304,15 +293,7 @@ impl MSRPTransport {
         comment: &str,
     ) -> Result<(), MsrpIoError> {
         let mut r = ChunkHead::response(&request.head.transaction_id, code, Some(comment));
-        let to: Vec<MsrpUri> = request
-            .head
-            .from_path()
-            .ok()
-            .and_then(|p| p.into_iter().next())
-            .into_iter()
-            .collect();
-        let from: Vec<MsrpUri> = self.local_path.last().cloned().into_iter().collect();
-        r.set_paths(&to, &from);
+        r.set_response_paths(request.head.previous_hop().as_ref(), &self.local_path);
         self.writer
             .write_all(&r.to_bytes(b"", ContFlag::End))
             .await?;
@@ -805,9 +786,9 @@ async fn relay_auth(
     let mut authorization: Option<String> = None;
     let mut nc = 0u32;
     for _ in 0..4 {
-        let tid = random_id(&mut t.rng, 12);
+        let tid = random_ident(&mut t.rng, 12);
         let mut h = ChunkHead::request(&tid, "AUTH");
-        h.set_paths(std::slice::from_ref(&relay_uri), std::slice::from_ref(&me));
+        h.set_request_paths(std::slice::from_ref(&me), std::slice::from_ref(&relay_uri));
         if let Some(a) = &authorization {
             h.push_header("Authorization", a);
         }
@@ -861,7 +842,7 @@ async fn relay_auth(
                     });
                 }
                 nc += 1;
-                let cnonce = random_id(&mut t.rng, 16);
+                let cnonce = random_ident(&mut t.rng, 16);
                 let uri = relay_uri.to_string();
                 let a = crate::proto::sip::auth::answer(
                     &ch,
@@ -1138,7 +1119,7 @@ impl MSRPSession {
         let message_id = options
             .message_id
             .clone()
-            .unwrap_or_else(|| random_id(&mut self.rng.lock(), 16));
+            .unwrap_or_else(|| random_ident(&mut self.rng.lock(), 16));
         let msg = OutgoingMessage {
             message_id: message_id.clone(),
             content_type: options.content_type,

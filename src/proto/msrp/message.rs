@@ -366,6 +366,31 @@ impl ChunkHead {
         out
     }
 
+    /// Paths of a new request (RFC 4975 section 7.1, RFC 4976 section 5):
+    /// To-Path is our own relays (our full path but its last URI, nearest
+    /// first) then `dest`; From-Path is our URI alone (relays add
+    /// themselves on the way).
+    pub fn set_request_paths(&mut self, local: &[MsrpUri], dest: &[MsrpUri]) {
+        let n = local.len().saturating_sub(1);
+        let mut to: Vec<MsrpUri> = local[..n].iter().rev().cloned().collect();
+        to.extend(dest.iter().cloned());
+        let from: Vec<MsrpUri> = local.last().cloned().into_iter().collect();
+        self.set_paths(&to, &from);
+    }
+
+    /// Paths of a response (RFC 4975 section 7.2): to the previous hop of
+    /// the request, from our URI (the last of our full path).
+    pub fn set_response_paths(&mut self, previous_hop: Option<&MsrpUri>, local: &[MsrpUri]) {
+        let to: Vec<MsrpUri> = previous_hop.cloned().into_iter().collect();
+        let from: Vec<MsrpUri> = local.last().cloned().into_iter().collect();
+        self.set_paths(&to, &from);
+    }
+
+    /// The hop a request came from: the first URI of its From-Path.
+    pub fn previous_hop(&self) -> Option<MsrpUri> {
+        self.from_path().ok().and_then(|p| p.into_iter().next())
+    }
+
     /// Set To-Path and From-Path as the first two headers.
     pub fn set_paths(&mut self, to: &[MsrpUri], from: &[MsrpUri]) {
         self.headers.retain(|(n, _)| {

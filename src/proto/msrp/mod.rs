@@ -15,6 +15,17 @@ pub use message::{reason_phrase, ByteRange, ChunkHead, ContFlag, ReportMode, Sta
 pub use parse::{ChunkParser, FramingError, ParserLimits, Piece};
 pub use uri::{parse_path, path_to_string, MsrpUri};
 
+/// A random identifier of `n` characters from `[0-9a-z]` (transaction,
+/// message and session ids), drawn from `rng` (SplitMix64 state).
+pub fn random_ident(rng: &mut u64, n: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..n)
+        .map(|_| {
+            ALPHABET[(crate::proto::ua::splitmix(rng) % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
 /// What is wrong with an MSRP element.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MsrpError {

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use memchr::memmem;
 
 use super::message::{reason_phrase, ByteRange, ChunkHead, ContFlag, ReportMode, StartLine};
+use super::random_ident;
 use super::uri::MsrpUri;
-use crate::proto::ua::splitmix;
 
 /// RFC 4975 section 7.1.3 suggests 30 s for a transaction response.
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -252,10 +252,7 @@ impl SessionCore {
 
     /// A random identifier of `n` characters from `[0-9a-z]`.
     pub fn random_id(&mut self, n: usize) -> String {
-        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-        (0..n)
-            .map(|_| ALPHABET[(splitmix(&mut self.rng) % ALPHABET.len() as u64) as usize] as char)
-            .collect()
+        random_ident(&mut self.rng, n)
     }
 
     /// The head of a new request with the paths set (RFC 4975 section 7.1,
@@ -269,11 +266,7 @@ impl SessionCore {
     fn request_head_to(&mut self, method: &str, dest: &[MsrpUri]) -> ChunkHead {
         let tid = self.random_id(12);
         let mut h = ChunkHead::request(&tid, method);
-        let n = self.local.len().saturating_sub(1);
-        let mut to: Vec<MsrpUri> = self.local[..n].iter().rev().cloned().collect();
-        to.extend(dest.iter().cloned());
-        let from: Vec<MsrpUri> = self.local.last().cloned().into_iter().collect();
-        h.set_paths(&to, &from);
+        h.set_request_paths(&self.local, dest);
         h
     }
 
@@ -440,7 +433,7 @@ impl SessionCore {
             comment: None,
             failure_report: ReportMode::Yes,
             respond: method != "REPORT",
-            reply_to: head.from_path().ok().and_then(|p| p.into_iter().next()),
+            reply_to: head.previous_hop(),
         };
         let refuse = |chunk: &mut InChunk, code: u16, why: String| {
             chunk.code = code;
@@ -623,15 +616,7 @@ impl SessionCore {
             // Always with a comment: some relays read a bare code as a method.
             let comment = c.comment.as_deref().unwrap_or(reason_phrase(c.code));
             let mut r = ChunkHead::response(&c.transaction_id, c.code, Some(comment));
-            // A response goes to the previous hop only (RFC 4975 7.2).
-            let to = c
-                .reply_to
-                .clone()
-                .or_else(|| self.remote.first().cloned())
-                .into_iter()
-                .collect::<Vec<_>>();
-            let from = self.local.last().cloned().into_iter().collect::<Vec<_>>();
-            r.set_paths(&to, &from);
+            r.set_response_paths(c.reply_to.as_ref().or(self.remote.first()), &self.local);
             self.transmit.push_back(r.to_bytes(b"", ContFlag::End));
         }
         let Some(mid) = c.message else {
@@ -667,9 +652,9 @@ impl SessionCore {
         let mut h = if from_path.is_empty() {
             self.request_head("REPORT")
         } else {
-            let mut h = self.request_head_to("REPORT", &[]);
-            let me: Vec<MsrpUri> = self.local.last().cloned().into_iter().collect();
-            h.set_paths(from_path, &me);
+            let me = self.local.len().saturating_sub(1);
+            let mut h = ChunkHead::request(&self.random_id(12), "REPORT");
+            h.set_request_paths(&self.local[me..], from_path);
             h
         };
         h.push_header("Message-ID", mid);
