@@ -1179,6 +1179,7 @@ impl Task {
         streams: Vec<StreamHandle>,
     ) {
         self.set_info(|i| i.proposed_streams.clear());
+        self.settle_state();
         post(
             self.sender(),
             PROPOSAL_REJECTED,
@@ -1188,11 +1189,6 @@ impl Task {
                 .with("reason", reason)
                 .with("streams", streams_json(&streams)),
         );
-        if self.session.state() == State::Proposing
-            && self.core.as_ref().map(|c| c.state()) == Some(State::Established)
-        {
-            self.sync_state(State::Established);
-        }
     }
 
     async fn accept(&mut self, now: Instant, streams: Vec<StreamHandle>) {
@@ -1377,6 +1373,15 @@ impl Task {
 
     /// Follow the core's state, except Terminated, which SIPSessionDidEnd
     /// reports together with the end reason.
+    /// After a proposal's outcome: the streams are in place, so the state
+    /// may now say what the core says, before the outcome is announced (a
+    /// callback may propose again at once and sees the new streams).
+    fn settle_state(&self) {
+        if let Some(state) = self.core.as_ref().map(|c| c.state()) {
+            self.sync_state(state);
+        }
+    }
+
     fn sync_state(&self, new: State) {
         if new == State::Terminated {
             return;
@@ -1513,6 +1518,8 @@ impl Task {
             } => {
                 let mut added = Vec::new();
                 let mut removed = Vec::new();
+                let mut proposed = None;
+                let mut hold = None;
                 match self.local_proposal.take() {
                     Some(LocalProposal::Add(streams)) => {
                         self.start_streams(&local, &remote, Some(&streams)).await;
@@ -1523,14 +1530,7 @@ impl Task {
                             .filter(|s| contains(&now_in, s))
                             .cloned()
                             .collect();
-                        post(
-                            self.sender(),
-                            PROPOSAL_ACCEPTED,
-                            NotificationData::new()
-                                .with("originator", "local")
-                                .with("accepted_streams", streams_json(&added))
-                                .with("proposed_streams", streams_json(&streams)),
-                        );
+                        proposed = Some(streams);
                     }
                     Some(LocalProposal::Remove(taken)) => {
                         for (_, s) in &taken {
@@ -1538,12 +1538,26 @@ impl Task {
                         }
                         removed = taken.into_iter().map(|(_, s)| s).collect();
                     }
-                    Some(LocalProposal::Hold(on)) => self.hold_streams(on, Originator::Local),
+                    Some(LocalProposal::Hold(on)) => hold = Some(on),
                     None => {}
                 }
                 self.update_streams(&local, &remote, &added);
                 self.set_info(|i| i.proposed_streams.clear());
                 self.publish_streams();
+                self.settle_state();
+                if let Some(on) = hold {
+                    self.hold_streams(on, Originator::Local);
+                }
+                if let Some(streams) = proposed {
+                    post(
+                        self.sender(),
+                        PROPOSAL_ACCEPTED,
+                        NotificationData::new()
+                            .with("originator", "local")
+                            .with("accepted_streams", streams_json(&added))
+                            .with("proposed_streams", streams_json(&streams)),
+                    );
+                }
                 self.renegotiated(Originator::Local, &added, &removed);
             }
             Event::ProposalAccepted {
@@ -1563,9 +1577,12 @@ impl Task {
                     self.start_streams(&local, &remote, Some(&added)).await;
                 }
                 self.update_streams(&local, &remote, &added);
+                let proposed = self.session.proposed_streams();
+                self.set_info(|i| i.proposed_streams.clear());
+                self.publish_streams();
+                self.settle_state();
                 self.remote_hold_from(&remote);
                 if self.explicit_proposal {
-                    let proposed = self.session.proposed_streams();
                     post(
                         self.sender(),
                         PROPOSAL_ACCEPTED,
@@ -1576,8 +1593,6 @@ impl Task {
                     );
                 }
                 self.explicit_proposal = false;
-                self.set_info(|i| i.proposed_streams.clear());
-                self.publish_streams();
                 self.renegotiated(Originator::Remote, &added, &removed);
             }
             Event::ProposalRejected {

@@ -883,7 +883,6 @@ impl InviteSession {
             self.awaiting_ack = rp.request.cseq().map(|c| c.0);
             self.offer_in_ack = offer.is_none();
         }
-        self.after_proposal(now);
         if let Some(o) = offer {
             self.remote_sdp = Some(o.clone());
             self.events.push_back(Event::ProposalAccepted {
@@ -892,6 +891,7 @@ impl InviteSession {
                 remote: o,
             });
         }
+        self.after_proposal(now);
         Ok(())
     }
 
@@ -910,13 +910,13 @@ impl InviteSession {
             return Err(self.refuse("reject_proposal"));
         };
         self.respond(rp.key, &rp.request, code, reason);
-        self.after_proposal(now);
         // The offer did not take: the previous remote description stands.
         self.events.push_back(Event::ProposalRejected {
             proposer: Originator::Remote,
             code,
             reason: reason.into(),
         });
+        self.after_proposal(now);
         Ok(())
     }
 
@@ -1910,12 +1910,12 @@ impl InviteSession {
                 }
                 self.local_sdp = Some(offer.clone());
                 self.remote_sdp = Some(answer.clone());
-                self.after_proposal(now);
                 self.events.push_back(Event::ProposalAccepted {
                     proposer: Originator::Local,
                     local: offer,
                     remote: answer,
                 });
+                self.after_proposal(now);
             } else if let Ok(Some(a)) = sdp_body(r) {
                 if !refresh {
                     self.remote_sdp = Some(a);
@@ -1950,27 +1950,27 @@ impl InviteSession {
             self.arm(now + d, Timer::Retry491);
             return;
         }
-        // Our o= version went up with the refused offer; the next one must
-        // still be higher, which the versioner guarantees.
-        self.after_proposal(now);
         self.events.push_back(Event::ProposalRejected {
             proposer: Originator::Local,
             code,
             reason: reason.into(),
         });
+        // Our o= version went up with the refused offer; the next one must
+        // still be higher, which the versioner guarantees.
+        self.after_proposal(now);
     }
 
     fn proposal_failed(&mut self, code: u16, reason: &str) {
         self.proposal = None;
         self.deferred = None;
-        if self.state == State::Proposing {
-            self.set_state(State::Established);
-        }
         self.events.push_back(Event::ProposalRejected {
             proposer: Originator::Local,
             code,
             reason: reason.into(),
         });
+        if self.state == State::Proposing {
+            self.set_state(State::Established);
+        }
     }
 
     /// Back to established, or to proposing if our own deferred proposal
