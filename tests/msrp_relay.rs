@@ -163,3 +163,67 @@ fn wrong_credentials_are_refused() {
         ));
     });
 }
+
+/// Takes `s`'s events for `d`; returns the relay renewals seen.
+async fn renewals_during(s: &MSRPSession, d: Duration) -> Vec<u32> {
+    let mut seen = Vec::new();
+    let end = tokio::time::Instant::now() + d;
+    while let Ok(ev) = tokio::time::timeout_at(end, s.next_event()).await {
+        match ev.expect("session open") {
+            SessionEvent::Core(MsrpEvent::RelayAuthRenewed { expires }) => seen.push(expires),
+            SessionEvent::Core(MsrpEvent::RelayAuthFailed { code, comment }) => {
+                panic!("renewal failed: {code} {comment:?}")
+            }
+            SessionEvent::Closed { error } => panic!("closed: {error:?}"),
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_session_renews_its_grant_and_an_unrenewed_path_expires() {
+    if !kamailio_available() {
+        return;
+    }
+    let k = start("msrp_relay.cfg", free_port());
+    rt().block_on(async {
+        // Alice's relay grants 2 s at a time; the session renews it.
+        let mut settings = relay(k.port, "alice", "alicepass");
+        settings.expires = Some(2);
+        let mut alice = get_acceptor(MsrpTls::default(), Some(settings.clone()));
+        let alice_path = alice.prepare(local()).await.unwrap();
+        let mut bob = get_connector(MsrpTls::default(), None);
+        let bob_path = bob.prepare(local()).await.unwrap();
+        let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path));
+        let a = a.unwrap().into_session(SessionConfig::default());
+        let b = b.unwrap().into_session(SessionConfig::default());
+        let renewed = renewals_during(&a, Duration::from_millis(4500)).await;
+        assert!(renewed.len() >= 3, "renewals: {renewed:?}");
+        assert!(renewed.iter().all(|&e| e == 2), "{renewed:?}");
+        // 4.5 s into a 2 s grant: the path is still there, both ways.
+        both_ways(&b, &a).await;
+
+        // Without a session nothing renews: after the grant the relay
+        // refuses what comes for the path.
+        let mut carol = get_acceptor(MsrpTls::default(), Some(settings));
+        let carol_path = carol.prepare(local()).await.unwrap();
+        let mut dave = get_connector(MsrpTls::default(), None);
+        let dave_path = dave.prepare(local()).await.unwrap();
+        let (c, d) = tokio::join!(carol.complete(dave_path), dave.complete(carol_path));
+        let _c = c.unwrap();
+        let mut d = d.unwrap();
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let chunk = d.make_chunk(ChunkSpec {
+            data: b"late",
+            ..ChunkSpec::default()
+        });
+        d.write_chunk(&chunk).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), d.read_chunk(64 * 1024))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert_eq!(r.transaction_id(), chunk.transaction_id());
+        assert_eq!(r.code(), Some(481), "{r:?}");
+    });
+}

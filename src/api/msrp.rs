@@ -23,6 +23,7 @@ pub use crate::driver::msrp::{
     MSRPTransport, MessageSource, MsrpIoError, MsrpTls, RelaySettings, SendOptions, SessionEvent,
     SessionStats,
 };
+pub use crate::proto::msrp::auth::{AuthClient, AuthOutcome};
 pub use crate::proto::msrp::session::{Event as MsrpEvent, SessionConfig};
 pub use crate::proto::msrp::{
     parse_path, path_to_string, ByteRange, ChunkHead, ChunkParser, ContFlag, MsrpError, MsrpUri,

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::proto::msrp::auth::{AuthClient, AuthOutcome};
 use crate::proto::msrp::session::{Event, OutgoingMessage, SessionConfig, SessionCore};
 use crate::proto::msrp::{
     random_ident, ByteRange, ChunkHead, ChunkParser, ContFlag, MsrpUri, ParserLimits, Piece,
@@ -153,6 +154,9 @@ pub struct MSRPTransport {
     local_path: Vec<MsrpUri>,
     remote_path: Vec<MsrpUri>,
     rng: u64,
+    /// Set when the connection goes to our relay: the AUTH client a
+    /// session renews the grant with.
+    relay_auth: Option<AuthClient>,
 }
 
 const READ_SIZE: usize = 256 * 1024;
@@ -167,6 +171,7 @@ impl MSRPTransport {
             local_path,
             remote_path,
             rng: seed(),
+            relay_auth: None,
         }
     }
 
@@ -768,7 +773,8 @@ struct RelayLeg {
 }
 
 /// Connect to the relay and AUTH (RFC 4976 section 5): digest on 401, the
-/// relay's bounds on 423, Use-Path and Expires from the 200.
+/// relay's bounds on 423, Use-Path and Expires from the 200. The AUTH
+/// client goes with the transport, so the session renews the grant.
 async fn relay_auth(
     relay: &RelaySettings,
     tls: &MsrpTls,
@@ -782,104 +788,44 @@ async fn relay_auth(
         ..relay.uri.clone()
     };
     let mut t = MSRPTransport::new(io, vec![me.clone()], vec![relay_uri.clone()]);
-    let mut expires = relay.expires;
-    let mut authorization: Option<String> = None;
-    let mut nc = 0u32;
-    for _ in 0..4 {
-        let tid = random_ident(&mut t.rng, 12);
-        let mut h = ChunkHead::request(&tid, "AUTH");
-        h.set_request_paths(std::slice::from_ref(&me), std::slice::from_ref(&relay_uri));
-        if let Some(a) = &authorization {
-            h.push_header("Authorization", a);
-        }
-        if let Some(e) = expires {
-            h.push_header("Expires", &e.to_string());
-        }
-        t.writer.write_all(&h.to_bytes(b"", ContFlag::End)).await?;
-        t.writer.flush().await?;
-        let r = loop {
-            let r = tokio::time::timeout(BIND_TIMEOUT, t.read_chunk(64 * 1024))
-                .await
-                .map_err(|_| MsrpIoError::Timeout("waiting for the relay's AUTH response"))??;
-            if r.transaction_id() == tid && r.code().is_some() {
-                break r;
+    let mut client = AuthClient::new(
+        me.clone(),
+        relay_uri,
+        &relay.username,
+        &relay.password,
+        relay.expires,
+        seed(),
+    );
+    let first = client.request(Instant::now());
+    t.writer.write_all(&first).await?;
+    t.writer.flush().await?;
+    loop {
+        let r = tokio::time::timeout(BIND_TIMEOUT, t.read_chunk(64 * 1024))
+            .await
+            .map_err(|_| MsrpIoError::Timeout("waiting for the relay's AUTH response"))??;
+        match client.handle_response(&r.head) {
+            AuthOutcome::NotOurs => {}
+            AuthOutcome::Send(next) => {
+                t.writer.write_all(&next).await?;
+                t.writer.flush().await?;
             }
-        };
-        let code = r.code().unwrap_or(0);
-        match code {
-            200 => {
-                let use_path = r
-                    .head
-                    .use_path()
-                    .map_err(|e| MsrpIoError::Protocol(e.to_string()))?
+            AuthOutcome::Granted { use_path, expires } => {
+                let use_path = use_path
                     .ok_or_else(|| MsrpIoError::Protocol("AUTH 200 without Use-Path".into()))?;
-                let expires = r
-                    .head
-                    .header_u32("Expires")
-                    .ok()
-                    .flatten()
-                    .or(expires)
-                    .unwrap_or(1800);
                 let mut local = use_path;
                 local.push(me);
                 t.local_path = local;
+                t.relay_auth = Some(client);
                 return Ok(RelayLeg {
                     transport: t,
                     expires,
                 });
             }
-            401 => {
-                let challenge = r
-                    .head
-                    .header("WWW-Authenticate")
-                    .ok_or_else(|| MsrpIoError::Protocol("401 without a challenge".into()))?;
-                let ch = crate::proto::sip::auth::Challenge::parse(challenge)
-                    .map_err(|e| MsrpIoError::Protocol(format!("relay challenge: {e}")))?;
-                if authorization.is_some() && !ch.stale {
-                    return Err(MsrpIoError::Refused {
-                        code,
-                        comment: "the relay refused the credentials".into(),
-                    });
-                }
-                nc += 1;
-                let cnonce = random_ident(&mut t.rng, 16);
-                let uri = relay_uri.to_string();
-                let a = crate::proto::sip::auth::answer(
-                    &ch,
-                    &crate::proto::sip::auth::DigestInput {
-                        username: &relay.username,
-                        password: &relay.password,
-                        method: "AUTH",
-                        uri: &uri,
-                        body: b"",
-                        nc,
-                        cnonce: &cnonce,
-                    },
-                )
-                .map_err(|e| MsrpIoError::Protocol(format!("relay challenge: {e}")))?;
-                authorization = Some(a.header_value);
-            }
-            423 => {
-                // The relay's bound; when it gives none we can use, or the
-                // same value again, ask without Expires and take its choice.
-                let min = r.head.header_u32("Min-Expires").ok().flatten();
-                let max = r.head.header_u32("Max-Expires").ok().flatten();
-                let bound = min.or(max);
-                expires = if bound.is_some() && bound != expires {
-                    bound
-                } else {
-                    None
-                };
-            }
-            _ => {
-                return Err(MsrpIoError::Refused {
-                    code,
-                    comment: r.head.comment().unwrap_or("").to_string(),
-                })
+            AuthOutcome::Failed { code, comment } => {
+                return Err(MsrpIoError::Refused { code, comment })
             }
         }
     }
-    Err(MsrpIoError::Protocol("AUTH did not succeed".into()))
 }
 
 /// Either end, through our relay: `prepare` connects to the relay and
@@ -1082,7 +1028,11 @@ impl MSRPSession {
         let local_path = t.local_path.clone();
         let remote_path = t.remote_path.clone();
         let stats = Arc::new(SessionStats::default());
-        let core = SessionCore::new(local_path.clone(), remote_path.clone(), config, seed());
+        let mut core = SessionCore::new(local_path.clone(), remote_path.clone(), config, seed());
+        let mut t = t;
+        if let Some(client) = t.relay_auth.take() {
+            core.set_relay_auth(client);
+        }
         tokio::spawn(run_session(t, core, cmd_rx, ev_tx, stats.clone()));
         MSRPSession {
             cmd: cmd_tx,

@@ -3,6 +3,7 @@
 //! outgoing messages into chunks, reassembles incoming ones, answers
 //! transactions and makes and reads REPORTs.
 
+pub mod auth;
 pub mod message;
 pub mod parse;
 pub mod session;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use memchr::memmem;
 
+use super::auth::{AuthClient, AuthOutcome};
 use super::message::{reason_phrase, ByteRange, ChunkHead, ContFlag, ReportMode, StartLine};
 use super::random_ident;
 use super::uri::MsrpUri;
@@ -125,7 +126,24 @@ pub enum Event {
     },
     /// A request we do not handle here (AUTH, or a method a host added).
     OtherRequest { head: ChunkHead },
+    /// The relay renewed our path (a new AUTH succeeded) for `expires` s.
+    RelayAuthRenewed { expires: u32 },
+    /// Renewing our path on the relay failed; it drops the path when the
+    /// last grant expires unless a retry succeeds first.
+    RelayAuthFailed { code: u16, comment: Option<String> },
 }
+
+/// Renewal of our path on a relay: the AUTH client and when to act next.
+struct Renewal {
+    client: AuthClient,
+    /// When to send the next AUTH (none while one is in flight).
+    next: Option<Instant>,
+    /// When the AUTH in flight times out.
+    deadline: Option<Instant>,
+}
+
+/// How long to wait before retrying a failed renewal.
+const AUTH_RETRY: Duration = Duration::from_secs(5);
 
 /// A chunk the peer sent that we are reading.
 struct InChunk {
@@ -213,6 +231,7 @@ pub struct SessionCore {
     current: Option<InChunk>,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
+    renewal: Option<Renewal>,
     /// Requests refused, for statistics.
     pub refused: u64,
 }
@@ -237,8 +256,24 @@ impl SessionCore {
             current: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            renewal: None,
             refused: 0,
         }
+    }
+
+    /// Keep our path on the relay alive: `client` got the grant in force
+    /// on this connection; AUTH again before it ends.
+    pub fn set_relay_auth(&mut self, client: AuthClient) {
+        self.renewal = Some(Renewal {
+            next: client.renew_at(),
+            client,
+            deadline: None,
+        });
+    }
+
+    /// The relay grant in force (sent at, seconds), if a relay is kept.
+    pub fn relay_grant(&self) -> Option<(Instant, u32)> {
+        self.renewal.as_ref().and_then(|r| r.client.granted())
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -419,7 +454,15 @@ impl SessionCore {
         self.current = None;
         let method = match &head.start {
             StartLine::Response { code, comment } => {
-                self.handle_response(&head.transaction_id, *code, comment.clone());
+                let ours = self
+                    .renewal
+                    .as_ref()
+                    .and_then(|r| r.client.transaction_id());
+                if ours == Some(head.transaction_id.as_str()) {
+                    self.handle_auth_response(&head);
+                } else {
+                    self.handle_response(&head.transaction_id, *code, comment.clone());
+                }
                 return None;
             }
             StartLine::Request { method } => method.clone(),
@@ -684,13 +727,72 @@ impl SessionCore {
         });
     }
 
+    // ----- relay renewal -----
+
+    fn renewal_outcome(&mut self, now: Instant, outcome: AuthOutcome) {
+        let timeout = self.config.transaction_timeout;
+        let Some(r) = self.renewal.as_mut() else {
+            return;
+        };
+        match outcome {
+            AuthOutcome::Send(bytes) => {
+                r.deadline = Some(now + timeout);
+                self.transmit.push_back(bytes);
+            }
+            AuthOutcome::Granted { expires, .. } => {
+                r.deadline = None;
+                r.next = r.client.renew_at();
+                self.events.push_back(Event::RelayAuthRenewed { expires });
+            }
+            AuthOutcome::Failed { code, comment } => {
+                r.deadline = None;
+                // Try again while the grant lasts.
+                let retry = now + AUTH_RETRY;
+                r.next = r.client.expiry().filter(|e| retry < *e).map(|_| retry);
+                self.events.push_back(Event::RelayAuthFailed {
+                    code,
+                    comment: Some(comment),
+                });
+            }
+            AuthOutcome::NotOurs => {}
+        }
+    }
+
+    fn handle_auth_response(&mut self, head: &ChunkHead) {
+        let Some(r) = self.renewal.as_mut() else {
+            return;
+        };
+        // Responses carry no time of their own; the request's send time is
+        // the safe side for the new deadline.
+        let Some(now) = r.client.sent_at() else {
+            return;
+        };
+        let outcome = r.client.handle_response(head);
+        self.renewal_outcome(now, outcome);
+    }
+
     // ----- time and output -----
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pending.values().filter_map(|p| p.deadline).min()
+        let renewal = self.renewal.as_ref().and_then(|r| r.deadline.or(r.next));
+        self.pending
+            .values()
+            .filter_map(|p| p.deadline)
+            .chain(renewal)
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(r) = self.renewal.as_mut() {
+            if r.deadline.is_some_and(|d| d <= now) {
+                let outcome = r.client.timed_out();
+                self.renewal_outcome(now, outcome);
+            } else if r.deadline.is_none() && r.next.is_some_and(|n| n <= now) {
+                r.next = None;
+                let bytes = r.client.request(now);
+                self.renewal_outcome(now, AuthOutcome::Send(bytes));
+            }
+        }
         let expired: Vec<String> = self
             .pending
             .iter()
