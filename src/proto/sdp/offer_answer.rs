@@ -158,24 +158,29 @@ impl Versioner {
 }
 
 /// The `a=setup` of an answer to `offered` (RFC 4145 4.1, RFC 6135 4.2):
-/// an offer without the attribute or with actpass gets active (we connect).
+/// an offer with actpass or passive gets active (we connect, which also
+/// works from behind a NAT); an offer without the attribute follows RFC
+/// 4975, where the offerer is active, so we answer passive.
 pub fn answer_setup(offered: Option<Setup>) -> Setup {
     match offered {
-        None | Some(Setup::ActPass) | Some(Setup::Passive) => Setup::Active,
-        Some(Setup::Active) => Setup::Passive,
+        Some(Setup::ActPass) | Some(Setup::Passive) => Setup::Active,
+        None | Some(Setup::Active) => Setup::Passive,
         Some(Setup::HoldConn) => Setup::HoldConn,
     }
 }
 
 /// Whether the side that sent `ours` opens the connection, given the
-/// other side's role. Without a=setup the answerer connects (RFC 4975 8.1).
+/// other side's role. Without a=setup the offerer connects (RFC 4975
+/// section 5.4; RFC 6135 section 5 keeps that for peers without a=setup).
 pub fn opens_connection(ours: Option<Setup>, theirs: Option<Setup>, we_answered: bool) -> bool {
     match (ours, theirs) {
         (Some(Setup::Active), _) => true,
         (Some(Setup::Passive), _) | (Some(Setup::HoldConn), _) => false,
         (Some(Setup::ActPass), Some(Setup::Active)) => false,
         (Some(Setup::ActPass), Some(Setup::Passive)) => true,
-        _ => we_answered,
+        (None, Some(Setup::Active)) => false,
+        (None, Some(Setup::Passive)) => true,
+        _ => !we_answered,
     }
 }
 
@@ -281,7 +286,7 @@ mod tests {
 
     #[test]
     fn setup_roles() {
-        assert_eq!(answer_setup(None), Setup::Active);
+        assert_eq!(answer_setup(None), Setup::Passive);
         assert_eq!(answer_setup(Some(Setup::ActPass)), Setup::Active);
         assert_eq!(answer_setup(Some(Setup::Active)), Setup::Passive);
         assert_eq!(answer_setup(Some(Setup::Passive)), Setup::Active);
@@ -296,8 +301,13 @@ mod tests {
             Some(Setup::ActPass),
             true
         ));
-        // Neither says: RFC 4975 has the answerer connect.
-        assert!(opens_connection(None, None, true));
-        assert!(!opens_connection(None, None, false));
+        // Neither says: RFC 4975 has the offerer connect.
+        assert!(!opens_connection(None, None, true));
+        assert!(opens_connection(None, None, false));
+        // A legacy answerer (no a=setup) to our actpass offer: we offered,
+        // so we are the RFC 4975 active side.
+        assert!(opens_connection(Some(Setup::ActPass), None, false));
+        // Our legacy answer to an active offer: the offerer connects.
+        assert!(!opens_connection(None, Some(Setup::Active), true));
     }
 }
