@@ -417,3 +417,144 @@ fn sending_to_a_closed_peer_reports_not_delivered() {
         ));
     });
 }
+
+/// msrps settings with a self-signed certificate and no trusted CA at all:
+/// only a=fingerprint can make a connection work.
+fn fingerprint_only(cert: std::path::PathBuf) -> MsrpTls {
+    tls_from_settings(&TlsSettings {
+        ca_file: None,
+        use_system_roots: false,
+        verify_server: true,
+        certificate_file: Some(cert),
+    })
+    .unwrap()
+}
+
+/// Connector and acceptor, each told the other's a=fingerprint (or a
+/// wrong one); returns both ends' results.
+async fn bind_with_fingerprints(
+    caller: MsrpTls,
+    callee: MsrpTls,
+    callee_expects: Option<Fingerprint>,
+    caller_expects: Option<Fingerprint>,
+) -> (
+    Result<MSRPTransport, MsrpIoError>,
+    Result<MSRPTransport, MsrpIoError>,
+) {
+    let mut acceptor = get_acceptor(callee, None);
+    acceptor.set_remote_fingerprint(callee_expects);
+    let answer_path = acceptor.prepare(local(true)).await.unwrap();
+    let mut connector = get_connector(caller, None);
+    connector.set_remote_fingerprint(caller_expects);
+    let offer_path = connector.prepare(local(true)).await.unwrap();
+    let accept = async {
+        match tokio::time::timeout(Duration::from_secs(2), acceptor.complete(offer_path)).await {
+            Ok(r) => r,
+            Err(_) => Err(MsrpIoError::Timeout("test: nothing bound")),
+        }
+    };
+    tokio::join!(connector.complete(answer_path), accept)
+}
+
+#[test]
+fn a_fingerprint_stands_in_for_a_ca_and_is_checked_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = fingerprint_only(common::pki::self_signed(dir.path(), "alice"));
+    let bob = fingerprint_only(common::pki::self_signed(dir.path(), "bob"));
+    let carol = fingerprint_only(common::pki::self_signed(dir.path(), "carol"));
+    let (fa, fb, fc) = (
+        alice.fingerprint().unwrap(),
+        bob.fingerprint().unwrap(),
+        carol.fingerprint().unwrap(),
+    );
+    assert_eq!(fa.hash, HashFunction::Sha256);
+    assert_ne!(fa, fb);
+    // What goes into SDP reads back the same.
+    assert_eq!(Fingerprint::parse(&fa.to_string()).unwrap(), fa);
+    rt().block_on(async {
+        // Both fingerprints right: bound, and messages flow.
+        let (a, b) = bind_with_fingerprints(
+            alice.clone(),
+            bob.clone(),
+            Some(fa.clone()),
+            Some(fb.clone()),
+        )
+        .await;
+        let (a, b) = (
+            a.unwrap().into_session(SessionConfig::default()),
+            b.unwrap().into_session(SessionConfig::default()),
+        );
+        let mid = a
+            .send_message(
+                MessageSource::Bytes(b"pinned".to_vec()),
+                SendOptions::default(),
+            )
+            .unwrap();
+        let (_, data) = events_until(&b, |e| {
+            matches!(e, SessionEvent::Core(MsrpEvent::MessageComplete { .. }))
+        })
+        .await;
+        assert_eq!(data[&mid], b"pinned");
+
+        // Without a fingerprint the self-signed certificate is refused.
+        let (a, b) = bind_with_fingerprints(alice.clone(), bob.clone(), None, None).await;
+        assert!(matches!(a, Err(MsrpIoError::Tls(_))), "{:?}", a.err());
+        assert!(b.is_err());
+
+        // The caller expects carol's certificate but finds bob's.
+        let (a, b) = bind_with_fingerprints(
+            alice.clone(),
+            bob.clone(),
+            Some(fa.clone()),
+            Some(fc.clone()),
+        )
+        .await;
+        assert!(matches!(a, Err(MsrpIoError::Tls(_))), "{:?}", a.err());
+        assert!(b.is_err());
+
+        // Carol calls with bob's fingerprint right, but bob's SDP said the
+        // caller is alice: bob drops the connection, nothing binds.
+        let (a, b) = bind_with_fingerprints(carol.clone(), bob.clone(), Some(fa), Some(fb)).await;
+        assert!(a.is_err(), "the caller bound");
+        assert!(b.is_err(), "the callee bound");
+    });
+}
+
+#[test]
+fn the_shared_server_port_checks_fingerprints_per_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = fingerprint_only(common::pki::self_signed(dir.path(), "alice"));
+    let bob = fingerprint_only(common::pki::self_signed(dir.path(), "bob"));
+    let carol = fingerprint_only(common::pki::self_signed(dir.path(), "carol"));
+    let (fa, fb) = (alice.fingerprint().unwrap(), bob.fingerprint().unwrap());
+    rt().block_on(async {
+        let server = MSRPServer::bind("127.0.0.1:0".parse().unwrap(), true, bob)
+            .await
+            .unwrap();
+        for (caller, ok) in [(alice, true), (carol, false)] {
+            let answer_path = server.prepare("127.0.0.1");
+            let mut c = get_connector(caller, None);
+            c.set_remote_fingerprint(Some(fb.clone()));
+            let offer_path = c.prepare(local(true)).await.unwrap();
+            let accept = async {
+                tokio::time::timeout(
+                    Duration::from_secs(2),
+                    server.complete_with_fingerprint(&answer_path, offer_path, Some(fa.clone())),
+                )
+                .await
+            };
+            let (a, b) = tokio::join!(c.complete(answer_path.clone()), accept);
+            if ok {
+                a.unwrap();
+                b.unwrap().unwrap();
+            } else {
+                match a {
+                    Err(MsrpIoError::Refused { code: 403, .. }) => {}
+                    other => panic!("expected 403, got {:?}", other.err()),
+                }
+                assert!(!matches!(b, Ok(Ok(_))));
+                assert_eq!(server.refused(), 1);
+            }
+        }
+    });
+}

@@ -30,19 +30,30 @@ pub use crate::proto::msrp::{
     ReportMode, Status,
 };
 
-use crate::driver::tls::{client_configs, server_config, TlsError, TlsSettings};
+pub use crate::proto::sdp::{Fingerprint, HashFunction};
+
+use crate::driver::tls::{
+    client_configs, identity, server_config_asking_client_cert, TlsError, TlsSettings,
+};
 
 /// TLS for msrps with the same policy as SIP over TLS: the same trusted
 /// CAs and verification setting, and the same certificate to accept with.
+/// That certificate is also our identity for a=fingerprint: presented when
+/// a peer asks for a client certificate. Accepting asks for one (without
+/// requiring it) so a peer's a=fingerprint can be checked.
 pub fn tls_from_settings(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
     let client = client_configs(s)?.choose(None);
-    let server = match &s.certificate_file {
-        Some(f) => Some(server_config(f)?),
-        None => None,
+    let (server, identity) = match &s.certificate_file {
+        Some(f) => (
+            Some(server_config_asking_client_cert(f)?),
+            Some(identity(f)?),
+        ),
+        None => (None, None),
     };
     Ok(MsrpTls {
         client: Some(client),
         server,
+        identity,
     })
 }
 
@@ -51,5 +62,9 @@ pub fn tls_with(
     client: Option<Arc<rustls::ClientConfig>>,
     server: Option<Arc<rustls::ServerConfig>>,
 ) -> MsrpTls {
-    MsrpTls { client, server }
+    MsrpTls {
+        client,
+        server,
+        identity: None,
+    }
 }

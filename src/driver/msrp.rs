@@ -31,6 +31,7 @@ use crate::proto::msrp::{
     random_ident, ByteRange, ChunkHead, ChunkParser, ContFlag, MsrpUri, ParserLimits, Piece,
     ReportMode,
 };
+use crate::proto::sdp::Fingerprint;
 
 /// A byte stream MSRP runs over: TCP, or TLS on TCP.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -64,6 +65,36 @@ pub enum MsrpIoError {
 pub struct MsrpTls {
     pub client: Option<Arc<rustls::ClientConfig>>,
     pub server: Option<Arc<rustls::ServerConfig>>,
+    /// Our certificate and key: presented when a peer with our
+    /// a=fingerprint asks for a client certificate.
+    pub identity: Option<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl MsrpTls {
+    /// Our a=fingerprint (SHA-256 of our certificate), when we have one.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.identity
+            .as_deref()
+            .and_then(super::tls::identity_fingerprint)
+    }
+}
+
+/// RFC 8122 / RFC 4975 section 14.1: when the peer's SDP gave a
+/// fingerprint, the certificate it presented must have it.
+fn check_fingerprint(
+    expected: Option<&Fingerprint>,
+    peer: Option<&[u8]>,
+) -> Result<(), MsrpIoError> {
+    match (expected, peer) {
+        (None, _) => Ok(()),
+        (Some(f), Some(cert)) if f.matches(cert) => Ok(()),
+        (Some(_), Some(_)) => Err(MsrpIoError::Tls(
+            "the peer's certificate does not match its a=fingerprint".into(),
+        )),
+        (Some(_), None) => Err(MsrpIoError::Tls(
+            "the peer presented no certificate for its a=fingerprint".into(),
+        )),
+    }
 }
 
 /// A chunk with its body in memory (msrplib's `MSRPData`).
@@ -396,6 +427,7 @@ async fn connect_io(
     uri: &MsrpUri,
     tls: &MsrpTls,
     from: Option<TcpSocket>,
+    fingerprint: Option<&Fingerprint>,
 ) -> Result<Box<dyn Io>, MsrpIoError> {
     let connect = async {
         match from {
@@ -416,10 +448,15 @@ async fn connect_io(
     if !uri.secure {
         return Ok(Box::new(tcp));
     }
-    let config = tls
-        .client
-        .clone()
-        .ok_or_else(|| MsrpIoError::Tls("no TLS client configuration".into()))?;
+    let config = match fingerprint {
+        // The certificate SDP named, whoever signed it.
+        Some(f) => super::tls::pinned_client_config(f.clone(), tls.identity.clone())
+            .map_err(|e| MsrpIoError::Tls(e.to_string()))?,
+        None => tls
+            .client
+            .clone()
+            .ok_or_else(|| MsrpIoError::Tls("no TLS client configuration".into()))?,
+    };
     let name = super::tls::server_name(&uri.host).map_err(|e| MsrpIoError::Tls(e.to_string()))?;
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
@@ -428,14 +465,16 @@ async fn connect_io(
     Ok(Box::new(stream))
 }
 
+/// Accept TLS when `secure`; returns the connection and the client's
+/// certificate (DER) if it presented one.
 async fn accept_io(
     tcp: TcpStream,
     secure: bool,
     tls: &MsrpTls,
-) -> Result<Box<dyn Io>, MsrpIoError> {
+) -> Result<(Box<dyn Io>, Option<Vec<u8>>), MsrpIoError> {
     tcp.set_nodelay(true)?;
     if !secure {
-        return Ok(Box::new(tcp));
+        return Ok((Box::new(tcp), None));
     }
     let config = tls
         .server
@@ -448,7 +487,13 @@ async fn accept_io(
     .await
     .map_err(|_| MsrpIoError::Timeout("in the TLS handshake"))?
     .map_err(|e| MsrpIoError::Tls(e.to_string()))?;
-    Ok(Box::new(stream))
+    let peer = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec());
+    Ok((Box::new(stream), peer))
 }
 
 fn with_session_id(mut uri: MsrpUri) -> MsrpUri {
@@ -463,6 +508,7 @@ pub struct ConnectorDirect {
     tls: MsrpTls,
     local_path: Vec<MsrpUri>,
     socket: Option<TcpSocket>,
+    fingerprint: Option<Fingerprint>,
 }
 
 impl ConnectorDirect {
@@ -471,7 +517,14 @@ impl ConnectorDirect {
             tls,
             local_path: Vec::new(),
             socket: None,
+            fingerprint: None,
         }
+    }
+
+    /// The peer's a=fingerprint: over msrps its certificate must have it
+    /// (and then need not be signed by a CA we trust).
+    pub fn set_remote_fingerprint(&mut self, fingerprint: Option<Fingerprint>) {
+        self.fingerprint = fingerprint;
     }
 
     /// The full local path for a=path. The URI gets a session id if it has
@@ -495,7 +548,7 @@ impl ConnectorDirect {
         if self.local_path.is_empty() {
             return Err(MsrpIoError::Protocol("complete() before prepare()".into()));
         }
-        let io = connect_io(first, &self.tls, self.socket).await?;
+        let io = connect_io(first, &self.tls, self.socket, self.fingerprint.as_ref()).await?;
         let mut t = MSRPTransport::new(io, self.local_path, remote_path);
         t.bind_active().await?;
         Ok(t)
@@ -508,6 +561,7 @@ pub struct AcceptorDirect {
     tls: MsrpTls,
     listener: Option<TcpListener>,
     local_path: Vec<MsrpUri>,
+    fingerprint: Option<Fingerprint>,
 }
 
 impl AcceptorDirect {
@@ -516,7 +570,14 @@ impl AcceptorDirect {
             tls,
             listener: None,
             local_path: Vec::new(),
+            fingerprint: None,
         }
+    }
+
+    /// The peer's a=fingerprint: over msrps it must connect with a client
+    /// certificate that has it; other connections are dropped.
+    pub fn set_remote_fingerprint(&mut self, fingerprint: Option<Fingerprint>) {
+        self.fingerprint = fingerprint;
     }
 
     /// Listen on the URI's host and port (0 or none: any free port) and
@@ -547,7 +608,15 @@ impl AcceptorDirect {
             let (tcp, _) = tokio::time::timeout_at(deadline, listener.accept())
                 .await
                 .map_err(|_| MsrpIoError::Timeout("waiting for the peer to connect"))??;
-            let io = match accept_io(tcp, secure, &self.tls).await {
+            let accepted = accept_io(tcp, secure, &self.tls)
+                .await
+                .and_then(|(io, peer)| {
+                    if secure {
+                        check_fingerprint(self.fingerprint.as_ref(), peer.as_deref())?;
+                    }
+                    Ok(io)
+                });
+            let io = match accepted {
                 Ok(io) => io,
                 Err(e) => {
                     tracing::debug!("MSRP: dropped an incoming connection: {e}");
@@ -566,6 +635,7 @@ impl AcceptorDirect {
 struct ServerSlot {
     local_path: Vec<MsrpUri>,
     remote_path: Option<Vec<MsrpUri>>,
+    fingerprint: Option<Fingerprint>,
     done: Option<oneshot::Sender<MSRPTransport>>,
 }
 
@@ -645,7 +715,7 @@ impl MSRPServer {
         tls: &MsrpTls,
         slots: &Mutex<HashMap<String, ServerSlot>>,
     ) -> Result<(), MsrpIoError> {
-        let io = accept_io(tcp, secure, tls).await?;
+        let (io, peer) = accept_io(tcp, secure, tls).await?;
         let mut t = MSRPTransport::new(io, Vec::new(), Vec::new());
         let first = tokio::time::timeout(BIND_TIMEOUT, t.read_chunk(64 * 1024))
             .await
@@ -674,7 +744,14 @@ impl MSRPServer {
         let remote = slot.remote_path.take().unwrap_or_default();
         t.local_path = slot.local_path.clone();
         t.remote_path = remote;
-        if let Err(e) = check_first_chunk(&first, &t.local_path, &t.remote_path) {
+        let checked = check_first_chunk(&first, &t.local_path, &t.remote_path).and_then(|()| {
+            if secure {
+                check_fingerprint(slot.fingerprint.as_ref(), peer.as_deref())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = checked {
             t.respond(&first, 403, "Forbidden").await?;
             return Err(e);
         }
@@ -695,6 +772,7 @@ impl MSRPServer {
             ServerSlot {
                 local_path: vec![uri.clone()],
                 remote_path: None,
+                fingerprint: None,
                 done: None,
             },
         );
@@ -707,6 +785,18 @@ impl MSRPServer {
         local_path: &[MsrpUri],
         remote_path: Vec<MsrpUri>,
     ) -> Result<MSRPTransport, MsrpIoError> {
+        self.complete_with_fingerprint(local_path, remote_path, None)
+            .await
+    }
+
+    /// [`Self::complete`] for a peer whose SDP gave an a=fingerprint: over
+    /// msrps its client certificate must have it.
+    pub async fn complete_with_fingerprint(
+        &self,
+        local_path: &[MsrpUri],
+        remote_path: Vec<MsrpUri>,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<MSRPTransport, MsrpIoError> {
         let sid = local_path
             .last()
             .and_then(|u| u.session_id.clone())
@@ -718,6 +808,7 @@ impl MSRPServer {
                 .get_mut(&sid)
                 .ok_or_else(|| MsrpIoError::Protocol("session not prepared here".into()))?;
             slot.remote_path = Some(remote_path);
+            slot.fingerprint = fingerprint;
             slot.done = Some(tx);
         }
         let r = tokio::time::timeout(BIND_TIMEOUT, rx).await;
@@ -781,7 +872,7 @@ async fn relay_auth(
     local_host: &str,
 ) -> Result<RelayLeg, MsrpIoError> {
     let (socket, port) = bound_socket(local_host, 0)?;
-    let io = connect_io(&relay.uri, tls, Some(socket)).await?;
+    let io = connect_io(&relay.uri, tls, Some(socket), None).await?;
     let me = MsrpUri::new(relay.uri.secure, local_host, port, &new_session_id());
     let relay_uri = MsrpUri {
         session_id: None,
@@ -894,6 +985,14 @@ pub enum Acceptor {
 }
 
 impl Connector {
+    /// The peer's a=fingerprint, checked on a direct msrps connection. A
+    /// relay ends TLS, so through one there is no peer certificate to check.
+    pub fn set_remote_fingerprint(&mut self, fingerprint: Option<Fingerprint>) {
+        if let Connector::Direct(c) = self {
+            c.set_remote_fingerprint(fingerprint);
+        }
+    }
+
     pub async fn prepare(&mut self, local_uri: MsrpUri) -> Result<Vec<MsrpUri>, MsrpIoError> {
         match self {
             Connector::Direct(c) => c.prepare(local_uri).await,
@@ -909,6 +1008,13 @@ impl Connector {
 }
 
 impl Acceptor {
+    /// See [`Connector::set_remote_fingerprint`].
+    pub fn set_remote_fingerprint(&mut self, fingerprint: Option<Fingerprint>) {
+        if let Acceptor::Direct(c) = self {
+            c.set_remote_fingerprint(fingerprint);
+        }
+    }
+
     pub async fn prepare(&mut self, local_uri: MsrpUri) -> Result<Vec<MsrpUri>, MsrpIoError> {
         match self {
             Acceptor::Direct(c) => c.prepare(local_uri).await,

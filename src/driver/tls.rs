@@ -8,10 +8,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
+
+use crate::proto::sdp::{Fingerprint, HashFunction};
 
 /// How TLS is set up.
 #[derive(Debug, Clone)]
@@ -119,6 +127,178 @@ pub fn server_config(cert_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
         .with_single_cert(certs, key)
         .map_err(|e| TlsError(format!("{}: {e}", cert_file.display())))?;
     Ok(Arc::new(cfg))
+}
+
+/// Our certificate and key from a PEM file, to present as a TLS client
+/// and to put in a=fingerprint.
+pub fn identity(cert_file: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let certs = read_certs(cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(cert_file)
+        .map_err(|e| TlsError(format!("no private key in {}: {e}", cert_file.display())))?;
+    let key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError(format!("{}: {e}", cert_file.display())))?;
+    Ok(Arc::new(CertifiedKey::new(certs, key)))
+}
+
+/// The a=fingerprint (SHA-256) of an identity's certificate.
+pub fn identity_fingerprint(id: &CertifiedKey) -> Option<Fingerprint> {
+    id.cert
+        .first()
+        .map(|c| Fingerprint::of(HashFunction::Sha256, c.as_ref()))
+}
+
+/// A server configuration like [`server_config`] that also asks the client
+/// for a certificate (without requiring one, and without a CA check): the
+/// caller compares it with the peer's a=fingerprint when it has one.
+pub fn server_config_asking_client_cert(cert_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = read_certs(cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(cert_file)
+        .map_err(|e| TlsError(format!("no private key in {}: {e}", cert_file.display())))?;
+    let p = provider();
+    let cfg = ServerConfig::builder_with_provider(p.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(SignatureOnly(p)))
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError(format!("{}: {e}", cert_file.display())))?;
+    Ok(Arc::new(cfg))
+}
+
+/// A client configuration that accepts exactly the server certificate with
+/// `expected` fingerprint (RFC 8122), whoever signed it, and presents
+/// `identity` when the server asks for a certificate.
+pub fn pinned_client_config(
+    expected: Fingerprint,
+    identity: Option<Arc<CertifiedKey>>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let p = provider();
+    let b = ClientConfig::builder_with_provider(p.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            expected,
+            signatures: SignatureOnly(p),
+        }));
+    let cfg = match identity {
+        Some(id) => b.with_client_cert_resolver(Arc::new(Identity(id))),
+        None => b.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
+#[derive(Debug)]
+struct Identity(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for Identity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The server certificate must have the fingerprint from SDP.
+#[derive(Debug)]
+struct Pinned {
+    expected: Fingerprint,
+    signatures: SignatureOnly,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.expected.matches(end_entity.as_ref()) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls12_signature(&self.signatures, message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls13_signature(&self.signatures, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ServerCertVerifier::supported_verify_schemes(&self.signatures)
+    }
+}
+
+/// Client certificates: asked for, not required, signatures checked; who
+/// signed them is for the caller to judge (by fingerprint).
+impl ClientCertVerifier for SignatureOnly {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls12_signature(self, message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls13_signature(self, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ServerCertVerifier::supported_verify_schemes(self)
+    }
 }
 
 /// The name to verify: a DNS name, or an IP address.

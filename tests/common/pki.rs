@@ -38,3 +38,16 @@ pub fn msrp_tls(dir: &Path) -> sipsimple::api::msrp::MsrpTls {
     })
     .unwrap()
 }
+
+/// A self-signed certificate for 127.0.0.1 (chain+key PEM file), as an
+/// endpoint that proves itself by a=fingerprint instead of a CA has.
+pub fn self_signed(dir: &Path, name: &str) -> PathBuf {
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let file = dir.join(format!("{name}.pem"));
+    std::fs::write(&file, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+    file
+}

@@ -5,10 +5,12 @@
 //! verbatim and in order, so a description printed after parsing says the
 //! same thing it said on the way in.
 
+mod fingerprint;
 mod model;
 pub mod offer_answer;
 mod parse;
 
+pub use fingerprint::{Fingerprint, FingerprintError, HashFunction};
 pub use model::{
     AddrType, Attribute, Bandwidth, Connection, Direction, MediaDescription, Origin, RtpMap,
     SessionDescription, Setup, Timing,
