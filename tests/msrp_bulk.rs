@@ -8,14 +8,12 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use common::pattern::{block, matches_pattern, Pattern};
 use common::pki::msrp_tls;
 use sipsimple::api::msrp::*;
-use tokio::io::{AsyncRead, ReadBuf};
 
 struct Counting;
 static NOW: AtomicUsize = AtomicUsize::new(0);
@@ -40,61 +38,6 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// The message's bytes: a prime-length random block repeated, so chunk
-/// borders never line up with it and any misplaced byte shows.
-const BLOCK: usize = 65_521;
-
-fn block() -> Vec<u8> {
-    let mut s = 0x1234_5678_9abc_def0u64;
-    (0..BLOCK)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as u8
-        })
-        .collect()
-}
-
-/// An endless reader of the block pattern, `left` bytes long.
-struct Pattern {
-    block: Vec<u8>,
-    pos: usize,
-    left: u64,
-}
-
-impl AsyncRead for Pattern {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        while buf.remaining() > 0 && self.left > 0 {
-            let pos = self.pos;
-            let n = (BLOCK - pos).min(buf.remaining()).min(self.left as usize);
-            buf.put_slice(&self.block[pos..pos + n]);
-            self.pos = (pos + n) % BLOCK;
-            self.left -= n as u64;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Whether `data` is the pattern at `offset`.
-fn matches_pattern(block: &[u8], offset: u64, data: &[u8]) -> bool {
-    let mut pos = (offset % BLOCK as u64) as usize;
-    let mut rest = data;
-    while !rest.is_empty() {
-        let n = (BLOCK - pos).min(rest.len());
-        if rest[..n] != block[pos..pos + n] {
-            return false;
-        }
-        rest = &rest[n..];
-        pos = (pos + n) % BLOCK;
-    }
-    true
-}
 
 fn local(secure: bool) -> MsrpUri {
     MsrpUri::parse(if secure {
@@ -136,11 +79,7 @@ fn one_gib(secure: bool, tls: MsrpTls) {
         let blk = block();
         let mid = a
             .send_message(
-                MessageSource::Reader(Box::new(Pattern {
-                    block: blk.clone(),
-                    pos: 0,
-                    left: GIB,
-                })),
+                MessageSource::Reader(Box::new(Pattern::new(blk.clone(), GIB))),
                 SendOptions {
                     content_type: "application/octet-stream".into(),
                     size: Some(GIB),
@@ -231,11 +170,7 @@ fn a_reader_that_stops_stops_the_sender() {
         let before = NOW.load(Relaxed);
         PEAK.store(before, Relaxed);
         a.send_message(
-            MessageSource::Reader(Box::new(Pattern {
-                block: block(),
-                pos: 0,
-                left: GIB,
-            })),
+            MessageSource::Reader(Box::new(Pattern::new(block(), GIB))),
             SendOptions {
                 content_type: "application/octet-stream".into(),
                 size: Some(GIB),

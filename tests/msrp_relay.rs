@@ -2,7 +2,10 @@
 //! (tests/kamailio/msrp_relay.cfg): AUTH with digest and Use-Path, the
 //! answering side behind the relay with the caller connecting to the relay,
 //! the calling side behind the relay with the answerer connecting directly,
-//! a message each way with success reports, and wrong credentials refused.
+//! a message each way with success reports, wrong credentials refused, a
+//! session renewing its 2 s grant while a path without one expires, and a
+//! 1 GiB message streamed through the relay in 8 KiB chunks, every byte
+//! checked.
 
 mod common;
 
@@ -225,5 +228,87 @@ fn the_session_renews_its_grant_and_an_unrenewed_path_expires() {
             .unwrap();
         assert_eq!(r.transaction_id(), chunk.transaction_id());
         assert_eq!(r.code(), Some(481), "{r:?}");
+    });
+}
+
+#[test]
+fn a_large_message_streams_through_the_relay() {
+    use common::pattern::{block, matches_pattern, Pattern};
+    if !kamailio_available() {
+        return;
+    }
+    const SIZE: u64 = 1 << 30;
+    let k = start("msrp_relay.cfg", free_port());
+    rt().block_on(async {
+        let mut alice = get_acceptor(
+            MsrpTls::default(),
+            Some(relay(k.port, "alice", "alicepass")),
+        );
+        let alice_path = alice.prepare(local()).await.unwrap();
+        let mut bob = get_connector(MsrpTls::default(), None);
+        let bob_path = bob.prepare(local()).await.unwrap();
+        let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path));
+        let a = a.unwrap().into_session(SessionConfig::default());
+        let b = b.unwrap().into_session(SessionConfig::default());
+        let blk = block();
+        let started = std::time::Instant::now();
+        let mid = b
+            .send_message(
+                MessageSource::Reader(Box::new(Pattern::new(blk.clone(), SIZE))),
+                SendOptions {
+                    content_type: "application/octet-stream".into(),
+                    size: Some(SIZE),
+                    success_report: ReportMode::Yes,
+                    ..SendOptions::default()
+                },
+            )
+            .unwrap();
+        // Bob's events (chunk responses) are taken while Alice reads.
+        let sender = async {
+            loop {
+                match b.next_event().await.expect("open") {
+                    SessionEvent::Core(MsrpEvent::ChunkResponse { code, comment, .. }) => {
+                        assert_eq!(code, 200, "{comment:?}")
+                    }
+                    SessionEvent::Core(MsrpEvent::Report { code, .. }) => {
+                        assert_eq!(code, 200);
+                        return;
+                    }
+                    SessionEvent::Closed { error } => panic!("closed: {error:?}"),
+                    _ => {}
+                }
+            }
+        };
+        let receiver = async {
+            let mut got = 0u64;
+            loop {
+                let ev = tokio::time::timeout(Duration::from_secs(30), a.next_event())
+                    .await
+                    .expect("data in time")
+                    .expect("open");
+                match ev {
+                    SessionEvent::Data { offset, data, .. } => {
+                        assert!(
+                            matches_pattern(&blk, offset, &data),
+                            "bad bytes at {offset}"
+                        );
+                        got += data.len() as u64;
+                    }
+                    SessionEvent::Core(MsrpEvent::MessageComplete { message_id, size }) => {
+                        assert_eq!((message_id.as_str(), size), (mid.as_str(), SIZE));
+                        return got;
+                    }
+                    SessionEvent::Closed { error } => panic!("closed: {error:?}"),
+                    _ => {}
+                }
+            }
+        };
+        let ((), got) = tokio::join!(sender, receiver);
+        assert_eq!(got, SIZE);
+        eprintln!(
+            "{} MiB through the relay in {:.1} s",
+            SIZE >> 20,
+            started.elapsed().as_secs_f64()
+        );
     });
 }

@@ -32,6 +32,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 pub mod kamailio;
 pub mod media;
+pub mod pattern;
 pub mod pki;
 pub mod sipp;
 
