@@ -5,13 +5,13 @@
 //! a message each way with success reports, wrong credentials refused, a
 //! session renewing its 2 s grant while a path without one expires, and a
 //! 1 GiB message streamed through the relay in 8 KiB chunks, every byte
-//! checked.
+//! checked, and msrps to the relay with its certificate verified.
 
 mod common;
 
 use std::time::Duration;
 
-use common::kamailio::{kamailio_available, start};
+use common::kamailio::{kamailio_available, start, start_with};
 use common::sipp::free_port;
 use sipsimple::api::msrp::*;
 
@@ -310,5 +310,54 @@ fn a_large_message_streams_through_the_relay() {
             SIZE >> 20,
             started.elapsed().as_secs_f64()
         );
+    });
+}
+
+#[test]
+fn msrps_to_the_relay_with_its_certificate_verified() {
+    if !kamailio_available()
+        || !std::path::Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert) = common::pki::make_pki(dir.path());
+    let tls_port = free_port();
+    let k = start_with(
+        "msrp_relay.cfg",
+        free_port(),
+        &[
+            "-l".into(),
+            format!("tls:127.0.0.1:{tls_port}"),
+            "-A".into(),
+            "WITH_TLS".into(),
+            "-A".into(),
+            format!("TLS_CERT=\"{}\"", cert.display()),
+        ],
+    );
+    // Both ends trust the CA that signed the relay's certificate.
+    let tls = tls_from_settings(&sipsimple::driver::tls::TlsSettings {
+        ca_file: Some(ca),
+        use_system_roots: false,
+        verify_server: true,
+        certificate_file: None,
+    })
+    .unwrap();
+    rt().block_on(async {
+        let settings = RelaySettings {
+            uri: MsrpUri::parse(&format!("msrps://127.0.0.1:{tls_port};tcp")).unwrap(),
+            ..relay(k.port, "alice", "alicepass")
+        };
+        let mut alice = get_acceptor(tls.clone(), Some(settings));
+        let alice_path = alice.prepare(local()).await.unwrap();
+        assert!(alice_path[0].secure, "{alice_path:?}");
+        assert_eq!(alice_path[0].port, Some(tls_port));
+        // Bob connects to the relay over TLS too: the first hop of the path.
+        let mut bob = get_connector(tls, None);
+        let bob_path = bob.prepare(local()).await.unwrap();
+        let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path));
+        let a = a.unwrap().into_session(SessionConfig::default());
+        let b = b.unwrap().into_session(SessionConfig::default());
+        both_ways(&b, &a).await;
     });
 }

@@ -37,6 +37,12 @@ impl Drop for Kamailio {
 /// Start Kamailio with `tests/kamailio/<config>` on UDP and TCP `port`
 /// and wait until it answers.
 pub fn start(config: &str, port: u16) -> Kamailio {
+    start_with(config, port, &[])
+}
+
+/// [`start`] with further command-line arguments (more `-l` listeners,
+/// `-A NAME=VALUE` defines for the config).
+pub fn start_with(config: &str, port: u16, extra: &[String]) -> Kamailio {
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!("{}/tests/kamailio/{config}", env!("CARGO_MANIFEST_DIR"));
     let listen_udp = format!("udp:127.0.0.1:{port}");
@@ -50,7 +56,9 @@ pub fn start(config: &str, port: u16) -> Kamailio {
         ])
         .arg("-Y")
         .arg(dir.path())
-        .args(["-l", &listen_udp, "-l", &listen_tcp, "-DD", "-E", "-w"])
+        .args(["-l", &listen_udp, "-l", &listen_tcp])
+        .args(extra)
+        .args(["-DD", "-E", "-w"])
         .arg(dir.path())
         .stdout(Stdio::null())
         // SIPSIMPLE_TEST_KAMAILIO_LOG=FILE keeps Kamailio's log for debugging.
