@@ -1,6 +1,7 @@
 //! Sans-IO protocol cores: parsers, printers and state machines. No sockets, no
 //! threads, no clocks: time is an argument.
 pub mod codec;
+pub mod cpim;
 pub mod msrp;
 pub mod rtp;
 pub mod sdp;
