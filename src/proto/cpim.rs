@@ -10,9 +10,9 @@
 use std::fmt::Write as _;
 
 /// Message headers, at most (a real message carries a handful).
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// Longest header line, in bytes.
-pub const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("message/cpim: {0}")]
