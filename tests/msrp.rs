@@ -558,3 +558,41 @@ fn the_shared_server_port_checks_fingerprints_per_session() {
         }
     });
 }
+
+#[test]
+fn a_peer_that_connects_before_our_side_completes_is_waited_for() {
+    rt().block_on(async {
+        let server = MSRPServer::bind("127.0.0.1:0".parse().unwrap(), false, MsrpTls::default())
+            .await
+            .unwrap();
+        let answer_path = server.prepare("127.0.0.1");
+        let mut c = get_connector(MsrpTls::default(), None);
+        let offer_path = c.prepare(local(false)).await.unwrap();
+        // The peer has our a=path and connects at once; our side calls
+        // complete() only when it has the peer's path, later.
+        let caller = tokio::spawn(c.complete(answer_path.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = server.complete(&answer_path, offer_path).await.unwrap();
+        let a = caller.await.unwrap().unwrap();
+        assert_eq!(a.remote_path(), &answer_path[..]);
+        assert_eq!(b.local_path(), &answer_path[..]);
+        assert_eq!(server.refused(), 0);
+
+        // Prepared, then cancelled while the peer waits: 481 at once.
+        let answer_path = server.prepare("127.0.0.1");
+        let mut c = get_connector(MsrpTls::default(), None);
+        c.prepare(local(false)).await.unwrap();
+        let caller = tokio::spawn(c.complete(answer_path.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.cancel(&answer_path);
+        let r = tokio::time::timeout(Duration::from_secs(5), caller)
+            .await
+            .expect("refused without waiting for the bind timeout")
+            .unwrap();
+        assert!(
+            matches!(r, Err(MsrpIoError::Refused { code: 481, .. })),
+            "{:?}",
+            r.err()
+        );
+    });
+}

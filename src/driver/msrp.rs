@@ -639,12 +639,53 @@ struct ServerSlot {
     done: Option<oneshot::Sender<MSRPTransport>>,
 }
 
+/// The sessions prepared on a server port, by session id.
+#[derive(Default)]
+struct Slots {
+    map: Mutex<HashMap<String, ServerSlot>>,
+    /// Woken when a prepared session starts waiting in `complete`.
+    completing: tokio::sync::Notify,
+}
+
+impl Slots {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<String, ServerSlot>> {
+        self.map.lock()
+    }
+
+    /// The slot for `sid` once its session waits for the peer. A peer can
+    /// connect as soon as it has our a=path, before our side has the
+    /// answer and calls `complete`: a prepared session is waited for (up
+    /// to the bind timeout); an unknown one is `None` at once.
+    async fn take_when_ready(&self, sid: &str) -> Option<ServerSlot> {
+        let deadline = tokio::time::Instant::now() + BIND_TIMEOUT;
+        loop {
+            let woken = self.completing.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a wake-up in between counts.
+            woken.as_mut().enable();
+            {
+                let mut map = self.lock();
+                match map.get(sid) {
+                    None => return None,
+                    Some(s) if s.remote_path.is_some() && s.done.is_some() => {
+                        return map.remove(sid)
+                    }
+                    Some(_) => {}
+                }
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
 /// One listening port shared by many sessions: incoming connections are
 /// handed to the session their first chunk's To-Path names.
 pub struct MSRPServer {
     addr: SocketAddr,
     secure: bool,
-    slots: Arc<Mutex<HashMap<String, ServerSlot>>>,
+    slots: Arc<Slots>,
     task: tokio::task::JoinHandle<()>,
     /// Connections refused (unknown session, bad first chunk).
     refused: Arc<std::sync::atomic::AtomicU64>,
@@ -658,7 +699,7 @@ impl MSRPServer {
         }
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let slots: Arc<Mutex<HashMap<String, ServerSlot>>> = Arc::default();
+        let slots: Arc<Slots> = Arc::default();
         let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = tokio::spawn(Self::accept_loop(
             listener,
@@ -689,7 +730,7 @@ impl MSRPServer {
         listener: TcpListener,
         secure: bool,
         tls: MsrpTls,
-        slots: Arc<Mutex<HashMap<String, ServerSlot>>>,
+        slots: Arc<Slots>,
         refused: Arc<std::sync::atomic::AtomicU64>,
     ) {
         loop {
@@ -713,7 +754,7 @@ impl MSRPServer {
         tcp: TcpStream,
         secure: bool,
         tls: &MsrpTls,
-        slots: &Mutex<HashMap<String, ServerSlot>>,
+        slots: &Slots,
     ) -> Result<(), MsrpIoError> {
         let (io, peer) = accept_io(tcp, secure, tls).await?;
         let mut t = MSRPTransport::new(io, Vec::new(), Vec::new());
@@ -726,17 +767,10 @@ impl MSRPServer {
             .ok()
             .and_then(|p| p.into_iter().next())
             .and_then(|u| u.session_id);
-        let slot = sid.and_then(|sid| {
-            let mut slots = slots.lock();
-            let ready = slots
-                .get(&sid)
-                .is_some_and(|s| s.remote_path.is_some() && s.done.is_some());
-            if ready {
-                slots.remove(&sid)
-            } else {
-                None
-            }
-        });
+        let slot = match sid {
+            Some(sid) => slots.take_when_ready(&sid).await,
+            None => None,
+        };
         let Some(mut slot) = slot else {
             t.respond(&first, 481, "Session Does Not Exist").await?;
             return Err(MsrpIoError::Protocol("no session waits for it".into()));
@@ -811,6 +845,7 @@ impl MSRPServer {
             slot.fingerprint = fingerprint;
             slot.done = Some(tx);
         }
+        self.slots.completing.notify_waiters();
         let r = tokio::time::timeout(BIND_TIMEOUT, rx).await;
         self.slots.lock().remove(&sid);
         match r {
@@ -824,6 +859,8 @@ impl MSRPServer {
     pub fn cancel(&self, local_path: &[MsrpUri]) {
         if let Some(sid) = local_path.last().and_then(|u| u.session_id.as_deref()) {
             self.slots.lock().remove(sid);
+            // A connection waiting for this session gets its 481 now.
+            self.slots.completing.notify_waiters();
         }
     }
 }
