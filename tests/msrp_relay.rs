@@ -102,6 +102,34 @@ async fn both_ways(a: &MSRPSession, b: &MSRPSession) {
     assert_eq!(got, b"and back");
 }
 
+/// Alice answers behind the relay in `settings`; Bob calls directly and
+/// connects to the first hop of her path (the relay). Returns Alice's
+/// transport, Bob's, and Alice's full path.
+async fn answerer_behind_relay(
+    tls: MsrpTls,
+    settings: RelaySettings,
+) -> (MSRPTransport, MSRPTransport, Vec<MsrpUri>) {
+    let mut alice = get_acceptor(tls.clone(), Some(settings));
+    let alice_path = alice.prepare(local()).await.unwrap();
+    let mut bob = get_connector(tls, None);
+    let bob_path = bob.prepare(local()).await.unwrap();
+    let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path.clone()));
+    (a.unwrap(), b.unwrap(), alice_path)
+}
+
+/// Both ends of [`answerer_behind_relay`] as sessions.
+async fn sessions_behind_relay(
+    tls: MsrpTls,
+    settings: RelaySettings,
+) -> (MSRPSession, MSRPSession, Vec<MsrpUri>) {
+    let (a, b, path) = answerer_behind_relay(tls, settings).await;
+    (
+        a.into_session(SessionConfig::default()),
+        b.into_session(SessionConfig::default()),
+        path,
+    )
+}
+
 #[test]
 fn answering_side_behind_the_relay() {
     if !kamailio_available() {
@@ -110,19 +138,11 @@ fn answering_side_behind_the_relay() {
     let k = start("msrp_relay.cfg", free_port());
     rt().block_on(async {
         // Alice answers through the relay; Bob calls and connects to it.
-        let mut alice = get_acceptor(
-            MsrpTls::default(),
-            Some(relay(k.port, "alice", "alicepass")),
-        );
-        let alice_path = alice.prepare(local()).await.unwrap();
+        let (a, b, alice_path) =
+            sessions_behind_relay(MsrpTls::default(), relay(k.port, "alice", "alicepass")).await;
         assert_eq!(alice_path.len(), 2, "{alice_path:?}");
         assert_eq!(alice_path[0].port, Some(k.port));
         assert!(alice_path[0].session_id.is_some());
-        let mut bob = get_connector(MsrpTls::default(), None);
-        let bob_path = bob.prepare(local()).await.unwrap();
-        let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path.clone()));
-        let a = a.unwrap().into_session(SessionConfig::default());
-        let b = b.unwrap().into_session(SessionConfig::default());
         assert_eq!(b.remote_path(), &alice_path[..]);
         both_ways(&b, &a).await;
     });
@@ -194,13 +214,7 @@ fn the_session_renews_its_grant_and_an_unrenewed_path_expires() {
         // Alice's relay grants 2 s at a time; the session renews it.
         let mut settings = relay(k.port, "alice", "alicepass");
         settings.expires = Some(2);
-        let mut alice = get_acceptor(MsrpTls::default(), Some(settings.clone()));
-        let alice_path = alice.prepare(local()).await.unwrap();
-        let mut bob = get_connector(MsrpTls::default(), None);
-        let bob_path = bob.prepare(local()).await.unwrap();
-        let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path));
-        let a = a.unwrap().into_session(SessionConfig::default());
-        let b = b.unwrap().into_session(SessionConfig::default());
+        let (a, b, _) = sessions_behind_relay(MsrpTls::default(), settings.clone()).await;
         let renewed = renewals_during(&a, Duration::from_millis(4500)).await;
         assert!(renewed.len() >= 3, "renewals: {renewed:?}");
         assert!(renewed.iter().all(|&e| e == 2), "{renewed:?}");
@@ -209,13 +223,7 @@ fn the_session_renews_its_grant_and_an_unrenewed_path_expires() {
 
         // Without a session nothing renews: after the grant the relay
         // refuses what comes for the path.
-        let mut carol = get_acceptor(MsrpTls::default(), Some(settings));
-        let carol_path = carol.prepare(local()).await.unwrap();
-        let mut dave = get_connector(MsrpTls::default(), None);
-        let dave_path = dave.prepare(local()).await.unwrap();
-        let (c, d) = tokio::join!(carol.complete(dave_path), dave.complete(carol_path));
-        let _c = c.unwrap();
-        let mut d = d.unwrap();
+        let (_carol, mut d, _) = answerer_behind_relay(MsrpTls::default(), settings).await;
         tokio::time::sleep(Duration::from_millis(3500)).await;
         let chunk = d.make_chunk(ChunkSpec {
             data: b"late",
@@ -240,16 +248,8 @@ fn a_large_message_streams_through_the_relay() {
     const SIZE: u64 = 1 << 30;
     let k = start("msrp_relay.cfg", free_port());
     rt().block_on(async {
-        let mut alice = get_acceptor(
-            MsrpTls::default(),
-            Some(relay(k.port, "alice", "alicepass")),
-        );
-        let alice_path = alice.prepare(local()).await.unwrap();
-        let mut bob = get_connector(MsrpTls::default(), None);
-        let bob_path = bob.prepare(local()).await.unwrap();
-        let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path));
-        let a = a.unwrap().into_session(SessionConfig::default());
-        let b = b.unwrap().into_session(SessionConfig::default());
+        let (a, b, _) =
+            sessions_behind_relay(MsrpTls::default(), relay(k.port, "alice", "alicepass")).await;
         let blk = block();
         let started = std::time::Instant::now();
         let mid = b
@@ -348,16 +348,10 @@ fn msrps_to_the_relay_with_its_certificate_verified() {
             uri: MsrpUri::parse(&format!("msrps://127.0.0.1:{tls_port};tcp")).unwrap(),
             ..relay(k.port, "alice", "alicepass")
         };
-        let mut alice = get_acceptor(tls.clone(), Some(settings));
-        let alice_path = alice.prepare(local()).await.unwrap();
+        // Bob connects to the relay over TLS too: the first hop of the path.
+        let (a, b, alice_path) = sessions_behind_relay(tls, settings).await;
         assert!(alice_path[0].secure, "{alice_path:?}");
         assert_eq!(alice_path[0].port, Some(tls_port));
-        // Bob connects to the relay over TLS too: the first hop of the path.
-        let mut bob = get_connector(tls, None);
-        let bob_path = bob.prepare(local()).await.unwrap();
-        let (a, b) = tokio::join!(alice.complete(bob_path), bob.complete(alice_path));
-        let a = a.unwrap().into_session(SessionConfig::default());
-        let b = b.unwrap().into_session(SessionConfig::default());
         both_ways(&b, &a).await;
     });
 }

@@ -80,12 +80,14 @@ impl MsrpTls {
 }
 
 /// RFC 8122 / RFC 4975 section 14.1: when the peer's SDP gave a
-/// fingerprint, the certificate it presented must have it.
+/// fingerprint, the certificate it presented over TLS must have it.
 fn check_fingerprint(
+    secure: bool,
     expected: Option<&Fingerprint>,
     peer: Option<&[u8]>,
 ) -> Result<(), MsrpIoError> {
     match (expected, peer) {
+        _ if !secure => Ok(()),
         (None, _) => Ok(()),
         (Some(f), Some(cert)) if f.matches(cert) => Ok(()),
         (Some(_), Some(_)) => Err(MsrpIoError::Tls(
@@ -611,9 +613,7 @@ impl AcceptorDirect {
             let accepted = accept_io(tcp, secure, &self.tls)
                 .await
                 .and_then(|(io, peer)| {
-                    if secure {
-                        check_fingerprint(self.fingerprint.as_ref(), peer.as_deref())?;
-                    }
+                    check_fingerprint(secure, self.fingerprint.as_ref(), peer.as_deref())?;
                     Ok(io)
                 });
             let io = match accepted {
@@ -778,13 +778,8 @@ impl MSRPServer {
         let remote = slot.remote_path.take().unwrap_or_default();
         t.local_path = slot.local_path.clone();
         t.remote_path = remote;
-        let checked = check_first_chunk(&first, &t.local_path, &t.remote_path).and_then(|()| {
-            if secure {
-                check_fingerprint(slot.fingerprint.as_ref(), peer.as_deref())
-            } else {
-                Ok(())
-            }
-        });
+        let checked = check_first_chunk(&first, &t.local_path, &t.remote_path)
+            .and_then(|()| check_fingerprint(secure, slot.fingerprint.as_ref(), peer.as_deref()));
         if let Err(e) = checked {
             t.respond(&first, 403, "Forbidden").await?;
             return Err(e);
