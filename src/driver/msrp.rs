@@ -1133,6 +1133,7 @@ pub enum SessionEvent {
 enum Cmd {
     Send(OutgoingMessage, MessageSource),
     Abort(String),
+    Complete(String, u16, Option<String>),
     Shutdown,
 }
 
@@ -1226,6 +1227,23 @@ impl MSRPSession {
     pub fn abort_message(&self, message_id: &str) -> Result<(), MsrpIoError> {
         self.cmd
             .send(Cmd::Abort(message_id.to_string()))
+            .map_err(|_| MsrpIoError::Closed)
+    }
+
+    /// The verdict on a complete incoming message when the session runs
+    /// with `defer_completion`: 200 accepts it, another code refuses it.
+    pub fn complete_message(
+        &self,
+        message_id: &str,
+        code: u16,
+        comment: Option<&str>,
+    ) -> Result<(), MsrpIoError> {
+        self.cmd
+            .send(Cmd::Complete(
+                message_id.to_string(),
+                code,
+                comment.map(str::to_string),
+            ))
             .map_err(|_| MsrpIoError::Closed)
     }
 
@@ -1410,6 +1428,9 @@ async fn run_session(
                     core.send_message(msg);
                 }
                 Some(Cmd::Abort(mid)) => { core.abort_message(&mid); }
+                Some(Cmd::Complete(mid, code, comment)) => {
+                    core.complete_message(&mid, code, comment.as_deref());
+                }
                 Some(Cmd::Shutdown) | None => { open = false; }
             },
             _ = tokio::time::sleep_until(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {

@@ -320,6 +320,31 @@ impl CpimMessage {
     }
 }
 
+/// `t` as an RFC 3339 date-time in UTC with milliseconds, as CPIM's
+/// DateTime and is-composing's lastactive want it.
+pub fn format_datetime(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
 /// RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)`.
 pub fn check_datetime(s: &str) -> Result<(), CpimError> {
     let b = s.as_bytes();
@@ -376,6 +401,22 @@ pub fn check_datetime(s: &str) -> Result<(), CpimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datetimes_print_in_rfc_3339() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400_250, "2000-02-29T00:00:00.250Z"),
+            (1_043_664_180_000, "2003-01-27T10:43:00.000Z"),
+            (4_107_542_399_999, "2100-02-28T23:59:59.999Z"),
+        ];
+        for (ms, text) in cases {
+            let s = format_datetime(UNIX_EPOCH + Duration::from_millis(ms));
+            assert_eq!(s, text);
+            check_datetime(&s).unwrap();
+        }
+    }
 
     /// RFC 3862 section 6's example, with CRLF line ends.
     const RFC_EXAMPLE: &str = "From: MR SANDERS <im:piglet@100akerwood.com>\r\n\

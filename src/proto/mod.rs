@@ -2,6 +2,7 @@
 //! threads, no clocks: time is an argument.
 pub mod codec;
 pub mod cpim;
+pub mod iscomposing;
 pub mod msrp;
 pub mod rtp;
 pub mod sdp;

@@ -45,6 +45,14 @@ pub struct SessionConfig {
     /// Messages being received at the same time, at most.
     pub max_incoming_messages: usize,
     pub transaction_timeout: Duration,
+    /// Media types a SEND may carry (`type/subtype`, `type/*` or `*`, as
+    /// in a=accept-types); others get 415. `None`: any.
+    pub accept_types: Option<Vec<String>>,
+    /// Hold the response to a message's last chunk (and its success
+    /// REPORT) until the application has looked at the whole message and
+    /// called [`SessionCore::complete_message`]: a chat stream refuses a
+    /// broken CPIM envelope with an error response this way.
+    pub defer_completion: bool,
 }
 
 impl Default for SessionConfig {
@@ -55,8 +63,28 @@ impl Default for SessionConfig {
             max_incoming_message: None,
             max_incoming_messages: 32,
             transaction_timeout: TRANSACTION_TIMEOUT,
+            accept_types: None,
+            defer_completion: false,
         }
     }
+}
+
+/// Whether `content_type` (parameters allowed) is one of `accepted`
+/// (`type/subtype`, `type/*`, `*`), compared without regard to case.
+pub fn media_type_accepted(accepted: &[String], content_type: &str) -> bool {
+    let ct = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((ty, _)) = ct.split_once('/') else {
+        return false;
+    };
+    accepted.iter().any(|a| {
+        let a = a.trim().to_ascii_lowercase();
+        a == "*" || a == ct || a.strip_suffix("/*").is_some_and(|t| t == ty)
+    })
 }
 
 /// One message to send.
@@ -205,6 +233,15 @@ impl InMessage {
     }
 }
 
+/// A complete message waiting for the application's verdict.
+struct Held {
+    /// The last chunk's transaction: (id, reply-to hop, failure report).
+    transaction: Option<(String, Option<MsrpUri>, ReportMode)>,
+    success_report: ReportMode,
+    from_path: Vec<MsrpUri>,
+    size: u64,
+}
+
 struct OutState {
     msg: OutgoingMessage,
     sent: u64,
@@ -232,6 +269,7 @@ pub struct SessionCore {
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     renewal: Option<Renewal>,
+    held: HashMap<String, Held>,
     /// Requests refused, for statistics.
     pub refused: u64,
 }
@@ -257,6 +295,7 @@ impl SessionCore {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             renewal: None,
+            held: HashMap::new(),
             refused: 0,
         }
     }
@@ -554,6 +593,13 @@ impl SessionCore {
             }
         }
         if !self.incoming.contains_key(mid) {
+            if let (Some(accepted), Some(ct)) = (&self.config.accept_types, head.content_type()) {
+                if !media_type_accepted(accepted, ct) {
+                    chunk.code = 415;
+                    chunk.comment = Some(format!("{ct} is not accepted here"));
+                    return;
+                }
+            }
             if self.incoming.len() >= self.config.max_incoming_messages {
                 chunk.code = 413;
                 chunk.comment = Some("too many messages in progress".into());
@@ -652,24 +698,48 @@ impl SessionCore {
                 }
             }
         }
-        if c.respond
-            && (c.code != 200 || c.failure_report == ReportMode::Yes)
-            && c.failure_report != ReportMode::No
-        {
-            // Always with a comment: some relays read a bare code as a method.
-            let comment = c.comment.as_deref().unwrap_or(reason_phrase(c.code));
-            let mut r = ChunkHead::response(&c.transaction_id, c.code, Some(comment));
-            r.set_response_paths(c.reply_to.as_ref().or(self.remote.first()), &self.local);
-            self.transmit.push_back(r.to_bytes(b"", ContFlag::End));
+        let done = c.message.as_ref().and_then(|mid| {
+            self.incoming
+                .get(mid)
+                .filter(|m| m.ended)
+                .and_then(|m| m.complete())
+        });
+        if let (Some(size), true, Some(mid)) = (done, self.config.defer_completion, &c.message) {
+            // The application decides how this chunk is answered.
+            let m = self.incoming.remove(mid).expect("checked just above");
+            self.held.insert(
+                mid.clone(),
+                Held {
+                    transaction: c.respond.then(|| {
+                        (
+                            c.transaction_id.clone(),
+                            c.reply_to.clone(),
+                            c.failure_report,
+                        )
+                    }),
+                    success_report: m.success_report,
+                    from_path: m.from_path,
+                    size,
+                },
+            );
+            self.events.push_back(Event::MessageComplete {
+                message_id: mid.clone(),
+                size,
+            });
+            return;
+        }
+        if c.respond {
+            self.respond(
+                &c.transaction_id,
+                c.reply_to.as_ref(),
+                c.failure_report,
+                c.code,
+                c.comment.as_deref(),
+            );
         }
         let Some(mid) = c.message else {
             return;
         };
-        let done = self
-            .incoming
-            .get(&mid)
-            .filter(|m| m.ended)
-            .and_then(|m| m.complete());
         if let Some(size) = done {
             let m = self.incoming.remove(&mid).expect("checked just above");
             if m.success_report == ReportMode::Yes {
@@ -680,6 +750,47 @@ impl SessionCore {
                 size,
             });
         }
+    }
+
+    /// Answer a chunk by the Failure-Report rules (RFC 4975 section 7.1.2):
+    /// `no` never, `partial` only on failure, `yes` always.
+    fn respond(
+        &mut self,
+        tid: &str,
+        reply_to: Option<&MsrpUri>,
+        failure_report: ReportMode,
+        code: u16,
+        comment: Option<&str>,
+    ) {
+        if (code != 200 || failure_report == ReportMode::Yes) && failure_report != ReportMode::No {
+            // Always with a comment: some relays read a bare code as a method.
+            let comment = comment.unwrap_or(reason_phrase(code));
+            let mut r = ChunkHead::response(tid, code, Some(comment));
+            r.set_response_paths(reply_to.or(self.remote.first()), &self.local);
+            self.transmit.push_back(r.to_bytes(b"", ContFlag::End));
+        }
+    }
+
+    /// The verdict on a complete message held by `defer_completion`: 200
+    /// answers its last chunk and sends the success REPORT if asked for;
+    /// any other code refuses it (the sender sees that code). False when
+    /// no such message waits.
+    pub fn complete_message(&mut self, message_id: &str, code: u16, comment: Option<&str>) -> bool {
+        let Some(h) = self.held.remove(message_id) else {
+            return false;
+        };
+        if let Some((tid, reply_to, fr)) = &h.transaction {
+            self.respond(tid, reply_to.as_ref(), *fr, code, comment);
+        }
+        if code == 200 && h.success_report == ReportMode::Yes {
+            self.send_report(message_id, &h.from_path, 200, "OK", h.size);
+        }
+        true
+    }
+
+    /// Messages waiting for [`Self::complete_message`].
+    pub fn held_messages(&self) -> usize {
+        self.held.len()
     }
 
     fn send_report(
@@ -823,6 +934,7 @@ impl SessionCore {
         let mut mids: Vec<String> = self.incoming.keys().cloned().collect();
         mids.sort();
         self.incoming.clear();
+        self.held.clear();
         self.current = None;
         for mid in mids {
             self.events

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::session::{Event, OutgoingMessage, SessionConfig, SessionCore};
+use super::session::{media_type_accepted, Event, OutgoingMessage, SessionConfig, SessionCore};
 use super::*;
 
 /// Parse `input` fed in pieces of `step` bytes; returns (head, defect,
@@ -223,12 +223,16 @@ struct Pair {
 
 impl Pair {
     fn new(chunk_size: usize) -> Pair {
-        let ua = uri("127.0.0.1", 2000, "alice1");
-        let ub = uri("127.0.0.1", 3000, "bob1");
-        let cfg = SessionConfig {
+        Pair::with(SessionConfig {
             chunk_size,
             ..SessionConfig::default()
-        };
+        })
+    }
+
+    /// Both sides with `cfg`.
+    fn with(cfg: SessionConfig) -> Pair {
+        let ua = uri("127.0.0.1", 2000, "alice1");
+        let ub = uri("127.0.0.1", 3000, "bob1");
         Pair {
             a: SessionCore::new(vec![ua.clone()], vec![ub.clone()], cfg.clone(), 1),
             b: SessionCore::new(vec![ub], vec![ua], cfg, 2),
@@ -462,6 +466,91 @@ fn bad_requests_get_400_class_responses() {
     let mut sink = Vec::new();
     Pair::feed(&mut n.b, &mut n.pb, &mut sink, b"MSRP r0001 REPORT\r\nTo-Path: msrp://127.0.0.1:3000/bob1;tcp\r\nFrom-Path: msrp://127.0.0.1:2000/alice1;tcp\r\nMessage-ID: q\r\nStatus: 000 200 OK\r\n-------r0001$\r\n");
     assert!(n.b.poll_transmit().is_none());
+}
+
+#[test]
+fn content_types_outside_accept_types_get_415() {
+    let mut n = Pair::with(SessionConfig {
+        accept_types: Some(vec!["message/cpim".into(), "text/*".into()]),
+        ..SessionConfig::default()
+    });
+    for (ct, ok) in [
+        ("text/plain", true),
+        ("Text/HTML; charset=utf-8", true),
+        ("message/CPIM", true),
+        ("image/png", false),
+        ("textual/plain", false),
+        ("garbage", false),
+    ] {
+        let mut m = message(ct, 10, ReportMode::No, ReportMode::Yes);
+        m.content_type = ct.into();
+        n.a.send_message(m);
+        n.send_from_a(&[b'a'; 10]);
+        let code = n.events[0].iter().find_map(|e| match e {
+            Event::ChunkResponse {
+                message_id, code, ..
+            } if message_id == ct => Some(*code),
+            _ => None,
+        });
+        assert_eq!(code, Some(if ok { 200 } else { 415 }), "{ct}");
+        let complete = n.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::MessageComplete { message_id, .. } if message_id == ct));
+        assert_eq!(complete, ok, "{ct}");
+    }
+    assert!(media_type_accepted(&["*".into()], "a/b"));
+    assert!(!media_type_accepted(&[], "a/b"));
+}
+
+#[test]
+fn deferred_completion_waits_for_the_verdict() {
+    let mut n = Pair::with(SessionConfig {
+        chunk_size: 100,
+        defer_completion: true,
+        ..SessionConfig::default()
+    });
+    n.a.send_message(message("good", 250, ReportMode::Yes, ReportMode::Yes));
+    n.send_from_a(&[b'g'; 250]);
+    // Two chunks answered, the last one held, no REPORT yet.
+    let codes = |n: &Pair, mid: &str| -> Vec<u16> {
+        n.events[0]
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChunkResponse {
+                    message_id, code, ..
+                } if message_id == mid => Some(*code),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(codes(&n, "good"), vec![200, 200]);
+    assert!(n.events[1].contains(&Event::MessageComplete {
+        message_id: "good".into(),
+        size: 250
+    }));
+    assert_eq!(n.b.held_messages(), 1);
+    assert!(n.b.complete_message("good", 200, None));
+    assert!(!n.b.complete_message("good", 200, None));
+    n.exchange();
+    assert_eq!(codes(&n, "good"), vec![200, 200, 200]);
+    assert!(n.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Report { message_id, code: 200, .. } if message_id == "good")));
+
+    n.a.send_message(message("bad", 10, ReportMode::Yes, ReportMode::Yes));
+    n.send_from_a(&[b'b'; 10]);
+    assert!(n.b.complete_message("bad", 400, Some("broken CPIM")));
+    n.exchange();
+    assert_eq!(codes(&n, "bad"), vec![400]);
+    assert!(!n.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Report { message_id, .. } if message_id == "bad")));
+    // A closed connection forgets held messages.
+    n.a.send_message(message("late", 10, ReportMode::No, ReportMode::Yes));
+    n.send_from_a(&[b'l'; 10]);
+    assert_eq!(n.b.held_messages(), 1);
+    n.b.handle_closed();
+    assert_eq!(n.b.held_messages(), 0);
 }
 
 #[test]
