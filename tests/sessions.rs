@@ -9,13 +9,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::apps::{incoming_session, Recorder};
 use common::media::{TestFactory, TYPE};
 use parking_lot::Mutex;
 use serde_json::json;
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
-    Account, MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter, ObserverToken,
-    SIPApplication, Session, SessionState, Storage,
+    Account, MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter, SIPApplication,
+    Session, SessionState, Storage,
 };
 
 fn factory() -> Arc<TestFactory> {
@@ -41,98 +42,9 @@ fn app() -> SIPApplication {
     app
 }
 
-/// Every session and stream notification, in delivery order.
-#[derive(Clone, Default)]
-struct Recorder {
-    seen: Arc<Mutex<Vec<Notification>>>,
-    taken: Arc<Mutex<Vec<u64>>>,
-}
-
-impl Recorder {
-    fn start() -> (Recorder, ObserverToken) {
-        let r = Recorder::default();
-        let seen = r.seen.clone();
-        let t = NotificationCenter::default().add_observer(None, None, move |n| {
-            if n.name.starts_with("SIPSession") || n.name.starts_with("MediaStream") {
-                seen.lock().push(n.clone());
-            }
-        });
-        (r, t)
-    }
-
-    fn names(&self, sender: u64) -> Vec<String> {
-        self.seen
-            .lock()
-            .iter()
-            .filter(|n| n.sender.id.0 == sender)
-            .map(|n| n.name.clone())
-            .filter(|n| n != "SIPSessionDidChangeState")
-            .collect()
-    }
-
-    fn find(&self, name: &str, sender: Option<u64>) -> Option<Notification> {
-        self.seen
-            .lock()
-            .iter()
-            .find(|n| n.name == name && sender.is_none_or(|s| n.sender.id.0 == s))
-            .cloned()
-    }
-
-    fn count(&self, name: &str, sender: u64) -> usize {
-        self.seen
-            .lock()
-            .iter()
-            .filter(|n| n.name == name && n.sender.id.0 == sender)
-            .count()
-    }
-
-    fn wait(&self, name: &str, sender: Option<u64>) -> Notification {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(n) = self.find(name, sender) {
-                return n;
-            }
-            assert!(Instant::now() < deadline, "no {name} within 10 s");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn wait_count(&self, name: &str, sender: u64, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.count(name, sender) < count {
-            assert!(
-                Instant::now() < deadline,
-                "fewer than {count} {name} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
 fn uri(app: &SIPApplication, user: &str) -> String {
     let a = app.sip_local_address(TransportKind::Udp).unwrap();
     format!("sip:{user}@127.0.0.1:{}", a.port())
-}
-
-/// The next new incoming session of `app` (tests run in parallel, so the
-/// recorder also sees other applications' sessions).
-fn incoming_session(app: &SIPApplication, rec: &Recorder) -> Session {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mine = app.session_manager().unwrap().sessions();
-        let taken = rec.taken.lock().clone();
-        let found = rec.seen.lock().iter().find_map(|n| {
-            (n.name == "SIPSessionNewIncoming" && !taken.contains(&n.sender.id.0))
-                .then(|| mine.iter().find(|s| s.id() == n.sender.id).cloned())
-                .flatten()
-        });
-        if let Some(s) = found {
-            rec.taken.lock().push(s.id().0);
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no incoming session within 10 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn call(alice: &SIPApplication, bob: &SIPApplication) -> Session {

@@ -86,6 +86,26 @@ fn timer_config(cfg: &Map<String, Value>) -> Result<TimerConfig> {
 }
 
 /// Engine settings from the configuration document.
+/// The TLS policy from the settings (`tls.ca_list`, `tls.certificate`,
+/// `tls.verify_server`): SIP over TLS and msrps share it.
+pub(crate) fn tls_settings(cfg: &Map<String, Value>) -> Result<TlsSettings> {
+    let path = |name: &str| -> Result<Option<std::path::PathBuf>> {
+        match setting(cfg, name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.into())),
+            Some(v) => Err(Error::InvalidArgument(format!(
+                "{name} must be a file path, not {v}"
+            ))),
+        }
+    };
+    Ok(TlsSettings {
+        ca_file: path("tls.ca_list")?,
+        certificate_file: path("tls.certificate")?,
+        verify_server: bool_setting(cfg, "tls.verify_server", true)?,
+        use_system_roots: true,
+    })
+}
+
 pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, bool)> {
     let transports: Vec<String> = match setting(cfg, "sip.transport_list") {
         None | Some(Value::Null) => vec!["udp".into(), "tcp".into()],
@@ -112,22 +132,7 @@ pub(crate) fn engine_config(cfg: &Map<String, Value>) -> Result<(EngineConfig, b
     let udp_port = port_setting(cfg, "sip.udp_port")?;
     let tcp_port = port_setting(cfg, "sip.tcp_port")?;
     let tls_port = port_setting(cfg, "sip.tls_port")?;
-    let path = |name: &str| -> Result<Option<std::path::PathBuf>> {
-        match setting(cfg, name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.into())),
-            Some(v) => Err(Error::InvalidArgument(format!(
-                "{name} must be a file path, not {v}"
-            ))),
-        }
-    };
-    let verify_server = bool_setting(cfg, "tls.verify_server", true)?;
-    let tls_settings = TlsSettings {
-        ca_file: path("tls.ca_list")?,
-        certificate_file: path("tls.certificate")?,
-        verify_server,
-        use_system_roots: true,
-    };
+    let tls_settings = tls_settings(cfg)?;
     // TLS is listened on only when it is listed and we have a certificate;
     // outgoing TLS needs neither.
     let listen_tls =

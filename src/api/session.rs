@@ -767,12 +767,19 @@ impl Task {
     }
 
     fn stream_ctx(&mut self, direction: &'static str) -> StreamContext {
+        let (local_identity, remote_identity) = {
+            let i = self.session.inner.info.lock();
+            (i.local_identity.clone(), i.remote_identity.clone())
+        };
         let c = StreamContext {
             session: self.session.id(),
             direction,
             local_ip: self.local_ip,
             runtime: self.env().runtime.clone(),
             settings: self.env().settings.snapshot(),
+            account: Some(self.session.inner.account.clone()),
+            local_identity,
+            remote_identity,
         };
         self.ctx = Some(c.clone());
         c
@@ -1025,6 +1032,12 @@ impl Task {
         };
         self.transport = peer.transport;
         self.local_ip = local_ip_towards(peer.addr.ip());
+        // Streams learn who talks to whom (chat's CPIM From and To).
+        let local_identity = self.config(peer.transport).local_identity;
+        self.set_info(|i| {
+            i.local_identity = Some(local_identity);
+            i.remote_identity = Some(format!("<{target}>"));
+        });
         if let Err(e) = self.initialize(&streams, "outgoing").await {
             return self.fail_early(500, &e.to_string());
         }

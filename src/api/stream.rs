@@ -48,6 +48,12 @@ pub struct StreamContext {
     pub runtime: tokio::runtime::Handle,
     /// The application's settings (e.g. `audio.input_device`).
     pub settings: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// The session's account (its `msrp.*` settings, credentials).
+    pub account: Option<super::account::Account>,
+    /// Our From/To name-addr in this session.
+    pub local_identity: Option<String>,
+    /// The peer's name-addr.
+    pub remote_identity: Option<String>,
 }
 
 /// One media stream of a session (IMediaStream).
@@ -106,6 +112,12 @@ pub trait MediaStream: Send + Sync + 'static {
     /// The id the stream wants as a notification sender (host streams know
     /// theirs before the session sees them).
     fn object_id(&self) -> Option<ObjectId> {
+        None
+    }
+
+    /// The stream as `Any`, for streams with calls of their own
+    /// (`ChatStream::of`).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
 }
@@ -195,7 +207,10 @@ pub struct MediaStreamRegistry {
 }
 
 static REGISTRY: Lazy<MediaStreamRegistry> = Lazy::new(|| MediaStreamRegistry {
-    factories: RwLock::new(vec![Arc::new(super::streams::audio::AudioFactory)]),
+    factories: RwLock::new(vec![
+        Arc::new(super::streams::audio::AudioFactory),
+        Arc::new(super::streams::chat::ChatFactory::default()),
+    ]),
 });
 
 fn valid_type_name(name: &str) -> bool {

@@ -1365,7 +1365,19 @@ async fn run_session(
                         Err(e) => { error = Some(e.to_string()); open = false; break; }
                     };
                     let ev = match piece {
-                        Piece::Head { head, defect } => { core.handle_head(head, defect); None }
+                        Piece::Head { head, defect } => {
+                            core.handle_head(head, defect);
+                            // A new message is announced before its bytes.
+                            while let Some(e) = core.poll_event() {
+                                if let Event::MessageSent { message_id } = &e {
+                                    sources.remove(message_id);
+                                }
+                                if ev_tx.send(SessionEvent::Core(e)).await.is_err() {
+                                    break 'outer;
+                                }
+                            }
+                            None
+                        }
                         Piece::Data(d) => core.handle_data(d.len()).map(|to| SessionEvent::Data {
                             message_id: to.message_id,
                             offset: to.offset,

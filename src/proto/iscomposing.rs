@@ -29,7 +29,7 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(120);
 /// How long a sender stays `active` after the last keystroke.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Larger documents are refused before parsing.
-pub const MAX_SIZE: usize = 8 * 1024;
+pub(crate) const MAX_SIZE: usize = 8 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ComposingState {

@@ -30,6 +30,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+pub mod apps;
 pub mod kamailio;
 pub mod media;
 pub mod pattern;

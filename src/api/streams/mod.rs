@@ -2,5 +2,7 @@
 //! MediaStreamRegistry at first use.
 
 pub mod audio;
+pub mod chat;
 
 pub use audio::{AudioStatistics, AudioStream};
+pub use chat::{ChatConfig, ChatFactory, ChatStream};

@@ -1,0 +1,1136 @@
+//! ChatStream (type `chat`): instant messaging over MSRP (RFC 4975) with
+//! CPIM envelopes (RFC 3862), is-composing indications (RFC 3994) and
+//! delivery reports.
+//!
+//! SDP: `m=message <port> TCP/MSRP *` (or `TCP/TLS/MSRP`), `a=path`,
+//! `a=accept-types`, `a=accept-wrapped-types`, `a=setup` (RFC 6135; the
+//! offerer connects), `a=fingerprint` over TLS, and whatever attributes
+//! the host adds (`a=features:...`).
+//!
+//! Messages go out with `Success-Report: yes` and `Failure-Report:
+//! partial`, as the SDK documents: the receiver reports delivery end to
+//! end and hops only speak up on failure. Every message id
+//! [`ChatStream::send_message`] returns ends in exactly one of
+//! ChatStreamDidDeliverMessage or ChatStreamDidNotDeliverMessage; a
+//! session that ends first reports what was not confirmed as not
+//! delivered.
+//!
+//! | notification | data |
+//! |---|---|
+//! | ChatStreamGotMessage | `message_id`, `content`, `content_type`, `cpim_headers` (name to list of values), `sender` (CPIM From), `timestamp` (CPIM DateTime), `private` |
+//! | ChatStreamDidSendMessage | `message_id` |
+//! | ChatStreamDidDeliverMessage | `message_id`, `code`, `reason` |
+//! | ChatStreamDidNotDeliverMessage | `message_id`, `code`, `reason` |
+//! | ChatStreamGotComposingIndication | `state`, `refresh`, `content_type`, `last_active`, `sender` |
+//!
+//! Incoming messages the stream cannot use are refused with an MSRP error
+//! response (400 for a broken CPIM envelope or is-composing document, 415
+//! for a type we did not accept or a charset we cannot read), logged at
+//! warn level with the reason, and counted in `info()["refused"]`.
+//!
+//! Account settings: `msrp.transport` (`tcp` or `tls`) and `msrp.relay`
+//! with the account's credentials. Application settings:
+//! `chat.max_message_size` (bytes, default 16 MiB).
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::api::engine::setting;
+use crate::api::error::{Error, Result};
+use crate::api::msrp::{
+    get_acceptor, get_connector, new_session_id, parse_path, path_to_string, tls_from_settings,
+    Acceptor, Connector, MSRPSession, MessageSource, MsrpTls, MsrpUri, RelaySettings, ReportMode,
+    SendOptions, SessionConfig, SessionEvent,
+};
+use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
+use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
+use crate::proto::cpim::{format_datetime, CpimAddress, CpimMessage};
+use crate::proto::iscomposing::{self, ComposingState, ComposingTracker, IsComposing};
+use crate::proto::msrp::session::{media_type_accepted, Event as CoreEvent};
+use crate::proto::sdp::offer_answer::{answer_setup, opens_connection};
+use crate::proto::sdp::{Attribute, Fingerprint, MediaDescription, SessionDescription, Setup};
+
+pub const TYPE: &str = "chat";
+pub const GOT_MESSAGE: &str = "ChatStreamGotMessage";
+pub const DID_SEND_MESSAGE: &str = "ChatStreamDidSendMessage";
+pub const DID_DELIVER_MESSAGE: &str = "ChatStreamDidDeliverMessage";
+pub const DID_NOT_DELIVER_MESSAGE: &str = "ChatStreamDidNotDeliverMessage";
+pub const GOT_COMPOSING_INDICATION: &str = "ChatStreamGotComposingIndication";
+
+/// What a chat stream accepts unless told otherwise.
+pub fn default_accept_types() -> Vec<String> {
+    vec![
+        "message/cpim".into(),
+        "text/*".into(),
+        iscomposing::CONTENT_TYPE.into(),
+    ]
+}
+
+const CPIM: &str = "message/cpim";
+const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
+
+/// The parts of a chat stream a host can change: accepted types and
+/// extra SDP attributes (the "subclass" side of the SDK's ChatStream).
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    pub accept_types: Vec<String>,
+    pub accept_wrapped_types: Vec<String>,
+    /// Added to our m= section (e.g. `a=features:odf-editor`).
+    pub extra_attributes: Vec<Attribute>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            accept_types: default_accept_types(),
+            accept_wrapped_types: vec!["*".into()],
+            extra_attributes: Vec::new(),
+        }
+    }
+}
+
+/// A message waiting for the stream to start.
+struct Pending {
+    message_id: String,
+    content: Vec<u8>,
+    content_type: String,
+    recipients: Option<Vec<String>>,
+    timestamp: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    New,
+    Initialized,
+    Started,
+    Ended,
+}
+
+enum Endpoint {
+    Connect(Connector),
+    Accept(Acceptor),
+}
+
+struct State {
+    phase: Phase,
+    /// The peer's a=setup when it offered.
+    offered_setup: Option<Setup>,
+    /// Our a=setup.
+    setup: Setup,
+    secure: bool,
+    endpoint: Option<Endpoint>,
+    local_path: Vec<MsrpUri>,
+    tls: MsrpTls,
+    local_identity: Option<CpimAddress>,
+    remote_identity: Option<CpimAddress>,
+    remote_accept_types: Vec<String>,
+    remote_accept_wrapped: Vec<String>,
+    private_messages: bool,
+    queue: Vec<Pending>,
+    session: Option<Arc<MSRPSession>>,
+    max_message: u64,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// Messages sent and waiting for their delivery report.
+#[derive(Default)]
+struct Tracking {
+    /// Message id to whether the last chunk went out.
+    waiting: HashMap<String, bool>,
+}
+
+struct Shared {
+    sender: Sender,
+    tracking: Mutex<Tracking>,
+    sent: AtomicU64,
+    received: AtomicU64,
+    refused: AtomicU64,
+    ended_locally: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn post(&self, name: &str, data: NotificationData) {
+        NotificationCenter::default().post_notification(name, &self.sender, data);
+    }
+
+    fn not_delivered(&self, message_id: &str, code: u16, reason: &str) {
+        if self.tracking.lock().waiting.remove(message_id).is_some() {
+            self.post(
+                DID_NOT_DELIVER_MESSAGE,
+                NotificationData::new()
+                    .with("message_id", message_id)
+                    .with("code", code)
+                    .with("reason", reason),
+            );
+        }
+    }
+}
+
+/// The chat stream of a session.
+pub struct ChatStream {
+    id: ObjectId,
+    config: ChatConfig,
+    state: Mutex<State>,
+    shared: Arc<Shared>,
+}
+
+impl ChatStream {
+    pub fn new(config: ChatConfig) -> ChatStream {
+        let id = ObjectId::new();
+        ChatStream {
+            id,
+            config,
+            state: Mutex::new(State {
+                phase: Phase::New,
+                offered_setup: None,
+                setup: Setup::Active,
+                secure: false,
+                endpoint: None,
+                local_path: Vec::new(),
+                tls: MsrpTls::default(),
+                local_identity: None,
+                remote_identity: None,
+                remote_accept_types: Vec::new(),
+                remote_accept_wrapped: Vec::new(),
+                private_messages: false,
+                queue: Vec::new(),
+                session: None,
+                max_message: DEFAULT_MAX_MESSAGE,
+                runtime: None,
+            }),
+            shared: Arc::new(Shared {
+                sender: Sender {
+                    id,
+                    kind: "MediaStream",
+                },
+                tracking: Mutex::new(Tracking::default()),
+                sent: AtomicU64::new(0),
+                received: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                ended_locally: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The chat stream behind a session's stream handle, if it is one.
+    pub fn of(handle: &crate::api::stream::StreamHandle) -> Option<&ChatStream> {
+        handle
+            .implementation()
+            .as_any()?
+            .downcast_ref::<ChatStream>()
+    }
+
+    pub fn accept_types(&self) -> &[String] {
+        &self.config.accept_types
+    }
+
+    pub fn accept_wrapped_types(&self) -> &[String] {
+        &self.config.accept_wrapped_types
+    }
+
+    /// Whether the peer takes messages for one participant only
+    /// (`a=chatroom:private-messages`).
+    pub fn private_messages_allowed(&self) -> bool {
+        self.state.lock().private_messages
+    }
+
+    /// Send a message; returns its id. Before the stream starts, messages
+    /// queue and go out in order once it has. `recipients` (CPIM To) other
+    /// than the peer need the peer's private-messages support.
+    pub fn send_message(
+        &self,
+        content: Vec<u8>,
+        content_type: &str,
+        recipients: Option<Vec<String>>,
+        timestamp: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> Result<String> {
+        let content_type = content_type.trim();
+        if !content_type.contains('/') || content_type.contains(['\r', '\n']) {
+            return Err(Error::InvalidArgument(format!(
+                "content type {content_type:?} is not type/subtype"
+            )));
+        }
+        if let Some(t) = &timestamp {
+            crate::proto::cpim::check_datetime(t)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        for (n, v) in &headers {
+            if n.is_empty() || n.contains([':', '\r', '\n', ' ']) || v.contains(['\r', '\n']) {
+                return Err(Error::InvalidArgument(format!("bad CPIM header {n:?}")));
+            }
+        }
+        if let Some(r) = &recipients {
+            if r.is_empty() {
+                return Err(Error::InvalidArgument("an empty recipient list".into()));
+            }
+            for x in r {
+                CpimAddress::parse(x).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            }
+        }
+        let message_id = new_session_id();
+        let p = Pending {
+            message_id: message_id.clone(),
+            content,
+            content_type: content_type.to_string(),
+            recipients,
+            timestamp,
+            headers,
+        };
+        let mut st = self.state.lock();
+        match st.phase {
+            Phase::Ended => Err(Error::InvalidState("the chat stream has ended".into())),
+            Phase::Started => {
+                let session = st.session.clone();
+                let wire = encode(&st, &p)?;
+                drop(st);
+                self.submit(session, &p.message_id, wire)?;
+                Ok(message_id)
+            }
+            _ => {
+                st.queue.push(p);
+                Ok(message_id)
+            }
+        }
+    }
+
+    /// Tell the peer we are (or stopped) composing (RFC 3994). `refresh`:
+    /// seconds until we send `active` again (default 60 for `active`).
+    pub fn send_composing_indication(
+        &self,
+        state: &str,
+        refresh: Option<u32>,
+        last_active: Option<String>,
+    ) -> Result<()> {
+        let s = ComposingState::parse(state).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "composing state {state:?} is neither active nor idle"
+            ))
+        })?;
+        if let Some(t) = &last_active {
+            crate::proto::cpim::check_datetime(t)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        let mut doc = IsComposing::new(s);
+        doc.content_type = Some("text/plain".into());
+        doc.refresh = match s {
+            ComposingState::Active => Some(refresh.unwrap_or(60).max(1)),
+            ComposingState::Idle => None,
+        };
+        doc.last_active = last_active;
+        let st = self.state.lock();
+        if st.phase != Phase::Started {
+            return Err(Error::InvalidState(
+                "composing indications need a started chat stream".into(),
+            ));
+        }
+        let p = Pending {
+            message_id: new_session_id(),
+            content: doc.to_xml().into_bytes(),
+            content_type: iscomposing::CONTENT_TYPE.into(),
+            recipients: None,
+            timestamp: None,
+            headers: Vec::new(),
+        };
+        let wire = encode(&st, &p)?;
+        let session = st.session.clone();
+        drop(st);
+        let session =
+            session.ok_or_else(|| Error::InvalidState("the chat stream has no session".into()))?;
+        let (ct, body) = wire;
+        session
+            .send_message(
+                MessageSource::Bytes(body),
+                SendOptions {
+                    content_type: ct,
+                    success_report: ReportMode::No,
+                    failure_report: ReportMode::Partial,
+                    message_id: Some(p.message_id),
+                    ..SendOptions::default()
+                },
+            )
+            .map_err(|e| Error::InvalidState(format!("the chat stream is closed: {e}")))?;
+        Ok(())
+    }
+
+    /// Hand one encoded message to the MSRP session and track it.
+    fn submit(
+        &self,
+        session: Option<Arc<MSRPSession>>,
+        message_id: &str,
+        (content_type, body): (String, Vec<u8>),
+    ) -> Result<()> {
+        let session =
+            session.ok_or_else(|| Error::InvalidState("the chat stream has no session".into()))?;
+        self.shared
+            .tracking
+            .lock()
+            .waiting
+            .insert(message_id.to_string(), false);
+        let r = session.send_message(
+            MessageSource::Bytes(body),
+            SendOptions {
+                content_type,
+                success_report: ReportMode::Yes,
+                failure_report: ReportMode::Partial,
+                message_id: Some(message_id.to_string()),
+                ..SendOptions::default()
+            },
+        );
+        if let Err(e) = r {
+            self.shared.tracking.lock().waiting.remove(message_id);
+            return Err(Error::InvalidState(format!(
+                "the chat stream is closed: {e}"
+            )));
+        }
+        self.shared.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The content type and bytes on the wire for `p`: CPIM when the peer
+/// takes it, the bare content when the peer takes that type and no CPIM.
+fn encode(st: &State, p: &Pending) -> Result<(String, Vec<u8>)> {
+    let private = p.recipients.as_ref().is_some_and(|r| {
+        let remote = st.remote_identity.as_ref().map(|a| a.uri.as_str());
+        r.len() != 1
+            || CpimAddress::parse(&r[0])
+                .ok()
+                .is_none_or(|a| Some(a.uri.as_str()) != remote)
+    });
+    if private && !st.private_messages {
+        return Err(Error::InvalidState(
+            "the peer does not take private messages (no a=chatroom:private-messages)".into(),
+        ));
+    }
+    let cpim_ok = media_type_accepted(&st.remote_accept_types, CPIM)
+        && media_type_accepted(&st.remote_accept_wrapped, &p.content_type);
+    if cpim_ok {
+        let from = st
+            .local_identity
+            .clone()
+            .unwrap_or_else(|| CpimAddress::new(None, "sip:anonymous@anonymous.invalid"));
+        let to: Vec<CpimAddress> = match &p.recipients {
+            Some(r) => r
+                .iter()
+                .filter_map(|x| CpimAddress::parse(x).ok())
+                .collect(),
+            None => st.remote_identity.clone().into_iter().collect(),
+        };
+        let first = to
+            .first()
+            .cloned()
+            .unwrap_or_else(|| CpimAddress::new(None, "sip:anonymous@anonymous.invalid"));
+        let ts = p
+            .timestamp
+            .clone()
+            .unwrap_or_else(|| format_datetime(SystemTime::now()));
+        let mut m = CpimMessage::new(&from, &first, Some(&ts), &p.content_type, p.content.clone());
+        for extra in to.iter().skip(1) {
+            m.headers.insert(2, ("To".into(), extra.to_string()));
+        }
+        for (n, v) in &p.headers {
+            m.headers.push((n.clone(), v.clone()));
+        }
+        return Ok((CPIM.into(), m.to_bytes()));
+    }
+    if media_type_accepted(&st.remote_accept_types, &p.content_type) && !private {
+        return Ok((p.content_type.clone(), p.content.clone()));
+    }
+    Err(Error::InvalidArgument(format!(
+        "the peer accepts neither {} nor message/cpim wrapping it",
+        p.content_type
+    )))
+}
+
+/// The name-addr part of a From/To value (tag and other parameters off).
+fn address_of(identity: &str) -> Option<CpimAddress> {
+    let s = identity.trim();
+    let s = match s.find('>') {
+        Some(i) => &s[..=i],
+        None => s.split(';').next().unwrap_or(s),
+    };
+    CpimAddress::parse(s).ok()
+}
+
+fn is_msrp_proto(proto: &str) -> Option<bool> {
+    match proto.to_ascii_uppercase().as_str() {
+        "TCP/MSRP" => Some(false),
+        "TCP/TLS/MSRP" => Some(true),
+        _ => None,
+    }
+}
+
+fn account_text(ctx: &StreamContext, name: &str) -> Option<String> {
+    ctx.account
+        .as_ref()
+        .and_then(|a| a.get(name).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .filter(|s| !s.is_empty())
+}
+
+fn relay_settings(ctx: &StreamContext) -> Result<Option<RelaySettings>> {
+    let Some(uri) = account_text(ctx, "msrp.relay") else {
+        return Ok(None);
+    };
+    let uri =
+        MsrpUri::parse(&uri).map_err(|e| Error::InvalidArgument(format!("msrp.relay: {e}")))?;
+    let creds = ctx.account.as_ref().and_then(|a| a.credentials());
+    let (username, password) = creds.map(|c| (c.username, c.password)).unwrap_or_default();
+    Ok(Some(RelaySettings {
+        uri,
+        username,
+        password,
+        expires: None,
+    }))
+}
+
+impl MediaStream for ChatStream {
+    fn stream_type(&self) -> &str {
+        TYPE
+    }
+
+    fn object_id(&self) -> Option<ObjectId> {
+        Some(self.id)
+    }
+
+    fn as_any(&self) -> Option<&dyn Any> {
+        Some(self)
+    }
+
+    fn initialize<'a>(&'a self, ctx: &'a StreamContext) -> StreamFuture<'a, ()> {
+        Box::pin(async move {
+            let incoming = ctx.direction == "incoming";
+            let (secure, setup, offered) = {
+                let st = self.state.lock();
+                if st.phase != Phase::New {
+                    return Err(Error::InvalidState(
+                        "the chat stream was initialized".into(),
+                    ));
+                }
+                if incoming {
+                    (st.secure, answer_setup(st.offered_setup), st.offered_setup)
+                } else {
+                    let secure = account_text(ctx, "msrp.transport").as_deref() == Some("tls");
+                    (secure, Setup::Active, None)
+                }
+            };
+            let tls = if secure {
+                let s = crate::api::engine::tls_settings(&ctx.settings)?;
+                tls_from_settings(&s).map_err(|e| Error::InvalidArgument(e.to_string()))?
+            } else {
+                MsrpTls::default()
+            };
+            let max_message = match setting(&ctx.settings, "chat.max_message_size") {
+                None | Some(Value::Null) => DEFAULT_MAX_MESSAGE,
+                Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "chat.max_message_size must be a positive number, not {v}"
+                    ))
+                })?,
+            };
+            let relay = relay_settings(ctx)?;
+            let connect = opens_connection(Some(setup), offered, incoming);
+            if !connect && secure && tls.server.is_none() && relay.is_none() {
+                return Err(Error::InvalidState(
+                    "accepting msrps needs a certificate (tls.certificate)".into(),
+                ));
+            }
+            let local = MsrpUri::new(secure, &ctx.local_ip.to_string(), 0, &new_session_id());
+            let (endpoint, path) = if connect {
+                let mut c = get_connector(tls.clone(), relay);
+                let p = c.prepare(local).await.map_err(msrp_err)?;
+                (Endpoint::Connect(c), p)
+            } else {
+                let mut a = get_acceptor(tls.clone(), relay);
+                let p = a.prepare(local).await.map_err(msrp_err)?;
+                (Endpoint::Accept(a), p)
+            };
+            let mut st = self.state.lock();
+            st.setup = setup;
+            st.secure = secure;
+            st.tls = tls;
+            st.endpoint = Some(endpoint);
+            st.local_path = path;
+            st.max_message = max_message;
+            st.runtime = Some(ctx.runtime.clone());
+            st.local_identity = ctx.local_identity.as_deref().and_then(address_of);
+            st.remote_identity = ctx.remote_identity.as_deref().and_then(address_of);
+            st.phase = Phase::Initialized;
+            Ok(())
+        })
+    }
+
+    fn get_local_media(&self, _remote: Option<&MediaDescription>) -> Result<MediaDescription> {
+        let st = self.state.lock();
+        let last = st
+            .local_path
+            .last()
+            .ok_or_else(|| Error::InvalidState("the chat stream is not initialized".into()))?;
+        let proto = if st.secure {
+            "TCP/TLS/MSRP"
+        } else {
+            "TCP/MSRP"
+        };
+        let mut m = MediaDescription::new("message", last.port.unwrap_or(9), proto, &["*"]);
+        m.push_attribute(Attribute::value("path", path_to_string(&st.local_path)));
+        m.push_attribute(Attribute::value(
+            "accept-types",
+            self.config.accept_types.join(" "),
+        ));
+        m.push_attribute(Attribute::value(
+            "accept-wrapped-types",
+            self.config.accept_wrapped_types.join(" "),
+        ));
+        m.push_attribute(Attribute::value("setup", st.setup.as_str()));
+        if st.secure {
+            if let Some(f) = st.tls.fingerprint() {
+                m.push_attribute(Attribute::value("fingerprint", f.to_string()));
+            }
+        }
+        for a in &self.config.extra_attributes {
+            m.push_attribute(a.clone());
+        }
+        Ok(m)
+    }
+
+    fn start<'a>(
+        &'a self,
+        _local_sdp: &'a SessionDescription,
+        remote_sdp: &'a SessionDescription,
+        index: usize,
+    ) -> StreamFuture<'a, ()> {
+        Box::pin(async move {
+            let rm = remote_sdp
+                .media
+                .get(index)
+                .ok_or_else(|| Error::InvalidArgument("no such media section".into()))?;
+            let path_attr = rm.attribute("path").ok_or_else(|| {
+                Error::InvalidArgument("the peer's m=message has no a=path".into())
+            })?;
+            let remote_path = parse_path(path_attr)
+                .map_err(|e| Error::InvalidArgument(format!("the peer's a=path: {e}")))?;
+            let fingerprint = match rm
+                .attribute("fingerprint")
+                .or(remote_sdp.attribute("fingerprint"))
+            {
+                Some(f) => Some(
+                    Fingerprint::parse(f)
+                        .map_err(|e| Error::InvalidArgument(format!("a=fingerprint: {e}")))?,
+                ),
+                None => None,
+            };
+            let (endpoint, max_message) = {
+                let mut st = self.state.lock();
+                if st.phase != Phase::Initialized {
+                    return Err(Error::InvalidState(
+                        "the chat stream is not initialized".into(),
+                    ));
+                }
+                // Our offer said active; an answer that also says active
+                // leaves nobody listening.
+                if matches!(st.endpoint, Some(Endpoint::Connect(_)))
+                    && rm.setup() == Some(Setup::Active)
+                    && st.offered_setup.is_none()
+                {
+                    return Err(Error::InvalidArgument(
+                        "both sides want to open the MSRP connection (a=setup:active)".into(),
+                    ));
+                }
+                st.remote_accept_types = rm
+                    .list_attribute("accept-types")
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                st.remote_accept_wrapped = rm
+                    .list_attribute("accept-wrapped-types")
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                st.private_messages = rm.attribute_values("chatroom").any(|v| {
+                    v.split_ascii_whitespace()
+                        .any(|x| x.eq_ignore_ascii_case("private-messages"))
+                });
+                (st.endpoint.take(), st.max_message)
+            };
+            let transport = match endpoint {
+                Some(Endpoint::Connect(mut c)) => {
+                    c.set_remote_fingerprint(fingerprint);
+                    c.complete(remote_path).await
+                }
+                Some(Endpoint::Accept(mut a)) => {
+                    a.set_remote_fingerprint(fingerprint);
+                    a.complete(remote_path).await
+                }
+                None => {
+                    return Err(Error::InvalidState(
+                        "the chat stream has no connection".into(),
+                    ))
+                }
+            }
+            .map_err(msrp_err)?;
+            let config = SessionConfig {
+                accept_types: Some(self.config.accept_types.clone()),
+                defer_completion: true,
+                max_incoming_message: Some(max_message),
+                ..SessionConfig::default()
+            };
+            let session = Arc::new(transport.into_session(config));
+            let mut st = self.state.lock();
+            if st.phase == Phase::Ended {
+                session.shutdown();
+                return Err(Error::InvalidState(
+                    "the chat stream ended while starting".into(),
+                ));
+            }
+            st.session = Some(session.clone());
+            st.phase = Phase::Started;
+            let queue = std::mem::take(&mut st.queue);
+            let mut encoded = Vec::with_capacity(queue.len());
+            for p in &queue {
+                encoded.push((p.message_id.clone(), encode(&st, p)));
+            }
+            let accept_wrapped = self.config.accept_wrapped_types.clone();
+            let runtime = st.runtime.clone();
+            drop(st);
+            let pump = pump(
+                session.clone(),
+                self.shared.clone(),
+                accept_wrapped,
+                max_message,
+            );
+            match runtime {
+                Some(rt) => {
+                    rt.spawn(pump);
+                }
+                None => {
+                    tokio::spawn(pump);
+                }
+            }
+            for (mid, wire) in encoded {
+                let sent = wire.and_then(|w| self.submit(Some(session.clone()), &mid, w));
+                if let Err(e) = sent {
+                    // Queued before we knew what the peer takes: it is
+                    // reported, not dropped.
+                    self.shared
+                        .tracking
+                        .lock()
+                        .waiting
+                        .insert(mid.clone(), false);
+                    self.shared.not_delivered(&mid, 415, &e.to_string());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn end(&self) {
+        let mut st = self.state.lock();
+        let was = st.phase;
+        st.phase = Phase::Ended;
+        st.endpoint = None;
+        self.shared
+            .ended_locally
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let queue = std::mem::take(&mut st.queue);
+        let session = st.session.take();
+        drop(st);
+        for p in queue {
+            self.shared
+                .tracking
+                .lock()
+                .waiting
+                .insert(p.message_id.clone(), false);
+            let why = if was == Phase::Started {
+                "the chat stream ended"
+            } else {
+                "the chat stream ended before it started"
+            };
+            self.shared.not_delivered(&p.message_id, 487, why);
+        }
+        if let Some(s) = session {
+            // The pump reports what was not delivered when the session
+            // task closes.
+            s.shutdown();
+        }
+    }
+
+    fn info(&self) -> Value {
+        let st = self.state.lock();
+        json!({
+            "local_path": path_to_string(&st.local_path),
+            "secure": st.secure,
+            "setup": st.setup.as_str(),
+            "accept_types": self.config.accept_types,
+            "accept_wrapped_types": self.config.accept_wrapped_types,
+            "remote_accept_types": st.remote_accept_types,
+            "private_messages": st.private_messages,
+            "queued": st.queue.len(),
+            "sent": self.shared.sent.load(Ordering::Relaxed),
+            "received": self.shared.received.load(Ordering::Relaxed),
+            "refused": self.shared.refused.load(Ordering::Relaxed),
+            "awaiting_report": self.shared.tracking.lock().waiting.len(),
+        })
+    }
+}
+
+fn msrp_err(e: crate::api::msrp::MsrpIoError) -> Error {
+    Error::Internal(format!("MSRP: {e}"))
+}
+
+/// An incoming message being received.
+struct InMsg {
+    content_type: Option<String>,
+    data: Vec<u8>,
+    too_big: bool,
+}
+
+/// What to answer an incoming message with, and what to post.
+enum Verdict {
+    Accept(Option<(&'static str, NotificationData)>),
+    Refuse(u16, String),
+}
+
+fn charset_ok(content_type: &str, data: &[u8]) -> std::result::Result<(), (u16, String)> {
+    let lower = content_type.to_ascii_lowercase();
+    if !lower.starts_with("text/") {
+        return Ok(());
+    }
+    let charset = lower
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.trim().strip_prefix("charset="))
+        .map(|c| c.trim_matches('"').to_string())
+        .next();
+    match charset.as_deref() {
+        None | Some("utf-8") | Some("utf8") | Some("us-ascii") => {
+            if std::str::from_utf8(data).is_err() {
+                return Err((400, "text that is not valid UTF-8".into()));
+            }
+            if charset.as_deref() == Some("us-ascii") && !data.is_ascii() {
+                return Err((400, "non-ASCII bytes in us-ascii text".into()));
+            }
+            Ok(())
+        }
+        Some(other) => Err((415, format!("charset {other} is not supported (UTF-8 is)"))),
+    }
+}
+
+fn judge(
+    content_type: &str,
+    data: Vec<u8>,
+    accept_wrapped: &[String],
+    tracker: &mut ComposingTracker,
+    message_id: &str,
+) -> Verdict {
+    let (ct, content, headers, sender, timestamp) = if content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(CPIM))
+    {
+        let m = match CpimMessage::parse(&data) {
+            Ok(m) => m,
+            Err(e) => return Verdict::Refuse(400, format!("invalid CPIM: {}", e.0)),
+        };
+        let Some(inner) = m.content_type().map(str::to_string) else {
+            return Verdict::Refuse(400, "invalid CPIM: no Content-Type".into());
+        };
+        if !media_type_accepted(accept_wrapped, &inner) {
+            return Verdict::Refuse(415, format!("{inner} is not accepted inside CPIM"));
+        }
+        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (n, v) in &m.headers {
+            headers.entry(n.clone()).or_default().push(v.clone());
+        }
+        let sender = m.from().ok().map(|a| a.to_string());
+        let ts = m.datetime().map(str::to_string);
+        (inner, m.content, headers, sender, ts)
+    } else {
+        (content_type.to_string(), data, BTreeMap::new(), None, None)
+    };
+    if ct
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(iscomposing::CONTENT_TYPE))
+    {
+        let doc = match IsComposing::parse(&content) {
+            Ok(d) => d,
+            Err(e) => return Verdict::Refuse(400, e.to_string()),
+        };
+        tracker.received(Instant::now(), &doc);
+        return Verdict::Accept(Some((
+            GOT_COMPOSING_INDICATION,
+            composing_data(
+                doc.state,
+                doc.refresh,
+                doc.content_type.as_deref(),
+                doc.last_active.as_deref(),
+                sender.as_deref(),
+            ),
+        )));
+    }
+    if let Err((code, why)) = charset_ok(&ct, &content) {
+        return Verdict::Refuse(code, why);
+    }
+    let text = match String::from_utf8(content) {
+        Ok(s) => Value::from(s),
+        // Binary content (a host's own type) travels as a byte list.
+        Err(e) => Value::from(e.into_bytes()),
+    };
+    Verdict::Accept(Some((
+        GOT_MESSAGE,
+        NotificationData::new()
+            .with("message_id", message_id)
+            .with("content", text)
+            .with("content_type", ct)
+            .with("cpim_headers", json!(headers))
+            .with("sender", sender.map(Value::from).unwrap_or(Value::Null))
+            .with(
+                "timestamp",
+                timestamp.map(Value::from).unwrap_or(Value::Null),
+            ),
+    )))
+}
+
+fn composing_data(
+    state: ComposingState,
+    refresh: Option<u32>,
+    content_type: Option<&str>,
+    last_active: Option<&str>,
+    sender: Option<&str>,
+) -> NotificationData {
+    let opt = |v: Option<&str>| v.map(Value::from).unwrap_or(Value::Null);
+    NotificationData::new()
+        .with("state", state.as_str())
+        .with("refresh", refresh.map(Value::from).unwrap_or(Value::Null))
+        .with("content_type", opt(content_type))
+        .with("last_active", opt(last_active))
+        .with("sender", opt(sender))
+}
+
+/// Turn the MSRP session's events into chat notifications until it ends.
+async fn pump(
+    session: Arc<MSRPSession>,
+    shared: Arc<Shared>,
+    accept_wrapped: Vec<String>,
+    max_message: u64,
+) {
+    let mut incoming: HashMap<String, InMsg> = HashMap::new();
+    let mut tracker = ComposingTracker::default();
+    loop {
+        let deadline = tracker.poll_timeout();
+        let ev = tokio::select! {
+            ev = session.next_event() => ev,
+            _ = tokio::time::sleep_until(deadline.map(tokio::time::Instant::from_std).unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                if tracker.handle_timeout(Instant::now()) {
+                    shared.post(GOT_COMPOSING_INDICATION, composing_data(ComposingState::Idle, None, None, None, None));
+                }
+                continue;
+            }
+        };
+        let Some(ev) = ev else { break };
+        match ev {
+            SessionEvent::Data {
+                message_id,
+                offset,
+                data,
+            } => {
+                let Some(m) = incoming.get_mut(&message_id) else {
+                    continue;
+                };
+                let end = offset.saturating_add(data.len() as u64);
+                if m.too_big || end > max_message {
+                    m.too_big = true;
+                    m.data = Vec::new();
+                    continue;
+                }
+                let (off, end) = (offset as usize, end as usize);
+                if m.data.len() < end {
+                    m.data.resize(end, 0);
+                }
+                m.data[off..end].copy_from_slice(&data);
+            }
+            SessionEvent::Core(CoreEvent::IncomingMessage {
+                message_id,
+                content_type,
+                ..
+            }) => {
+                incoming.insert(
+                    message_id,
+                    InMsg {
+                        content_type,
+                        data: Vec::new(),
+                        too_big: false,
+                    },
+                );
+            }
+            SessionEvent::Core(CoreEvent::MessageComplete { message_id, .. }) => {
+                let Some(m) = incoming.remove(&message_id) else {
+                    let _ = session.complete_message(&message_id, 200, None);
+                    continue;
+                };
+                let verdict = if m.too_big {
+                    Verdict::Refuse(413, format!("larger than {max_message} bytes"))
+                } else {
+                    match m.content_type.as_deref() {
+                        // The empty SEND that binds a connection.
+                        None if m.data.is_empty() => Verdict::Accept(None),
+                        None => Verdict::Refuse(400, "a message without Content-Type".into()),
+                        Some(ct) => judge(ct, m.data, &accept_wrapped, &mut tracker, &message_id),
+                    }
+                };
+                match verdict {
+                    Verdict::Accept(post) => {
+                        let _ = session.complete_message(&message_id, 200, None);
+                        if let Some((name, data)) = post {
+                            if name == GOT_MESSAGE {
+                                shared.received.fetch_add(1, Ordering::Relaxed);
+                                if tracker.message_received() {
+                                    shared.post(
+                                        GOT_COMPOSING_INDICATION,
+                                        composing_data(
+                                            ComposingState::Idle,
+                                            None,
+                                            None,
+                                            None,
+                                            None,
+                                        ),
+                                    );
+                                }
+                            }
+                            shared.post(name, data);
+                        }
+                    }
+                    Verdict::Refuse(code, why) => {
+                        shared.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(target: "sipsimple::chat", "refused incoming message {message_id}: {code} {why}");
+                        let _ = session.complete_message(&message_id, code, Some(&why));
+                    }
+                }
+            }
+            SessionEvent::Core(CoreEvent::MessageAborted { message_id }) => {
+                incoming.remove(&message_id);
+            }
+            SessionEvent::Core(CoreEvent::MessageSent { message_id }) => {
+                let known = match shared.tracking.lock().waiting.get_mut(&message_id) {
+                    Some(sent) => {
+                        *sent = true;
+                        true
+                    }
+                    None => false,
+                };
+                if known {
+                    shared.post(
+                        DID_SEND_MESSAGE,
+                        NotificationData::new().with("message_id", message_id),
+                    );
+                }
+            }
+            SessionEvent::Core(CoreEvent::ChunkResponse {
+                message_id,
+                code,
+                comment,
+                ..
+            }) if code != 200 => {
+                let reason = comment.unwrap_or_else(|| "failed".into());
+                shared.not_delivered(&message_id, code, &reason);
+            }
+            SessionEvent::Core(CoreEvent::Report {
+                message_id,
+                code,
+                comment,
+                ..
+            }) => {
+                let reason = comment.unwrap_or_default();
+                if code == 200 {
+                    if shared.tracking.lock().waiting.remove(&message_id).is_some() {
+                        shared.post(
+                            DID_DELIVER_MESSAGE,
+                            NotificationData::new()
+                                .with("message_id", message_id)
+                                .with("code", code)
+                                .with("reason", reason),
+                        );
+                    }
+                } else {
+                    shared.not_delivered(&message_id, code, &reason);
+                }
+            }
+            SessionEvent::Core(_) => {}
+            SessionEvent::Closed { error } => {
+                let mut left: Vec<(String, bool)> = shared
+                    .tracking
+                    .lock()
+                    .waiting
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect();
+                left.sort();
+                for (mid, sent) in left {
+                    let why = if sent {
+                        "the session ended before the delivery report came"
+                    } else {
+                        "the session ended before the message was sent"
+                    };
+                    shared.not_delivered(&mid, 408, why);
+                }
+                if !shared
+                    .ended_locally
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    let reason =
+                        error.unwrap_or_else(|| "the peer closed the MSRP connection".into());
+                    shared.post(
+                        crate::api::stream::DID_FAIL,
+                        NotificationData::new()
+                            .with("type", TYPE)
+                            .with("reason", reason),
+                    );
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Makes chat streams for `m=message` sections that are not file
+/// transfers.
+#[derive(Default)]
+pub struct ChatFactory {
+    pub config: ChatConfig,
+}
+
+impl MediaStreamFactory for ChatFactory {
+    fn stream_type(&self) -> &str {
+        TYPE
+    }
+
+    fn new_from_sdp(&self, sdp: &SessionDescription, index: usize) -> Option<Arc<dyn MediaStream>> {
+        let m = sdp.media.get(index)?;
+        if !m.media.eq_ignore_ascii_case("message") || m.port == 0 {
+            return None;
+        }
+        let secure = is_msrp_proto(&m.proto)?;
+        if m.has_attribute("file-selector") || m.attribute("path").is_none() {
+            return None;
+        }
+        let s = ChatStream::new(self.config.clone());
+        {
+            let mut st = s.state.lock();
+            st.secure = secure;
+            st.offered_setup = m.setup();
+        }
+        Some(Arc::new(s))
+    }
+
+    fn new_outgoing(&self) -> Result<Arc<dyn MediaStream>> {
+        Ok(Arc::new(ChatStream::new(self.config.clone())))
+    }
+}

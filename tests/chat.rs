@@ -1,0 +1,361 @@
+//! Chat sessions between two applications in one process over 127.0.0.1:
+//! messages queued before start, both directions, CPIM headers, Unicode,
+//! 1 MiB, composing indications, a 10,000 message burst with every
+//! delivery reported, and a peer that ends the session mid-burst.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::apps::{incoming_session, Recorder};
+use serde_json::{json, Value};
+use sipsimple::api::streams::ChatStream;
+use sipsimple::proto::sip::transaction::TransportKind;
+use sipsimple::{
+    MediaStreamRegistry, MemoryStorage, NotificationCenter, SIPApplication, Session, Storage,
+    StreamHandle,
+};
+
+/// An application with one account that neither registers nor uses a
+/// relay; `msrp` is its msrp settings section.
+fn app(user: &str, msrp: Value) -> SIPApplication {
+    let s = MemoryStorage::new();
+    s.save(
+        json!({
+            "sip": {"transport_list": ["udp"]},
+            "accounts": {format!("{user}@example.com"): {
+                "display_name": user,
+                "registration": {"enabled": false},
+                "msrp": msrp,
+            }},
+        })
+        .as_object()
+        .unwrap(),
+    )
+    .unwrap();
+    let app = SIPApplication::new();
+    app.start(Arc::new(s)).unwrap();
+    app
+}
+
+fn uri(app: &SIPApplication, user: &str) -> String {
+    let a = app.sip_local_address(TransportKind::Udp).unwrap();
+    format!("sip:{user}@127.0.0.1:{}", a.port())
+}
+
+fn chat(h: &StreamHandle) -> &ChatStream {
+    ChatStream::of(h).expect("a chat stream")
+}
+
+fn text(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+struct Call {
+    alice: SIPApplication,
+    bob: SIPApplication,
+    a: Session,
+    b: Session,
+    a_chat: StreamHandle,
+    b_chat: StreamHandle,
+    rec: Recorder,
+    token: sipsimple::ObserverToken,
+    /// Message ids alice queued before the session started.
+    early: Vec<String>,
+}
+
+/// Alice calls Bob with a chat stream and queues `early` messages before
+/// anything is connected; Bob accepts.
+fn call(msrp: Value, early: &[&str]) -> Call {
+    let (rec, token) = Recorder::start();
+    let alice = app("alice", msrp.clone());
+    let bob = app("bob", msrp);
+    let account = alice
+        .account_manager()
+        .unwrap()
+        .get_account("alice@example.com")
+        .unwrap();
+    let a = alice.session_manager().unwrap().new_session(&account);
+    let a_chat = MediaStreamRegistry::default().create("chat").unwrap();
+    let early: Vec<String> = early
+        .iter()
+        .map(|m| {
+            chat(&a_chat)
+                .send_message(text(m), "text/plain", None, None, Vec::new())
+                .unwrap()
+        })
+        .collect();
+    a.connect(&uri(&bob, "bob"), &[], vec![a_chat.clone()])
+        .unwrap();
+    let b = incoming_session(&bob, &rec);
+    let proposed = b.proposed_streams();
+    assert_eq!(proposed.len(), 1);
+    assert_eq!(proposed[0].stream_type(), "chat");
+    let b_chat = proposed[0].clone();
+    b.accept(proposed).unwrap();
+    rec.wait("SIPSessionDidStart", Some(a.id().0));
+    rec.wait("SIPSessionDidStart", Some(b.id().0));
+    Call {
+        alice,
+        bob,
+        a,
+        b,
+        a_chat,
+        b_chat,
+        rec,
+        token,
+        early,
+    }
+}
+
+impl Call {
+    fn finish(self) {
+        if self.a.end().is_ok() {
+            self.rec.wait("SIPSessionDidEnd", Some(self.b.id().0));
+        }
+        NotificationCenter::default().remove_observer(self.token);
+        self.alice.stop();
+        self.bob.stop();
+    }
+
+    fn got(&self, to: &StreamHandle) -> Vec<(String, String)> {
+        self.rec
+            .all("ChatStreamGotMessage", to.id().0)
+            .iter()
+            .map(|n| {
+                (
+                    n.data.get_str("content").unwrap_or("").to_string(),
+                    n.data.get_str("content_type").unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn chat_both_ways_with_cpim_unicode_1mib_and_composing() {
+    let c = call(json!({"transport": "tcp"}), &["first", "second"]);
+    let (aid, bid) = (c.a_chat.id().0, c.b_chat.id().0);
+    // The queued messages arrive first, in order, and are reported.
+    c.rec.wait_count("ChatStreamGotMessage", bid, 2);
+    c.rec.wait_count("ChatStreamDidDeliverMessage", aid, 2);
+    assert_eq!(
+        c.got(&c.b_chat)[..2],
+        [
+            ("first".into(), "text/plain".into()),
+            ("second".into(), "text/plain".into())
+        ]
+    );
+    let delivered: Vec<String> = c
+        .rec
+        .all("ChatStreamDidDeliverMessage", aid)
+        .iter()
+        .map(|n| n.data.get_str("message_id").unwrap().to_string())
+        .collect();
+    assert_eq!(delivered, c.early);
+    assert_eq!(c.rec.count("ChatStreamDidSendMessage", aid), 2);
+
+    // CPIM headers came with them: who sent it and when.
+    let first = c.rec.find("ChatStreamGotMessage", Some(bid)).unwrap();
+    assert!(first
+        .data
+        .get_str("sender")
+        .unwrap()
+        .contains("sip:alice@example.com"));
+    let headers = first.data.get("cpim_headers").unwrap();
+    assert!(headers["To"][0].as_str().unwrap().contains("bob@127.0.0.1"));
+    assert!(first.data.get_str("timestamp").unwrap().ends_with('Z'));
+
+    // Unicode both ways, and a timestamp and extra header of our choosing.
+    let unicode = "Grüße, 世界! 🎉 — ünïcödé ✓";
+    chat(&c.b_chat)
+        .send_message(
+            text(unicode),
+            "text/plain",
+            None,
+            Some("2026-11-21T10:00:00Z".into()),
+            vec![("Subject".into(), "hello".into())],
+        )
+        .unwrap();
+    c.rec.wait("ChatStreamGotMessage", Some(aid));
+    let m = c.rec.find("ChatStreamGotMessage", Some(aid)).unwrap();
+    assert_eq!(m.data.get_str("content"), Some(unicode));
+    assert_eq!(m.data.get_str("timestamp"), Some("2026-11-21T10:00:00Z"));
+    assert_eq!(m.data.get("cpim_headers").unwrap()["Subject"][0], "hello");
+    c.rec.wait("ChatStreamDidDeliverMessage", Some(bid));
+
+    // 1 MiB of text in one message (many MSRP chunks).
+    let big: String = (0..(1 << 20))
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let id = chat(&c.a_chat)
+        .send_message(text(&big), "text/plain", None, None, Vec::new())
+        .unwrap();
+    c.rec.wait_count("ChatStreamGotMessage", bid, 3);
+    assert_eq!(c.got(&c.b_chat)[2].0, big);
+    c.rec.wait_count("ChatStreamDidDeliverMessage", aid, 3);
+    let last = c.rec.all("ChatStreamDidDeliverMessage", aid).pop().unwrap();
+    assert_eq!(last.data.get_str("message_id"), Some(id.as_str()));
+
+    // Composing both ways; a message ends the peer's composing state.
+    chat(&c.a_chat)
+        .send_composing_indication("active", Some(30), None)
+        .unwrap();
+    let ind = c.rec.wait("ChatStreamGotComposingIndication", Some(bid));
+    assert_eq!(ind.data.get_str("state"), Some("active"));
+    assert_eq!(ind.data.get_i64("refresh"), Some(30));
+    chat(&c.b_chat)
+        .send_composing_indication("active", None, Some("2026-11-21T10:00:00Z".into()))
+        .unwrap();
+    let ind = c.rec.wait("ChatStreamGotComposingIndication", Some(aid));
+    assert_eq!(
+        ind.data.get_str("last_active"),
+        Some("2026-11-21T10:00:00Z")
+    );
+    chat(&c.a_chat)
+        .send_message(text("done typing"), "text/plain", None, None, Vec::new())
+        .unwrap();
+    c.rec.wait_count("ChatStreamGotComposingIndication", bid, 2);
+    let idle = c
+        .rec
+        .all("ChatStreamGotComposingIndication", bid)
+        .pop()
+        .unwrap();
+    assert_eq!(idle.data.get_str("state"), Some("idle"));
+    // Composing indications are not chat messages: no reports for them.
+    assert_eq!(c.rec.count("ChatStreamGotMessage", bid), 4);
+
+    // Bad calls are errors, not panics.
+    assert!(chat(&c.a_chat)
+        .send_message(text("x"), "no-slash", None, None, Vec::new())
+        .is_err());
+    assert!(chat(&c.a_chat)
+        .send_composing_indication("typing", None, None)
+        .is_err());
+    let private = chat(&c.a_chat).send_message(
+        text("psst"),
+        "text/plain",
+        Some(vec!["<sip:carol@example.com>".into()]),
+        None,
+        Vec::new(),
+    );
+    assert!(
+        private.unwrap_err().to_string().contains("private"),
+        "private messages need a=chatroom:private-messages"
+    );
+    let info = c.a_chat.describe();
+    assert_eq!(info["info"]["secure"], false);
+    assert_eq!(info["info"]["setup"], "active");
+    assert_eq!(c.b_chat.describe()["info"]["setup"], "passive");
+    c.finish();
+}
+
+#[test]
+fn a_burst_of_10000_arrives_in_order_and_every_message_is_reported() {
+    let c = call(json!({"transport": "tcp"}), &[]);
+    let aid = c.a_chat.id().0;
+    const N: usize = 10_000;
+    let t0 = Instant::now();
+    let ids: Vec<String> = (0..N)
+        .map(|i| {
+            chat(&c.a_chat)
+                .send_message(
+                    text(&format!("message {i}")),
+                    "text/plain",
+                    None,
+                    None,
+                    Vec::new(),
+                )
+                .unwrap()
+        })
+        .collect();
+    c.rec.wait_count_for(
+        "ChatStreamDidDeliverMessage",
+        aid,
+        N,
+        Duration::from_secs(120),
+    );
+    let took = t0.elapsed();
+    eprintln!(
+        "chat burst: {N} messages sent, received and reported in {:.2} s ({:.0} messages/s)",
+        took.as_secs_f64(),
+        N as f64 / took.as_secs_f64()
+    );
+    let got = c.got(&c.b_chat);
+    assert_eq!(got.len(), N);
+    for (i, (content, _)) in got.iter().enumerate() {
+        assert_eq!(content, &format!("message {i}"));
+    }
+    let reported: HashSet<String> = c
+        .rec
+        .all("ChatStreamDidDeliverMessage", aid)
+        .iter()
+        .map(|n| n.data.get_str("message_id").unwrap().to_string())
+        .collect();
+    assert_eq!(reported, ids.iter().cloned().collect());
+    assert_eq!(c.rec.count("ChatStreamDidNotDeliverMessage", aid), 0);
+    c.finish();
+}
+
+#[test]
+fn the_peer_ending_mid_burst_leaves_nothing_unreported() {
+    let c = call(json!({"transport": "tcp"}), &[]);
+    let (aid, bid) = (c.a_chat.id().0, c.b_chat.id().0);
+    const N: usize = 5_000;
+    let ids: Vec<String> = (0..N)
+        .map(|i| {
+            chat(&c.a_chat)
+                .send_message(text(&format!("m{i}")), "text/plain", None, None, Vec::new())
+                .unwrap()
+        })
+        .collect();
+    c.rec.wait("ChatStreamGotMessage", Some(bid));
+    c.b.end().unwrap();
+    c.rec.wait("SIPSessionDidEnd", Some(c.a.id().0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let outcome = |name: &str| -> Vec<String> {
+        c.rec
+            .all(name, aid)
+            .iter()
+            .map(|n| n.data.get_str("message_id").unwrap().to_string())
+            .collect()
+    };
+    loop {
+        let done = outcome("ChatStreamDidDeliverMessage").len()
+            + outcome("ChatStreamDidNotDeliverMessage").len();
+        if done >= N {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {N} messages reported"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let delivered = outcome("ChatStreamDidDeliverMessage");
+    let failed = outcome("ChatStreamDidNotDeliverMessage");
+    let all: HashSet<String> = delivered.iter().chain(failed.iter()).cloned().collect();
+    assert_eq!(all.len(), N, "each message reported exactly once");
+    assert_eq!(all, ids.iter().cloned().collect());
+    assert!(
+        !failed.is_empty(),
+        "the end came before all {N} were through"
+    );
+    // What Bob got is exactly what was reported delivered, or more (a
+    // report can be lost with the connection), never less.
+    let received = c.rec.count("ChatStreamGotMessage", bid);
+    assert!(
+        received >= delivered.len(),
+        "{received} < {}",
+        delivered.len()
+    );
+    // Sending on an ended stream is an error.
+    assert!(chat(&c.a_chat)
+        .send_message(text("late"), "text/plain", None, None, Vec::new())
+        .is_err());
+    NotificationCenter::default().remove_observer(c.token);
+    c.alice.stop();
+    c.bob.stop();
+}
