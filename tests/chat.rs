@@ -359,3 +359,99 @@ fn the_peer_ending_mid_burst_leaves_nothing_unreported() {
     c.alice.stop();
     c.bob.stop();
 }
+
+/// A hand-driven MSRP peer offers chat to a ChatStream and sends what a
+/// broken or hostile client might: each bad message gets an error
+/// response on the wire, none is delivered, and good ones still work.
+#[test]
+fn bad_messages_are_refused_on_the_wire_with_the_reason() {
+    use sipsimple::api::msrp::{get_connector, ChunkSpec, MsrpTls, MsrpUri};
+    use sipsimple::api::streams::ChatFactory;
+    use sipsimple::proto::sdp::{Attribute, MediaDescription, SessionDescription};
+    use sipsimple::{MediaStreamFactory, StreamContext};
+
+    let (rec, token) = Recorder::start();
+    let rt = common::runtime();
+    rt.block_on(async {
+        let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+        let mut peer = get_connector(MsrpTls::default(), None);
+        let peer_path = peer
+            .prepare(MsrpUri::new(false, "127.0.0.1", 0, "peer1"))
+            .await
+            .unwrap();
+        let mut offer = SessionDescription::new("-", 1, ip, "peer");
+        let mut m = MediaDescription::new("message", peer_path[0].port.unwrap(), "TCP/MSRP", &["*"]);
+        m.push_attribute(Attribute::value("path", peer_path[0].to_string()));
+        m.push_attribute(Attribute::value("accept-types", "message/cpim text/*"));
+        m.push_attribute(Attribute::value("accept-wrapped-types", "*"));
+        m.push_attribute(Attribute::value("setup", "active"));
+        offer.media.push(m);
+        let stream = ChatFactory::default().new_from_sdp(&offer, 0).unwrap();
+        let ctx = StreamContext {
+            session: sipsimple::ObjectId::new(),
+            direction: "incoming",
+            local_ip: ip,
+            runtime: tokio::runtime::Handle::current(),
+            settings: Arc::new(serde_json::Map::new()),
+            account: None,
+            local_identity: Some("<sip:bob@example.com>".into()),
+            remote_identity: Some("<sip:peer@example.com>".into()),
+        };
+        stream.initialize(&ctx).await.unwrap();
+        let local_m = stream.get_local_media(offer.media.first()).unwrap();
+        assert_eq!(local_m.attribute("setup"), Some("passive"));
+        let mut answer = SessionDescription::new("-", 2, ip, "bob");
+        let path = sipsimple::api::msrp::parse_path(local_m.attribute("path").unwrap()).unwrap();
+        answer.media.push(local_m);
+        let (started, transport) = tokio::join!(stream.start(&answer, &offer, 0), peer.complete(path));
+        started.unwrap();
+        let mut t = transport.unwrap();
+        let sid = stream.object_id().unwrap().0;
+
+        let cpim = |inner_ct: &str, body: &str| {
+            format!("From: <sip:peer@example.com>\r\nTo: <sip:bob@example.com>\r\n\r\nContent-Type: {inner_ct}\r\n\r\n{body}").into_bytes()
+        };
+        let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+            ("text/plain", b"hello".to_vec(), 200),
+            ("message/cpim", b"From: <sip:peer@example.com>\r\nno blank line".to_vec(), 400),
+            ("message/cpim", b"From <broken\r\n\r\nContent-Type: text/plain\r\n\r\nx".to_vec(), 400),
+            ("message/cpim", cpim("text/plain;charset=iso-8859-1", "caf\u{e9}"), 415),
+            ("message/cpim", b"From: <sip:peer@example.com>\r\n\r\n\r\nno content type".to_vec(), 400),
+            ("image/png", b"\x89PNG".to_vec(), 415),
+            ("text/plain", b"\xff\xfe not utf-8".to_vec(), 400),
+            ("message/cpim", cpim("application/im-iscomposing+xml", "<isComposing><oops>"), 400),
+            ("message/cpim", cpim("text/plain", "still fine after all that"), 200),
+        ];
+        for (i, (ct, body, want)) in cases.iter().enumerate() {
+            let mid = format!("bad{i}");
+            let mut chunk = t.make_chunk(ChunkSpec {
+                data: body,
+                message_id: Some(&mid),
+                ..ChunkSpec::default()
+            });
+            chunk.head.push_header("Content-Type", ct);
+            t.write_chunk(&chunk).await.unwrap();
+            let r = tokio::time::timeout(Duration::from_secs(5), t.read_chunk(1 << 16))
+                .await
+                .expect("a response")
+                .unwrap();
+            assert_eq!(r.code(), Some(*want), "case {i} ({ct}): {:?}", r.head.comment());
+            assert_eq!(r.transaction_id(), chunk.transaction_id());
+            if *want != 200 {
+                assert!(!r.head.comment().unwrap_or("").is_empty(), "case {i} says why");
+            }
+        }
+        rec.wait_count("ChatStreamGotMessage", sid, 2);
+        let got: Vec<String> = rec
+            .all("ChatStreamGotMessage", sid)
+            .iter()
+            .map(|n| n.data.get_str("content").unwrap().to_string())
+            .collect();
+        assert_eq!(got, ["hello", "still fine after all that"]);
+        let info = stream.info();
+        assert_eq!(info["refused"], 6, "{info}");
+        assert_eq!(info["received"], 2);
+        stream.end();
+    });
+    NotificationCenter::default().remove_observer(token);
+}

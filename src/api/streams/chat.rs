@@ -839,7 +839,14 @@ fn judge(
             Ok(m) => m,
             Err(e) => return Verdict::Refuse(400, format!("invalid CPIM: {}", e.0)),
         };
-        let Some(inner) = m.content_type().map(str::to_string) else {
+        // With its parameters (the charset).
+        let Some(inner) = m
+            .content_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+        else {
             return Verdict::Refuse(400, "invalid CPIM: no Content-Type".into());
         };
         if !media_type_accepted(accept_wrapped, &inner) {
