@@ -455,3 +455,29 @@ fn bad_messages_are_refused_on_the_wire_with_the_reason() {
     });
     NotificationCenter::default().remove_observer(token);
 }
+
+/// The account default is msrps: with no certificate configured each side
+/// uses a self-signed one that the other pins through a=fingerprint.
+#[test]
+fn chat_over_tls_by_default_with_fingerprints() {
+    let c = call(json!({}), &["over tls"]);
+    let (aid, bid) = (c.a_chat.id().0, c.b_chat.id().0);
+    c.rec.wait("ChatStreamGotMessage", Some(bid));
+    c.rec.wait("ChatStreamDidDeliverMessage", Some(aid));
+    chat(&c.b_chat)
+        .send_message(text("and back"), "text/plain", None, None, Vec::new())
+        .unwrap();
+    c.rec.wait("ChatStreamDidDeliverMessage", Some(bid));
+    for s in [&c.a_chat, &c.b_chat] {
+        let info = s.describe()["info"].clone();
+        assert_eq!(info["secure"], true);
+        assert!(info["local_path"].as_str().unwrap().starts_with("msrps://"));
+    }
+    // Each side saw the other's fingerprint; the connecting side pinned
+    // it (a self-signed certificate passes no CA check).
+    for s in [&c.a_chat, &c.b_chat] {
+        let fp = s.describe()["info"]["remote_fingerprint"].clone();
+        assert!(fp.as_str().unwrap().starts_with("sha-256 "), "{fp}");
+    }
+    c.finish();
+}

@@ -33,14 +33,17 @@ pub use crate::proto::msrp::{
 pub use crate::proto::sdp::{Fingerprint, HashFunction};
 
 use crate::driver::tls::{
-    client_configs, identity, server_config_asking_client_cert, TlsError, TlsSettings,
+    client_configs, identity, own_identity_and_server_config, server_config_asking_client_cert,
+    TlsError, TlsSettings,
 };
 
 /// TLS for msrps with the same policy as SIP over TLS: the same trusted
 /// CAs and verification setting, and the same certificate to accept with.
 /// That certificate is also our identity for a=fingerprint: presented when
 /// a peer asks for a client certificate. Accepting asks for one (without
-/// requiring it) so a peer's a=fingerprint can be checked.
+/// requiring it) so a peer's a=fingerprint can be checked. Without
+/// `certificate_file` the process makes a self-signed certificate once and
+/// uses that: peers pin it through our a=fingerprint.
 pub fn tls_from_settings(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
     let client = client_configs(s)?.choose(None);
     let (server, identity) = match &s.certificate_file {
@@ -48,7 +51,12 @@ pub fn tls_from_settings(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
             Some(server_config_asking_client_cert(f)?),
             Some(identity(f)?),
         ),
-        None => (None, None),
+        None => {
+            // No certificate of our own: a self-signed one, which peers
+            // check against our a=fingerprint (RFC 8122).
+            let (id, server) = own_identity_and_server_config()?;
+            (Some(server), Some(id))
+        }
     };
     Ok(MsrpTls {
         client: Some(client),

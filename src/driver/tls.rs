@@ -142,6 +142,41 @@ pub fn identity(cert_file: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     Ok(Arc::new(CertifiedKey::new(certs, key)))
 }
 
+/// A certificate and key made for this process (RFC 8122 section 5 allows
+/// self-signed ones): for msrps without a configured `tls.certificate`,
+/// where the peer checks it against our a=fingerprint. Made once.
+fn own_certificate() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    static MADE: once_cell::sync::OnceCell<(CertificateDer<'static>, Vec<u8>)> =
+        once_cell::sync::OnceCell::new();
+    let (cert, key) = MADE.get_or_try_init(|| {
+        let c = rcgen::generate_simple_self_signed(vec!["sipsimple.invalid".to_string()])
+            .map_err(|e| TlsError(format!("cannot make a certificate: {e}")))?;
+        Ok::<_, TlsError>((c.cert.der().clone(), c.signing_key.serialize_der()))
+    })?;
+    let key = PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(key.clone()));
+    Ok((vec![cert.clone()], key))
+}
+
+/// [`identity`] and [`server_config_asking_client_cert`] for the
+/// process's own self-signed certificate.
+pub fn own_identity_and_server_config() -> Result<(Arc<CertifiedKey>, Arc<ServerConfig>), TlsError>
+{
+    let (certs, key) = own_certificate()?;
+    let p = provider();
+    let signing = p
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| TlsError(e.to_string()))?;
+    let id = Arc::new(CertifiedKey::new(certs.clone(), signing));
+    let cfg = ServerConfig::builder_with_provider(p.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(SignatureOnly(p)))
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError(e.to_string()))?;
+    Ok((id, Arc::new(cfg)))
+}
+
 /// The a=fingerprint (SHA-256) of an identity's certificate.
 pub fn identity_fingerprint(id: &CertifiedKey) -> Option<Fingerprint> {
     id.cert

@@ -133,6 +133,7 @@ struct State {
     remote_accept_types: Vec<String>,
     remote_accept_wrapped: Vec<String>,
     private_messages: bool,
+    remote_fingerprint: Option<String>,
     queue: Vec<Pending>,
     session: Option<Arc<MSRPSession>>,
     max_message: u64,
@@ -200,6 +201,7 @@ impl ChatStream {
                 remote_accept_types: Vec::new(),
                 remote_accept_wrapped: Vec::new(),
                 private_messages: false,
+                remote_fingerprint: None,
                 queue: Vec::new(),
                 session: None,
                 max_message: DEFAULT_MAX_MESSAGE,
@@ -538,11 +540,6 @@ impl MediaStream for ChatStream {
             };
             let relay = relay_settings(ctx)?;
             let connect = opens_connection(Some(setup), offered, incoming);
-            if !connect && secure && tls.server.is_none() && relay.is_none() {
-                return Err(Error::InvalidState(
-                    "accepting msrps needs a certificate (tls.certificate)".into(),
-                ));
-            }
             let local = MsrpUri::new(secure, &ctx.local_ip.to_string(), 0, &new_session_id());
             let (endpoint, path) = if connect {
                 let mut c = get_connector(tls.clone(), relay);
@@ -658,6 +655,7 @@ impl MediaStream for ChatStream {
                     v.split_ascii_whitespace()
                         .any(|x| x.eq_ignore_ascii_case("private-messages"))
                 });
+                st.remote_fingerprint = fingerprint.as_ref().map(|f| f.to_string());
                 (st.endpoint.take(), st.max_message)
             };
             let transport = match endpoint {
@@ -772,6 +770,7 @@ impl MediaStream for ChatStream {
             "accept_wrapped_types": self.config.accept_wrapped_types,
             "remote_accept_types": st.remote_accept_types,
             "private_messages": st.private_messages,
+            "remote_fingerprint": st.remote_fingerprint,
             "queued": st.queue.len(),
             "sent": self.shared.sent.load(Ordering::Relaxed),
             "received": self.shared.received.load(Ordering::Relaxed),
