@@ -1,7 +1,9 @@
 //! Chat sessions between two applications in one process over 127.0.0.1:
 //! messages queued before start, both directions, CPIM headers, Unicode,
 //! 1 MiB, composing indications, a 10,000 message burst with every
-//! delivery reported, and a peer that ends the session mid-burst.
+//! delivery reported, a peer that ends the session mid-burst, msrps with
+//! fingerprints by default, a hand-driven peer's bad messages refused on
+//! the wire, and chat through the Kamailio MSRP relay.
 
 mod common;
 
@@ -480,4 +482,93 @@ fn chat_over_tls_by_default_with_fingerprints() {
         assert!(fp.as_str().unwrap().starts_with("sha-256 "), "{fp}");
     }
     c.finish();
+}
+
+/// Bob's account uses the Kamailio MSRP relay (RFC 4976): his a=path
+/// holds the relay, Alice connects to it, and chat works both ways with
+/// delivery reports crossing the relay.
+#[test]
+fn chat_through_the_kamailio_msrp_relay() {
+    use common::kamailio::{kamailio_available, start};
+    if !kamailio_available() {
+        return;
+    }
+    let k = start("msrp_relay.cfg", common::sipp::free_port());
+    let (rec, token) = Recorder::start();
+    let alice = app("alice", json!({"transport": "tcp"}));
+    let s = MemoryStorage::new();
+    s.save(
+        json!({
+            "sip": {"transport_list": ["udp"]},
+            "accounts": {"bob@example.com": {
+                "registration": {"enabled": false},
+                "auth": {"password": "bobpass"},
+                "msrp": {"transport": "tcp", "relay": format!("msrp://127.0.0.1:{};tcp", k.port)},
+            }},
+        })
+        .as_object()
+        .unwrap(),
+    )
+    .unwrap();
+    let bob = SIPApplication::new();
+    bob.start(Arc::new(s)).unwrap();
+    let account = alice
+        .account_manager()
+        .unwrap()
+        .get_account("alice@example.com")
+        .unwrap();
+    let a = alice.session_manager().unwrap().new_session(&account);
+    let a_chat = MediaStreamRegistry::default().create("chat").unwrap();
+    a.connect(&uri(&bob, "bob"), &[], vec![a_chat.clone()])
+        .unwrap();
+    let b = incoming_session(&bob, &rec);
+    let b_chat = b.proposed_streams()[0].clone();
+    b.accept(vec![b_chat.clone()]).unwrap();
+    rec.wait("SIPSessionDidStart", Some(b.id().0));
+    rec.wait("SIPSessionDidStart", Some(a.id().0));
+    let path = b_chat.describe()["info"]["local_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        path.starts_with(&format!("msrp://127.0.0.1:{}/", k.port)) && path.contains(' '),
+        "Bob's path starts at the relay: {path}"
+    );
+    for i in 0..20 {
+        chat(&a_chat)
+            .send_message(
+                text(&format!("to bob {i}")),
+                "text/plain",
+                None,
+                None,
+                Vec::new(),
+            )
+            .unwrap();
+        chat(&b_chat)
+            .send_message(
+                text(&format!("to alice {i}")),
+                "text/plain",
+                None,
+                None,
+                Vec::new(),
+            )
+            .unwrap();
+    }
+    rec.wait_count("ChatStreamDidDeliverMessage", a_chat.id().0, 20);
+    rec.wait_count("ChatStreamDidDeliverMessage", b_chat.id().0, 20);
+    let got: Vec<String> = rec
+        .all("ChatStreamGotMessage", b_chat.id().0)
+        .iter()
+        .map(|n| n.data.get_str("content").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        got,
+        (0..20).map(|i| format!("to bob {i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(rec.count("ChatStreamGotMessage", a_chat.id().0), 20);
+    a.end().unwrap();
+    rec.wait("SIPSessionDidEnd", Some(b.id().0));
+    NotificationCenter::default().remove_observer(token);
+    alice.stop();
+    bob.stop();
 }
