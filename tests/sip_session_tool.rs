@@ -169,3 +169,33 @@ fn rejected_and_unknown_commands() {
     alice.quit();
     bob.quit();
 }
+
+#[test]
+fn two_tools_chat_both_ways() {
+    let mut bob = Tool::start(&["--auto-answer"]);
+    let mut alice = Tool::start(&[]);
+    alice.send(&format!("/call sip:bob@127.0.0.1:{} chat", bob.port));
+    let started = alice.wait("SIPSessionDidStart", 1);
+    assert_eq!(started["data"]["streams"][0]["type"], "chat");
+    bob.wait("SIPSessionDidStart", 1);
+    alice.send("/composing");
+    let c = bob.wait("ChatStreamGotComposingIndication", 1);
+    assert_eq!(c["data"]["state"], "active");
+    alice.send("/chat hello bob");
+    alice.send("a plain line is chat too: ünïcödé");
+    let m = bob.wait("ChatStreamGotMessage", 1);
+    assert_eq!(m["data"]["content"], "hello bob");
+    let m = bob.wait("ChatStreamGotMessage", 2);
+    assert_eq!(m["data"]["content"], "a plain line is chat too: ünïcödé");
+    alice.wait("ChatStreamDidDeliverMessage", 2);
+    bob.send("/chat hi alice");
+    let m = alice.wait("ChatStreamGotMessage", 1);
+    assert_eq!(m["data"]["content"], "hi alice");
+    bob.wait("ChatStreamDidDeliverMessage", 1);
+    alice.send("/end");
+    bob.wait("SIPSessionDidEnd", 1);
+    // No chat stream now: the line is an error, not a crash.
+    alice.send("/chat anyone?");
+    alice.quit();
+    bob.quit();
+}

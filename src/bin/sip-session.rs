@@ -13,18 +13,24 @@
 //!   --output-device D      audio.output_device (null, wav:<path>)
 //!
 //! Commands on stdin, one per line (the current session is the newest):
-//!   /call URI [TYPE...]    new outgoing session (default stream: audio)
+//!   /call URI [TYPE...]    new outgoing session (default stream: audio;
+//!                          `chat` for instant messaging)
 //!   /accept [TYPE...]      accept the incoming session or proposal
 //!   /reject [CODE]         reject it (default 603, or 488 for a proposal)
 //!   /hold, /unhold         put the current session on hold and back
 //!   /add TYPE, /remove TYPE   propose or remove a stream
+//!   /chat TEXT             send TEXT on the current session's chat stream
+//!                          (any line not starting with `/` does the same
+//!                          when the session has a chat stream)
+//!   /composing [active|idle]  tell the peer we are typing (or stopped)
 //!   /end                   end the current session
 //!   /sessions              list sessions;  /switch ID  make one current
 //!   /sleep SECONDS         pause reading commands (for scripts)
 //!   /quit                  end every session, stop, exit 0
 //!
-//! Without --json, messages go to stdout as text; with --json, stdout has
-//! only notifications and stderr carries the tool's own messages.
+//! Without --json, messages go to stdout as text (incoming chat as
+//! `<sender> TEXT`); with --json, stdout has only notifications and stderr
+//! carries the tool's own messages.
 
 #[path = "common/tool.rs"]
 mod tool;
@@ -35,10 +41,12 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use sipsimple::api::streams::ChatStream;
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
     Account, Configuration, FileStorage, MediaStreamRegistry, MemoryStorage, Notification,
     NotificationCenter, SIPApplication, Session, SessionManager, SessionState, Storage,
+    StreamHandle,
 };
 
 struct Options {
@@ -120,6 +128,22 @@ impl Out {
         let mut out = std::io::stdout().lock();
         if self.json {
             let _ = writeln!(out, "{}", tool::json_line(n));
+        } else if n.name == "ChatStreamGotMessage" {
+            let _ = writeln!(
+                out,
+                "{} {}",
+                n.data.get_str("sender").unwrap_or("<peer>"),
+                n.data.get_str("content").unwrap_or("(binary content)")
+            );
+        } else if n.name == "ChatStreamGotComposingIndication" {
+            let _ = writeln!(
+                out,
+                "(peer is {})",
+                match n.data.get_str("state") {
+                    Some("active") => "typing",
+                    _ => "idle",
+                }
+            );
         } else {
             let _ = writeln!(
                 out,
@@ -184,7 +208,36 @@ fn settings(o: &Options) -> Result<Arc<dyn Storage>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The current session's chat stream.
+fn chat_stream(s: &Sessions) -> Result<StreamHandle, String> {
+    s.current()?
+        .streams()
+        .into_iter()
+        .find(|h| ChatStream::of(h).is_some())
+        .ok_or_else(|| "the current session has no chat stream (/add chat)".to_string())
+}
+
+fn send_chat(s: &Sessions, text: &str, out: &Out) -> Result<(), String> {
+    let h = chat_stream(s)?;
+    let chat = ChatStream::of(&h).ok_or("not a chat stream")?;
+    let id = chat
+        .send_message(
+            text.as_bytes().to_vec(),
+            "text/plain",
+            None,
+            None,
+            Vec::new(),
+        )
+        .map_err(|e| e.to_string())?;
+    out.say(&format!("sent message {id}"));
+    Ok(())
+}
+
 fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<bool, String> {
+    if !line.is_empty() && !line.starts_with('/') {
+        send_chat(s, line, out)?;
+        return Ok(true);
+    }
     let mut words = line.split_whitespace();
     let Some(cmd) = words.next() else {
         return Ok(true);
@@ -241,6 +294,21 @@ fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<boo
         "/remove" => {
             let t = rest.first().ok_or("usage: /remove TYPE")?;
             s.current()?.remove_stream_of_type(t).map_err(err)?;
+        }
+        "/chat" => {
+            let text = line["/chat".len()..].trim();
+            if text.is_empty() {
+                return Err("usage: /chat TEXT".into());
+            }
+            send_chat(s, text, out)?;
+        }
+        "/composing" => {
+            let state = rest.first().map(String::as_str).unwrap_or("active");
+            let h = chat_stream(s)?;
+            ChatStream::of(&h)
+                .ok_or("not a chat stream")?
+                .send_composing_indication(state, None, None)
+                .map_err(err)?;
         }
         "/end" => s.current()?.end().map_err(err)?,
         "/sessions" => {
