@@ -4,7 +4,10 @@
  * The session carries "ping", a media stream type this program defines
  * itself through the stream registry: each side binds a UDP socket, puts it
  * in its SDP, and sends a greeting to the address the other side's SDP gave.
- * Alice then puts the call on hold, takes it off hold, and hangs up.
+ * Alice then puts the call on hold, takes it off hold, adds and removes a
+ * second ping stream, adds a chat stream (MSRP over TLS with CPIM) and
+ * greets bob, who answers; both see their message delivered. Then alice
+ * hangs up.
  *
  *   gcc -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE loopback.c \
  *       $(pkg-config --cflags --libs sipsimple) -lpthread -o loopback
@@ -192,6 +195,8 @@ static void ping_end(uint64_t id, void *ud) {
 static SipsimpleApplication *alice, *bob;
 static atomic_uint_fast64_t alice_session_id;
 static atomic_int started, ended, held;
+static atomic_uint_fast64_t bob_session_id;
+static atomic_int chats_received, chats_delivered;
 
 static void on_notification(const SipsimpleNotification *n, void *ud) {
     (void)ud;
@@ -202,12 +207,14 @@ static void on_notification(const SipsimpleNotification *n, void *ud) {
         !check(sipsimple_notification_sender_id(n, &sender), "sender") ||
         !check(sipsimple_notification_data_json(n, &data), "data"))
         goto out;
-    if (strncmp(name, "SIPSession", 10) != 0 && strncmp(name, "MediaStream", 11) != 0)
+    if (strncmp(name, "SIPSession", 10) != 0 && strncmp(name, "MediaStream", 11) != 0 &&
+        strncmp(name, "ChatStream", 10) != 0)
         goto out;
     const char *who = strcmp(kind, "Session") != 0 ? "      " : sender == alice_session_id ? "alice " : "bob   ";
     printf("[%s] %-34s %s\n", who, name, data);
     fflush(stdout);
     if (strcmp(name, "SIPSessionNewIncoming") == 0) {
+        atomic_store(&bob_session_id, sender);
         /* Bob answers: ring, then accept every proposed stream. */
         SipsimpleSession *s = NULL;
         if (check(sipsimple_application_get_session(bob, sender, &s), "get session")) {
@@ -222,6 +229,18 @@ static void on_notification(const SipsimpleNotification *n, void *ud) {
             check(sipsimple_session_accept_proposal(s, NULL), "accept proposal");
             sipsimple_session_free(s);
         }
+    } else if (strcmp(name, "ChatStreamGotMessage") == 0) {
+        atomic_fetch_add(&chats_received, 1);
+        /* Bob answers alice's greeting on his side of the session. */
+        SipsimpleSession *s = NULL;
+        if (strstr(data, "Hello Bob") &&
+            check(sipsimple_application_get_session(bob, atomic_load(&bob_session_id), &s), "bob's session")) {
+            const char *reply = "Hello Alice, loud and clear";
+            check(sipsimple_session_send_message(s, (const uint8_t *)reply, strlen(reply), NULL, NULL), "reply");
+            sipsimple_session_free(s);
+        }
+    } else if (strcmp(name, "ChatStreamDidDeliverMessage") == 0) {
+        atomic_fetch_add(&chats_delivered, 1);
     } else if (strcmp(name, "SIPSessionDidStart") == 0) {
         atomic_fetch_add(&started, 1);
     } else if (strcmp(name, "SIPSessionDidChangeHoldState") == 0) {
@@ -315,6 +334,17 @@ int main(void) {
         !wait_established(call) || !check(sipsimple_session_remove_stream(call, "ping"), "remove stream") ||
         !wait_established(call))
         goto done;
+    /* Chat: add an MSRP chat stream and greet bob; his answer comes back
+     * and each side hears its message was delivered (a success REPORT). */
+    const char *hello = "Hello Bob, this is chat over MSRP";
+    char *message_id = NULL;
+    if (!check(sipsimple_session_add_stream(call, "chat"), "add chat") || !wait_established(call) ||
+        !check(sipsimple_session_send_message(call, (const uint8_t *)hello, strlen(hello), "text/plain", &message_id),
+               "send message") ||
+        !wait_for(&chats_received, 2, "both chat messages") || !wait_for(&chats_delivered, 2, "both delivery reports"))
+        goto done;
+    printf("alice's message %s was delivered\n", message_id);
+    sipsimple_string_free(message_id);
     char *info = NULL;
     if (check(sipsimple_session_info(call, &info), "info"))
         printf("alice's session: %s\n", info);
@@ -339,7 +369,8 @@ done:
         sipsimple_notification_center_remove_observer(token);
     check(sipsimple_stream_type_unregister("ping"), "unregister ping");
     sipsimple_storage_free(storage);
-    printf("%s: %d sessions started, %d greetings, %d streams ended\n", ok ? "done" : "FAILED",
-           atomic_load(&started), atomic_load(&pings_received), atomic_load(&streams_ended));
+    printf("%s: %d sessions started, %d greetings, %d chat messages delivered, %d streams ended\n",
+           ok ? "done" : "FAILED", atomic_load(&started), atomic_load(&pings_received),
+           atomic_load(&chats_delivered), atomic_load(&streams_ended));
     return ok && atomic_load(&streams_ended) >= 4 ? 0 : 1;
 }

@@ -558,6 +558,28 @@ SipsimpleStatus sipsimple_session_unhold(struct SipsimpleSession *s);
 SipsimpleStatus sipsimple_session_add_stream(struct SipsimpleSession *s, const char *stream_type);
 
 /**
+ * Send `length` bytes of `content` (`content_type`, NULL: "text/plain";
+ * text must be UTF-8) on the session's chat stream; before the stream
+ * starts the message queues. `out_message_id` (may be NULL) receives the
+ * id that ChatStreamDidDeliverMessage or ChatStreamDidNotDeliverMessage
+ * carries later.
+ */
+SipsimpleStatus sipsimple_session_send_message(struct SipsimpleSession *s,
+                                               const uint8_t *content,
+                                               size_t length,
+                                               const char *content_type,
+                                               char **out_message_id);
+
+/**
+ * Tell the peer on the session's chat stream that we are composing
+ * (`state` "active", refreshed within `refresh` seconds, 0: 60) or stopped
+ * ("idle").
+ */
+SipsimpleStatus sipsimple_session_send_composing_indication(struct SipsimpleSession *s,
+                                                            const char *state,
+                                                            uint32_t refresh);
+
+/**
  * Remove the session's (first) stream of `stream_type`.
  */
 SipsimpleStatus sipsimple_session_remove_stream(struct SipsimpleSession *s,

@@ -24,7 +24,7 @@ step() {
   fi
 }
 
-VG=(valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible
+VG=(valgrind -q --suppressions=scripts/valgrind.supp --num-callers=30 --leak-check=full --show-leak-kinds=definite,indirect,possible
     --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99)
 KOTLINC="$(npm root -g 2>/dev/null)/kotlin-compiler/bin/kotlinc"
 JNA=/usr/share/java/jna.jar

@@ -648,7 +648,11 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_reject_proposal() != 51626:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_sipsimple_checksum_method_session_remove_stream() != 23726:
+    if lib.uniffi_sipsimple_checksum_method_session_remove_stream() != 5485:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_send_composing_indication() != 11787:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_send_message() != 40195:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_ring_indication() != 3069:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -900,6 +904,12 @@ _UniffiLib.uniffi_sipsimple_checksum_method_session_reject_proposal.restype = ct
 _UniffiLib.uniffi_sipsimple_checksum_method_session_remove_stream.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_remove_stream.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_composing_indication.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_composing_indication.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_message.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_message.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_ring_indication.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_ring_indication.restype = ctypes.c_uint16
@@ -1305,6 +1315,20 @@ _UniffiLib.uniffi_sipsimple_fn_method_session_remove_stream.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_session_remove_stream.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_composing_indication.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_composing_indication.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_message.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_message.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -3071,6 +3095,64 @@ class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
     def write(value, buf):
         buf.write_u16(value)
 
+class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u32"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**32
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u32()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u32(value)
+
+class _UniffiFfiConverterOptionalUInt32(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterUInt32.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterUInt32.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterUInt32.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative byte string length")
+        return buf.read(size)
+
+    @staticmethod
+    def check_lower(value):
+        try:
+            memoryview(value)
+        except TypeError:
+            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i32(len(value))
+        buf.write(value)
+
 
 class SessionProtocol(typing.Protocol):
     """
@@ -3116,8 +3198,17 @@ class SessionProtocol(typing.Protocol):
     def reject_proposal(self, code: int) -> None:
         raise NotImplementedError
     def remove_stream(self, stream_type: str) -> None:
+        raise NotImplementedError
+    def send_composing_indication(self, state: str,refresh: typing.Optional[int]) -> None:
+        """
+        An is-composing indication ("active" or "idle") on the chat stream.
+"""
+        raise NotImplementedError
+    def send_message(self, content: bytes,content_type: typing.Optional[str]) -> str:
         """
         Remove the session's (first) stream of `stream_type`.
+        Send a message on the session's chat stream (queued until it
+        starts); returns the id the delivery notifications carry.
 """
         raise NotImplementedError
     def send_ring_indication(self, ) -> None:
@@ -3333,9 +3424,6 @@ class Session(SessionProtocol):
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
     def remove_stream(self, stream_type: str) -> None:
-        """
-        Remove the session's (first) stream of `stream_type`.
-"""
         
         _UniffiFfiConverterString.check_lower(stream_type)
         _uniffi_lowered_args = (
@@ -3347,6 +3435,50 @@ class Session(SessionProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_session_remove_stream,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def send_composing_indication(self, state: str,refresh: typing.Optional[int]) -> None:
+        """
+        An is-composing indication ("active" or "idle") on the chat stream.
+"""
+        
+        _UniffiFfiConverterString.check_lower(state)
+
+        _UniffiFfiConverterOptionalUInt32.check_lower(refresh)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(state),
+            _UniffiFfiConverterOptionalUInt32.lower(refresh),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_send_composing_indication,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def send_message(self, content: bytes,content_type: typing.Optional[str]) -> str:
+        """
+        Remove the session's (first) stream of `stream_type`.
+        Send a message on the session's chat stream (queued until it
+        starts); returns the id the delivery notifications carry.
+"""
+        
+        _UniffiFfiConverterBytes.check_lower(content)
+
+        _UniffiFfiConverterOptionalString.check_lower(content_type)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBytes.lower(content),
+            _UniffiFfiConverterOptionalString.lower(content_type),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_send_message,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4189,19 +4321,6 @@ class _UniffiFfiConverterTypeSIPApplication:
     @classmethod
     def write(cls, value: SipApplication, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
-
-class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u32"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**32
-
-    @staticmethod
-    def read(buf):
-        return buf.read_u32()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_u32(value)
 
 
 class StreamHandler():

@@ -634,6 +634,24 @@ fileprivate struct FfiConverterString: FfiConverter {
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterData: FfiConverterRustBuffer {
+    typealias SwiftType = Data
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Data {
+        let len: Int32 = try readInt(&buf)
+        return Data(try readBytes(&buf, count: Int(len)))
+    }
+
+    public static func write(_ value: Data, into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        writeBytes(&buf, value)
+    }
+}
+
 
 
 
@@ -2223,10 +2241,19 @@ public protocol SessionProtocol: AnyObject, Sendable {
     
     func rejectProposal(code: UInt16) throws 
     
+    func removeStream(streamType: String) throws 
+    
+    /**
+     * An is-composing indication ("active" or "idle") on the chat stream.
+     */
+    func sendComposingIndication(state: String, refresh: UInt32?) throws 
+    
     /**
      * Remove the session's (first) stream of `stream_type`.
+     * Send a message on the session's chat stream (queued until it
+     * starts); returns the id the delivery notifications carry.
      */
-    func removeStream(streamType: String) throws 
+    func sendMessage(content: Data, contentType: String?) throws  -> String
     
     func sendRingIndication() throws 
     
@@ -2412,9 +2439,6 @@ open func rejectProposal(code: UInt16)throws   {try rustCallWithError(FfiConvert
 }
 }
     
-    /**
-     * Remove the session's (first) stream of `stream_type`.
-     */
 open func removeStream(streamType: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
         uniffiCallStatus in
     uniffi_sipsimple_fn_method_session_remove_stream(
@@ -2422,6 +2446,35 @@ open func removeStream(streamType: String)throws   {try rustCallWithError(FfiCon
         FfiConverterString.lower(streamType),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * An is-composing indication ("active" or "idle") on the chat stream.
+     */
+open func sendComposingIndication(state: String, refresh: UInt32?)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_send_composing_indication(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(state),
+        FfiConverterOptionUInt32.lower(refresh),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     * Send a message on the session's chat stream (queued until it
+     * starts); returns the id the delivery notifications carry.
+     */
+open func sendMessage(content: Data, contentType: String?)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_send_message(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(content),
+        FfiConverterOptionString.lower(contentType),uniffiCallStatus
+    )
+})
 }
     
 open func sendRingIndication()throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
@@ -3570,6 +3623,30 @@ fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
+    typealias SwiftType = UInt32?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt32.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt32.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
     typealias SwiftType = UInt64?
 
@@ -4105,7 +4182,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_session_reject_proposal() != 51626) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_sipsimple_checksum_method_session_remove_stream() != 23726) {
+    if (uniffi_sipsimple_checksum_method_session_remove_stream() != 5485) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_send_composing_indication() != 11787) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_send_message() != 40195) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_send_ring_indication() != 3069) {

@@ -753,6 +753,16 @@ void uniffi_sipsimple_fn_method_session_reject_proposal(uint64_t ptr, uint16_t c
 void uniffi_sipsimple_fn_method_session_remove_stream(uint64_t ptr, RustBuffer stream_type, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_COMPOSING_INDICATION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_COMPOSING_INDICATION
+void uniffi_sipsimple_fn_method_session_send_composing_indication(uint64_t ptr, RustBuffer state, RustBuffer refresh, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_MESSAGE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_MESSAGE
+RustBuffer uniffi_sipsimple_fn_method_session_send_message(uint64_t ptr, RustBuffer content, RustBuffer content_type, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_RING_INDICATION
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_RING_INDICATION
 void uniffi_sipsimple_fn_method_session_send_ring_indication(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -1477,6 +1487,18 @@ uint16_t uniffi_sipsimple_checksum_method_session_reject_proposal(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_REMOVE_STREAM
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_REMOVE_STREAM
 uint16_t uniffi_sipsimple_checksum_method_session_remove_stream(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_COMPOSING_INDICATION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_COMPOSING_INDICATION
+uint16_t uniffi_sipsimple_checksum_method_session_send_composing_indication(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_MESSAGE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_MESSAGE
+uint16_t uniffi_sipsimple_checksum_method_session_send_message(void
     
 );
 #endif

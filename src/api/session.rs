@@ -336,6 +336,36 @@ impl Session {
             .collect()
     }
 
+    /// The session's chat stream: a started one, else one still being set
+    /// up (messages sent to it queue until it starts).
+    pub fn chat_stream(&self) -> Option<StreamHandle> {
+        let is_chat = |h: &StreamHandle| super::streams::ChatStream::of(h).is_some();
+        let started = self.streams().into_iter().find(is_chat);
+        started.or_else(|| self.proposed_streams().into_iter().find(is_chat))
+    }
+
+    /// Send a message on the session's chat stream (the SDK's
+    /// `Session.send_message`); returns its message id, which comes back in
+    /// ChatStreamDidDeliverMessage or ChatStreamDidNotDeliverMessage.
+    pub fn send_message(&self, content: &[u8], content_type: &str) -> Result<String> {
+        let h = self
+            .chat_stream()
+            .ok_or_else(|| Error::InvalidState("the session has no chat stream".into()))?;
+        let chat = super::streams::ChatStream::of(&h)
+            .ok_or_else(|| Error::Internal("not a chat stream".into()))?;
+        chat.send_message(content.to_vec(), content_type, None, None, Vec::new())
+    }
+
+    /// An is-composing indication on the session's chat stream.
+    pub fn send_composing_indication(&self, state: &str, refresh: Option<u32>) -> Result<()> {
+        let h = self
+            .chat_stream()
+            .ok_or_else(|| Error::InvalidState("the session has no chat stream".into()))?;
+        super::streams::ChatStream::of(&h)
+            .ok_or_else(|| Error::Internal("not a chat stream".into()))?
+            .send_composing_indication(state, refresh, None)
+    }
+
     /// Remove the session's first stream of `stream_type`.
     pub fn remove_stream_of_type(&self, stream_type: &str) -> Result<()> {
         let s = self

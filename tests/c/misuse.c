@@ -256,6 +256,16 @@ int main(void) {
         EXPECT(sipsimple_session_reject_proposal(ses, 488), SIPSIMPLE_STATUS_INVALID_STATE);
         EXPECT(sipsimple_session_add_stream(ses, "audio"), SIPSIMPLE_STATUS_INVALID_STATE);
         EXPECT(sipsimple_session_remove_stream(ses, "audio"), SIPSIMPLE_STATUS_NOT_FOUND);
+        /* Chat calls on a session without a chat stream, and bad buffers. */
+        EXPECT(sipsimple_session_send_message(NULL, (const uint8_t *)"x", 1, NULL, NULL),
+               SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_send_message(ses, NULL, 5, NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_send_message(ses, (const uint8_t *)"x", 1, "text/plain", NULL),
+               SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_send_message(ses, (const uint8_t *)"x", 1, "\xff", NULL),
+               SIPSIMPLE_STATUS_INVALID_UTF8);
+        EXPECT(sipsimple_session_send_composing_indication(ses, NULL, 0), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_send_composing_indication(ses, "active", 0), SIPSIMPLE_STATUS_INVALID_STATE);
         /* Bad arguments to connect. */
         EXPECT(sipsimple_session_connect(ses, NULL, NULL, "audio"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_session_connect(ses, "not a uri", NULL, "audio"), SIPSIMPLE_STATUS_INVALID_ARGUMENT);

@@ -177,3 +177,53 @@ def test_call_with_a_python_stream(endpoints):
         assert sum(1 for w, _ in handler.calls if w == "hold") == 2
     finally:
         center.remove_observer(token)
+
+
+def test_chat_from_python():
+    """A chat session (MSRP over TLS, the account default): a message
+    queued before the session starts, one each way, delivery reports, a
+    composing indication, and errors for a session without chat."""
+    alice, bob = start_app(), start_app()
+    events = Events(bob)
+    center = ss.NotificationCenter()
+    token = center.add_observer(events, None, None)
+    try:
+        account = ss.Account("alice@example.com", "Alice")
+        plain = alice.new_session(account)
+        with pytest.raises(ss.SipSimpleError.InvalidState):
+            plain.send_message(b"nobody listens", None)
+        call = alice.new_session(account)
+        port = bob.sip_local_port("udp")
+        call.connect("sip:bob@127.0.0.1:%d" % port, [], ["chat"])
+        early = call.send_message("queued before start ✓".encode(), "text/plain")
+        events.wait("SIPSessionDidStart", call.id())
+        incoming = events.ids("SIPSessionNewIncoming")[0]
+        events.wait("SIPSessionDidStart", incoming)
+        b = bob.get_session(incoming)
+        b.send_message(b"hello alice", None)
+        call.send_composing_indication("active", 30)
+
+        def got(name):
+            with events.lock:
+                return [x for x in events.seen if x[0] == name]
+
+        end = time.time() + 10
+        while time.time() < end and (
+            len(got("ChatStreamDidDeliverMessage")) < 2 or len(got("ChatStreamGotComposingIndication")) < 1
+        ):
+            time.sleep(0.01)
+        delivered = [x[2] for x in got("ChatStreamDidDeliverMessage")]
+        assert len(delivered) == 2
+        assert any(early in d for d in delivered)
+        contents = [x[2] for x in got("ChatStreamGotMessage")]
+        assert any("queued before start" in c for c in contents)
+        assert any("hello alice" in c for c in contents)
+        assert '"state":"active"' in got("ChatStreamGotComposingIndication")[0][2]
+        with pytest.raises(ss.SipSimpleError.InvalidArgument):
+            call.send_composing_indication("typing", None)
+        call.end()
+        events.wait("SIPSessionDidEnd", incoming)
+    finally:
+        center.remove_observer(token)
+        alice.stop()
+        bob.stop()

@@ -273,6 +273,58 @@ pub extern "C" fn sipsimple_session_add_stream(
     })
 }
 
+/// Send `length` bytes of `content` (`content_type`, NULL: "text/plain";
+/// text must be UTF-8) on the session's chat stream; before the stream
+/// starts the message queues. `out_message_id` (may be NULL) receives the
+/// id that ChatStreamDidDeliverMessage or ChatStreamDidNotDeliverMessage
+/// carries later.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_send_message(
+    s: *mut SipsimpleSession,
+    content: *const u8,
+    length: usize,
+    content_type: *const c_char,
+    out_message_id: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let data: &[u8] = if length == 0 {
+            &[]
+        } else if content.is_null() {
+            return Err(FfiError::new(
+                SipsimpleStatus::NullArgument,
+                "content is NULL with a non-zero length",
+            ));
+        } else {
+            // SAFETY: the caller passes `length` readable bytes at `content`.
+            unsafe { std::slice::from_raw_parts(content, length) }
+        };
+        let ct = opt_str(content_type, "content_type")?.unwrap_or("text/plain");
+        let id = sess.send_message(data, ct)?;
+        if out_message_id.is_null() {
+            Ok(())
+        } else {
+            out_string(out_message_id, &id)
+        }
+    })
+}
+
+/// Tell the peer on the session's chat stream that we are composing
+/// (`state` "active", refreshed within `refresh` seconds, 0: 60) or stopped
+/// ("idle").
+#[no_mangle]
+pub extern "C" fn sipsimple_session_send_composing_indication(
+    s: *mut SipsimpleSession,
+    state: *const c_char,
+    refresh: u32,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let state = in_str(state, "state")?;
+        Ok(sess.send_composing_indication(state, (refresh > 0).then_some(refresh))?)
+    })
+}
+
 /// Remove the session's (first) stream of `stream_type`.
 #[no_mangle]
 pub extern "C" fn sipsimple_session_remove_stream(

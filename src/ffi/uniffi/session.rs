@@ -256,6 +256,27 @@ impl Session {
     }
 
     /// Remove the session's (first) stream of `stream_type`.
+    /// Send a message on the session's chat stream (queued until it
+    /// starts); returns the id the delivery notifications carry.
+    pub fn send_message(
+        &self,
+        content: Vec<u8>,
+        content_type: Option<String>,
+    ) -> Result<String, SipSimpleError> {
+        Ok(self
+            .inner
+            .send_message(&content, content_type.as_deref().unwrap_or("text/plain"))?)
+    }
+
+    /// An is-composing indication ("active" or "idle") on the chat stream.
+    pub fn send_composing_indication(
+        &self,
+        state: String,
+        refresh: Option<u32>,
+    ) -> Result<(), SipSimpleError> {
+        Ok(self.inner.send_composing_indication(&state, refresh)?)
+    }
+
     pub fn remove_stream(&self, stream_type: String) -> Result<(), SipSimpleError> {
         Ok(self.inner.remove_stream_of_type(&stream_type)?)
     }

@@ -909,6 +909,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_remove_stream(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_session_send_composing_indication(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_send_message(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_ring_indication(
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_state(
@@ -1128,6 +1132,10 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_remove_stream(`ptr`: Long,`streamType`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_sipsimple_fn_method_session_send_composing_indication(`ptr`: Long,`state`: RustBuffer.ByValue,`refresh`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_send_message(`ptr`: Long,`content`: RustBuffer.ByValue,`contentType`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_session_send_ring_indication(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_state(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1466,7 +1474,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_session_reject_proposal() and 0xFFFF) != 51626) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_sipsimple_checksum_method_session_remove_stream() and 0xFFFF) != 23726) {
+    if ((lib.uniffi_sipsimple_checksum_method_session_remove_stream() and 0xFFFF) != 5485) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_send_composing_indication() and 0xFFFF) != 11787) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_send_message() and 0xFFFF) != 40195) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_send_ring_indication() and 0xFFFF) != 3069) {
@@ -1933,6 +1947,25 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
         val byteBuf = toUtf8(value)
         buf.putInt(byteBuf.limit())
         buf.put(byteBuf)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
+    override fun read(buf: ByteBuffer): ByteArray {
+        val len = buf.getInt()
+        val byteArr = ByteArray(len)
+        buf.get(byteArr)
+        return byteArr
+    }
+    override fun allocationSize(value: ByteArray): ULong {
+        return 4UL + value.size.toULong()
+    }
+    override fun write(value: ByteArray, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        buf.put(value)
     }
 }
 
@@ -4560,10 +4593,19 @@ public interface SessionInterface {
     
     fun `rejectProposal`(`code`: kotlin.UShort)
     
+    fun `removeStream`(`streamType`: kotlin.String)
+    
+    /**
+     * An is-composing indication ("active" or "idle") on the chat stream.
+     */
+    fun `sendComposingIndication`(`state`: kotlin.String, `refresh`: kotlin.UInt?)
+    
     /**
      * Remove the session's (first) stream of `stream_type`.
+     * Send a message on the session's chat stream (queued until it
+     * starts); returns the id the delivery notifications carry.
      */
-    fun `removeStream`(`streamType`: kotlin.String)
+    fun `sendMessage`(`content`: kotlin.ByteArray, `contentType`: kotlin.String?): kotlin.String
     
     fun `sendRingIndication`()
     
@@ -4852,9 +4894,6 @@ open class Session: Disposable, AutoCloseable, SessionInterface
     
 
     
-    /**
-     * Remove the session's (first) stream of `stream_type`.
-     */
     @Throws(SipSimpleException::class)override fun `removeStream`(`streamType`: kotlin.String)
         = 
     callWithHandle {
@@ -4866,6 +4905,45 @@ open class Session: Disposable, AutoCloseable, SessionInterface
 }
     }
     
+    
+
+    
+    /**
+     * An is-composing indication ("active" or "idle") on the chat stream.
+     */
+    @Throws(SipSimpleException::class)override fun `sendComposingIndication`(`state`: kotlin.String, `refresh`: kotlin.UInt?)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_send_composing_indication(
+        it,
+        
+        FfiConverterString.lower(`state`),
+        FfiConverterOptionalUInt.lower(`refresh`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     * Send a message on the session's chat stream (queued until it
+     * starts); returns the id the delivery notifications carry.
+     */
+    @Throws(SipSimpleException::class)override fun `sendMessage`(`content`: kotlin.ByteArray, `contentType`: kotlin.String?): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_send_message(
+        it,
+        
+        FfiConverterByteArray.lower(`content`),
+        FfiConverterOptionalString.lower(`contentType`),_status)
+}
+    }
+    )
+    }
     
 
     
@@ -6139,6 +6217,38 @@ public object FfiConverterOptionalUShort: FfiConverterRustBuffer<kotlin.UShort?>
         } else {
             buf.put(1)
             FfiConverterUShort.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalUInt: FfiConverterRustBuffer<kotlin.UInt?> {
+    override fun read(buf: ByteBuffer): kotlin.UInt? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterUInt.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.UInt?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterUInt.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.UInt?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterUInt.write(value, buf)
         }
     }
 }
