@@ -62,12 +62,15 @@ fn engine_answers_and_traces() {
 
     let ok = exchange(&sock, to, &request("OPTIONS", me, ""));
     assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
-    assert!(ok.contains("Allow: OPTIONS"));
+    assert!(
+        ok.contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE"),
+        "{ok}"
+    );
     let no_dialog = exchange(&sock, to, &request("BYE", me, ";tag=nope"));
     assert!(no_dialog.starts_with("SIP/2.0 481 "), "{no_dialog}");
     let unknown = exchange(&sock, to, &request("FOO", me, ""));
     assert!(unknown.starts_with("SIP/2.0 501 "), "{unknown}");
-    let unserved = exchange(&sock, to, &request("MESSAGE", me, ""));
+    let unserved = exchange(&sock, to, &request("SUBSCRIBE", me, ""));
     assert!(unserved.starts_with("SIP/2.0 405 "), "{unserved}");
 
     // In and out, with addresses.

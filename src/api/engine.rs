@@ -354,7 +354,7 @@ pub(crate) fn default_answer(
         }
         Routing::OutOfDialog => {}
     }
-    let served = ["OPTIONS"];
+    let served = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE"];
     let mut r = if req.method() == Some("OPTIONS") {
         build_response(req, 200, "OK", Some(&tag)).ok()?
     } else {
@@ -406,6 +406,10 @@ async fn ua_core(h: EngineHandle, mut rx: mpsc::UnboundedReceiver<EngineEvent>) 
                     }
                     (Some("INVITE"), None) if !screened => {
                         session::incoming(&h.sessions, key, request, source);
+                        continue;
+                    }
+                    (Some("MESSAGE"), None) if !screened => {
+                        super::message::incoming(&h.sessions, &h.sender, key, request);
                         continue;
                     }
                     _ => {}

@@ -8,6 +8,7 @@ pub mod application;
 pub mod engine;
 pub mod error;
 pub mod logging;
+pub mod message;
 pub mod msrp;
 pub mod notification;
 pub mod session;

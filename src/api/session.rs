@@ -1900,7 +1900,7 @@ pub(crate) fn system_dns(
 }
 
 /// The peer for a next-hop URI: an IP address directly, else RFC 3263.
-async fn resolve(env: &SessionEnv, uri: &Uri) -> std::result::Result<Peer, String> {
+pub(crate) async fn resolve(env: &SessionEnv, uri: &Uri) -> std::result::Result<Peer, String> {
     if let Some(p) = numeric_peer(uri) {
         return Ok(p);
     }
@@ -2014,6 +2014,10 @@ pub struct SessionManager {
 impl SessionManager {
     pub(crate) fn new(env: SessionEnv) -> SessionManager {
         SessionManager { env }
+    }
+
+    pub(crate) fn env(&self) -> &SessionEnv {
+        &self.env
     }
 
     /// Sessions not yet terminated.

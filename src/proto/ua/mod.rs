@@ -1,6 +1,8 @@
 //! User-agent cores built on the transaction and dialog layers: the INVITE
-//! session (RFC 3261 13-15, RFC 3262, RFC 3264, RFC 4028).
+//! session (RFC 3261 13-15, RFC 3262, RFC 3264, RFC 4028), registration
+//! and pager-mode MESSAGE (RFC 3428).
 
+pub mod pager;
 pub mod registration;
 pub mod session;
 
