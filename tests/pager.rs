@@ -207,3 +207,116 @@ fn message_routed_by_kamailio_to_a_registered_user() {
     alice.stop();
     bob.stop();
 }
+
+/// The sip-message tool: a listener registered at Kamailio gets what a
+/// second sip-message sends to its address of record.
+#[test]
+fn sip_message_tool_delivers_through_kamailio_to_a_listener() {
+    use sipsimple::FileStorage;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    if !kamailio_available() {
+        return;
+    }
+    let k = start("registrar.cfg", free_port());
+    let config = |user: &str, pw: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        FileStorage::new(dir.path())
+            .save(
+                json!({
+                    "sip": {"transport_list": ["udp"], "udp_port": 0},
+                    "accounts": {format!("{user}@127.0.0.1"): {
+                        "auth": {"password": pw},
+                        "sip": {"register_uri": format!("sip:127.0.0.1:{}", k.port),
+                                "outbound_proxy": format!("sip:127.0.0.1:{}", k.port)},
+                    }},
+                })
+                .as_object()
+                .unwrap(),
+            )
+            .unwrap();
+        dir
+    };
+    let (a, b) = (config("alice", "alicepass"), config("bob", "bobpass"));
+    let tool = env!("CARGO_BIN_EXE_sip-message");
+    let mut listener = Command::new(tool)
+        .args([
+            "--config-dir",
+            b.path().to_str().unwrap(),
+            "--max-messages",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = listener.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            eprintln!("[listener] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |prefix: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the listener printed no {prefix:?} line"));
+            if line.starts_with(prefix) || line.contains(prefix) {
+                return line;
+            }
+        }
+    };
+    wait_line("registered bob@127.0.0.1");
+    let sent = Command::new(tool)
+        .args([
+            "--config-dir",
+            a.path().to_str().unwrap(),
+            "--cpim",
+            "sip:bob@127.0.0.1",
+            "hello from the other tool ✓",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(stdout.contains("delivered (200"), "{stdout}");
+    let line = wait_line("hello from the other tool");
+    assert!(
+        line.contains("alice@127.0.0.1") && line.ends_with("hello from the other tool ✓"),
+        "{line}"
+    );
+    // --max-messages 1: the listener unregisters and exits by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = listener.try_wait().unwrap() {
+            assert!(st.success(), "{st}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the listener exits after its message"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Sending to a user nobody registered fails with exit status 1.
+    let missed = Command::new(tool)
+        .args([
+            "--config-dir",
+            a.path().to_str().unwrap(),
+            "sip:carol@127.0.0.1",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missed.stdout).contains("not delivered (404"));
+    let usage = Command::new(tool).args(["only-a-uri"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
