@@ -11,35 +11,23 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::apps::{incoming_session, Recorder};
+use common::apps::{incoming_session, start_app, Recorder};
 use serde_json::{json, Value};
 use sipsimple::api::streams::ChatStream;
 use sipsimple::proto::sip::transaction::TransportKind;
-use sipsimple::{
-    MediaStreamRegistry, MemoryStorage, NotificationCenter, SIPApplication, Session, Storage,
-    StreamHandle,
-};
+use sipsimple::{MediaStreamRegistry, NotificationCenter, SIPApplication, Session, StreamHandle};
 
 /// An application with one account that neither registers nor uses a
 /// relay; `msrp` is its msrp settings section.
 fn app(user: &str, msrp: Value) -> SIPApplication {
-    let s = MemoryStorage::new();
-    s.save(
-        json!({
-            "sip": {"transport_list": ["udp"]},
-            "accounts": {format!("{user}@example.com"): {
-                "display_name": user,
-                "registration": {"enabled": false},
-                "msrp": msrp,
-            }},
-        })
-        .as_object()
-        .unwrap(),
-    )
-    .unwrap();
-    let app = SIPApplication::new();
-    app.start(Arc::new(s)).unwrap();
-    app
+    start_app(json!({
+        "sip": {"transport_list": ["udp"]},
+        "accounts": {format!("{user}@example.com"): {
+            "display_name": user,
+            "registration": {"enabled": false},
+            "msrp": msrp,
+        }},
+    }))
 }
 
 fn uri(app: &SIPApplication, user: &str) -> String {
@@ -496,22 +484,14 @@ fn chat_through_the_kamailio_msrp_relay() {
     let k = start("msrp_relay.cfg", common::sipp::free_port());
     let (rec, token) = Recorder::start();
     let alice = app("alice", json!({"transport": "tcp"}));
-    let s = MemoryStorage::new();
-    s.save(
-        json!({
-            "sip": {"transport_list": ["udp"]},
-            "accounts": {"bob@example.com": {
-                "registration": {"enabled": false},
-                "auth": {"password": "bobpass"},
-                "msrp": {"transport": "tcp", "relay": format!("msrp://127.0.0.1:{};tcp", k.port)},
-            }},
-        })
-        .as_object()
-        .unwrap(),
-    )
-    .unwrap();
-    let bob = SIPApplication::new();
-    bob.start(Arc::new(s)).unwrap();
+    let bob = start_app(json!({
+        "sip": {"transport_list": ["udp"]},
+        "accounts": {"bob@example.com": {
+            "registration": {"enabled": false},
+            "auth": {"password": "bobpass"},
+            "msrp": {"transport": "tcp", "relay": format!("msrp://127.0.0.1:{};tcp", k.port)},
+        }},
+    }));
     let account = alice
         .account_manager()
         .unwrap()

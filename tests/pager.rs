@@ -12,9 +12,7 @@ use common::sipp::free_port;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sipsimple::proto::sip::transaction::TransportKind;
-use sipsimple::{
-    Account, MemoryStorage, NotificationCenter, ObserverToken, SIPApplication, Storage,
-};
+use sipsimple::{Account, NotificationCenter, ObserverToken, SIPApplication, Storage};
 
 /// Every message notification as (name, data).
 #[derive(Clone, Default)]
@@ -58,13 +56,7 @@ impl Seen {
     }
 }
 
-fn app(doc: Value) -> SIPApplication {
-    let s = MemoryStorage::new();
-    s.save(doc.as_object().unwrap()).unwrap();
-    let a = SIPApplication::new();
-    a.start(Arc::new(s)).unwrap();
-    a
-}
+use common::apps::start_app as app;
 
 fn plain_app() -> SIPApplication {
     app(json!({"sip": {"transport_list": ["udp", "tcp"]}}))

@@ -9,14 +9,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::apps::{incoming_session, Recorder};
+use common::apps::{incoming_session, start_app, Recorder};
 use common::media::{TestFactory, TYPE};
 use parking_lot::Mutex;
 use serde_json::json;
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
-    Account, MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter, SIPApplication,
-    Session, SessionState, Storage,
+    Account, MediaStreamRegistry, Notification, NotificationCenter, SIPApplication, Session,
+    SessionState,
 };
 
 fn factory() -> Arc<TestFactory> {
@@ -30,16 +30,7 @@ fn factory() -> Arc<TestFactory> {
 
 fn app() -> SIPApplication {
     factory();
-    let s = MemoryStorage::new();
-    s.save(
-        json!({"sip": {"transport_list": ["udp", "tcp"]}})
-            .as_object()
-            .unwrap(),
-    )
-    .unwrap();
-    let app = SIPApplication::new();
-    app.start(Arc::new(s)).unwrap();
-    app
+    start_app(json!({"sip": {"transport_list": ["udp", "tcp"]}}))
 }
 
 fn uri(app: &SIPApplication, user: &str) -> String {

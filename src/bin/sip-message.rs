@@ -143,17 +143,9 @@ fn run() -> Result<bool, String> {
             _ => {}
         }
     });
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| format!("cannot watch signals: {e}"))?;
-    let sig_handle = signals.handle();
-    std::thread::spawn(move || {
-        if let Some(s) = signals.forever().next() {
-            let _ = tx.send(Done::Signal(s));
-        }
-    });
+    let sig_handle = tool::on_signal(move |s| {
+        let _ = tx.send(Done::Signal(s));
+    })?;
     let app = SIPApplication::new();
     app.start(run).map_err(|e| e.to_string())?;
     let result = (|| {

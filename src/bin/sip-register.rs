@@ -122,17 +122,9 @@ fn run() -> Result<(), String> {
             }
         }
     });
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| format!("cannot watch signals: {e}"))?;
-    let sig_handle = signals.handle();
-    std::thread::spawn(move || {
-        if let Some(s) = signals.forever().next() {
-            let _ = tx.send(Why::Signal(s));
-        }
-    });
+    let sig_handle = tool::on_signal(move |s| {
+        let _ = tx.send(Why::Signal(s));
+    })?;
     let app = SIPApplication::new();
     app.start(run).map_err(|e| e.to_string())?;
     let why = rx.recv().unwrap_or(Why::Enough);

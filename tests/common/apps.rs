@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sipsimple::{Notification, NotificationCenter, ObserverToken, SIPApplication, Session};
+use sipsimple::{
+    MemoryStorage, Notification, NotificationCenter, ObserverToken, SIPApplication, Session,
+    Storage,
+};
 
 /// Every session and stream notification, in delivery order.
 #[derive(Clone, Default)]
@@ -112,4 +115,13 @@ pub fn incoming_session(app: &SIPApplication, rec: &Recorder) -> Session {
         assert!(Instant::now() < deadline, "no incoming session within 10 s");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A running application whose settings document is `doc`, kept in memory.
+pub fn start_app(doc: serde_json::Value) -> SIPApplication {
+    let s = MemoryStorage::new();
+    s.save(doc.as_object().expect("a settings object")).unwrap();
+    let app = SIPApplication::new();
+    app.start(Arc::new(s)).unwrap();
+    app
 }

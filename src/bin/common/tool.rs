@@ -37,3 +37,22 @@ pub fn print_line(s: &str) {
     let _ = writeln!(out, "{s}");
     let _ = out.flush();
 }
+
+/// Call `on` with the number of the first SIGINT or SIGTERM (on a thread
+/// of its own); close the returned handle when done watching.
+pub fn on_signal(
+    on: impl FnOnce(i32) + Send + 'static,
+) -> Result<signal_hook::iterator::Handle, String> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot watch signals: {e}"))?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        if let Some(s) = signals.forever().next() {
+            on(s);
+        }
+    });
+    Ok(handle)
+}
