@@ -32,10 +32,7 @@ pub use crate::proto::msrp::{
 
 pub use crate::proto::sdp::{Fingerprint, HashFunction};
 
-use crate::driver::tls::{
-    client_configs, identity, own_identity_and_server_config, server_config_asking_client_cert,
-    TlsError, TlsSettings,
-};
+use crate::driver::tls::{client_configs, fingerprint_identity, TlsError, TlsSettings};
 
 /// TLS for msrps with the same policy as SIP over TLS: the same trusted
 /// CAs and verification setting, and the same certificate to accept with.
@@ -46,22 +43,11 @@ use crate::driver::tls::{
 /// uses that: peers pin it through our a=fingerprint.
 pub fn tls_from_settings(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
     let client = client_configs(s)?.choose(None);
-    let (server, identity) = match &s.certificate_file {
-        Some(f) => (
-            Some(server_config_asking_client_cert(f)?),
-            Some(identity(f)?),
-        ),
-        None => {
-            // No certificate of our own: a self-signed one, which peers
-            // check against our a=fingerprint (RFC 8122).
-            let (id, server) = own_identity_and_server_config()?;
-            (Some(server), Some(id))
-        }
-    };
+    let (identity, server) = fingerprint_identity(s.certificate_file.as_deref())?;
     Ok(MsrpTls {
         client: Some(client),
-        server,
-        identity,
+        server: Some(server),
+        identity: Some(identity),
     })
 }
 

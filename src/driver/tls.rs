@@ -117,9 +117,7 @@ pub fn client_configs(s: &TlsSettings) -> Result<ClientConfigs, TlsError> {
 }
 
 pub fn server_config(cert_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = read_certs(cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(cert_file)
-        .map_err(|e| TlsError(format!("no private key in {}: {e}", cert_file.display())))?;
+    let (certs, key) = read_cert_and_key(cert_file)?;
     let cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError(e.to_string()))?
@@ -129,17 +127,14 @@ pub fn server_config(cert_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(cfg))
 }
 
-/// Our certificate and key from a PEM file, to present as a TLS client
-/// and to put in a=fingerprint.
-pub fn identity(cert_file: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+/// The certificate chain and key in a PEM file.
+fn read_cert_and_key(
+    cert_file: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let certs = read_certs(cert_file)?;
     let key = PrivateKeyDer::from_pem_file(cert_file)
         .map_err(|e| TlsError(format!("no private key in {}: {e}", cert_file.display())))?;
-    let key = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| TlsError(format!("{}: {e}", cert_file.display())))?;
-    Ok(Arc::new(CertifiedKey::new(certs, key)))
+    Ok((certs, key))
 }
 
 /// A certificate and key made for this process (RFC 8122 section 5 allows
@@ -157,23 +152,35 @@ fn own_certificate() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'sta
     Ok((vec![cert.clone()], key))
 }
 
-/// [`identity`] and [`server_config_asking_client_cert`] for the
-/// process's own self-signed certificate.
-pub fn own_identity_and_server_config() -> Result<(Arc<CertifiedKey>, Arc<ServerConfig>), TlsError>
-{
-    let (certs, key) = own_certificate()?;
+/// Our identity for a=fingerprint, presented when a peer asks for a
+/// client certificate, and a server configuration with the same
+/// certificate that asks the client for one (without requiring it, and
+/// without a CA check: the caller compares it with the peer's
+/// a=fingerprint when it has one). From `cert_file` (PEM certificate and
+/// key), else from the process's own self-signed certificate.
+pub fn fingerprint_identity(
+    cert_file: Option<&Path>,
+) -> Result<(Arc<CertifiedKey>, Arc<ServerConfig>), TlsError> {
+    let (certs, key) = match cert_file {
+        Some(f) => read_cert_and_key(f)?,
+        None => own_certificate()?,
+    };
+    let named = |e: rustls::Error| match cert_file {
+        Some(f) => TlsError(format!("{}: {e}", f.display())),
+        None => TlsError(e.to_string()),
+    };
     let p = provider();
     let signing = p
         .key_provider
         .load_private_key(key.clone_key())
-        .map_err(|e| TlsError(e.to_string()))?;
+        .map_err(named)?;
     let id = Arc::new(CertifiedKey::new(certs.clone(), signing));
     let cfg = ServerConfig::builder_with_provider(p.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError(e.to_string()))?
         .with_client_cert_verifier(Arc::new(SignatureOnly(p)))
         .with_single_cert(certs, key)
-        .map_err(|e| TlsError(e.to_string()))?;
+        .map_err(named)?;
     Ok((id, Arc::new(cfg)))
 }
 
@@ -182,23 +189,6 @@ pub fn identity_fingerprint(id: &CertifiedKey) -> Option<Fingerprint> {
     id.cert
         .first()
         .map(|c| Fingerprint::of(HashFunction::Sha256, c.as_ref()))
-}
-
-/// A server configuration like [`server_config`] that also asks the client
-/// for a certificate (without requiring one, and without a CA check): the
-/// caller compares it with the peer's a=fingerprint when it has one.
-pub fn server_config_asking_client_cert(cert_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = read_certs(cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(cert_file)
-        .map_err(|e| TlsError(format!("no private key in {}: {e}", cert_file.display())))?;
-    let p = provider();
-    let cfg = ServerConfig::builder_with_provider(p.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(SignatureOnly(p)))
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError(format!("{}: {e}", cert_file.display())))?;
-    Ok(Arc::new(cfg))
 }
 
 /// A client configuration that accepts exactly the server certificate with
