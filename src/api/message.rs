@@ -15,10 +15,9 @@
 //! application/im-iscomposing+xml are taken (200); other types get 415,
 //! a broken CPIM envelope or bad UTF-8 gets 400 with the reason.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::account::Account;
 use super::error::{Error, Result};
@@ -26,6 +25,7 @@ use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender
 use super::session::{resolve, SessionEnv, SessionManager};
 use crate::driver::engine::{local_ip_towards, ClientEvent, Engine};
 use crate::proto::cpim::{format_datetime, CpimAddress, CpimMessage};
+use crate::proto::msrp::session::media_type_accepted;
 use crate::proto::sip::screen::build_response;
 use crate::proto::sip::transaction::{Peer, TransportKind, TxKey};
 use crate::proto::sip::{SipMessage, Uri};
@@ -228,54 +228,27 @@ async fn final_response(
     })
 }
 
+/// What pager mode takes: text, CPIM around text, is-composing.
+fn pager_types() -> Vec<String> {
+    vec![
+        "text/*".into(),
+        crate::api::im::CPIM.into(),
+        crate::proto::iscomposing::CONTENT_TYPE.into(),
+    ]
+}
+
 /// What an incoming MESSAGE carries, or why it is refused.
 fn read_incoming(req: &SipMessage) -> std::result::Result<NotificationData, (u16, String)> {
     let ct = req
         .header_by_name("Content-Type")
         .map(str::trim)
-        .unwrap_or("text/plain")
-        .to_string();
-    let base = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let (inner_ct, content, headers): (String, Vec<u8>, BTreeMap<String, Vec<String>>) =
-        if base == "message/cpim" {
-            let m = CpimMessage::parse(req.body())
-                .map_err(|e| (400, format!("invalid CPIM: {}", e.0)))?;
-            let inner = m
-                .content_headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
-                .map(|(_, v)| v.trim().to_string())
-                .ok_or((400, "invalid CPIM: no Content-Type".to_string()))?;
-            let mut h: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for (n, v) in &m.headers {
-                h.entry(n.clone()).or_default().push(v.clone());
-            }
-            (inner, m.content, h)
-        } else {
-            (ct.clone(), req.body().to_vec(), BTreeMap::new())
-        };
-    let inner_base = inner_ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let text_like =
-        inner_base.starts_with("text/") || inner_base == crate::proto::iscomposing::CONTENT_TYPE;
-    if !text_like {
-        return Err((415, format!("{inner_ct} is not accepted")));
+        .unwrap_or("text/plain");
+    let types = pager_types();
+    if !media_type_accepted(&types, ct) {
+        return Err((415, format!("{ct} is not accepted")));
     }
-    if inner_base == crate::proto::iscomposing::CONTENT_TYPE {
-        crate::proto::iscomposing::IsComposing::parse(&content)
-            .map_err(|e| (400, e.to_string()))?;
-    }
-    let text =
-        String::from_utf8(content).map_err(|_| (400, "text that is not UTF-8".to_string()))?;
+    let wrapped = [types[0].clone(), types[2].clone()];
+    let m = crate::api::im::read(ct, req.body().to_vec(), &wrapped)?;
     Ok(NotificationData::new()
         .with("from", req.header_by_name("From").unwrap_or("").to_string())
         .with("to", req.header_by_name("To").unwrap_or("").to_string())
@@ -283,9 +256,9 @@ fn read_incoming(req: &SipMessage) -> std::result::Result<NotificationData, (u16
             "request_uri",
             req.request_uri().map(|u| u.to_string()).unwrap_or_default(),
         )
-        .with("content_type", inner_ct)
-        .with("content", text)
-        .with("cpim_headers", json!(headers)))
+        .with("content", m.content_value())
+        .with("cpim_headers", m.cpim_headers_value())
+        .with("content_type", m.content_type))
 }
 
 /// A MESSAGE outside any dialog: answer it and tell the application.

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod application;
 pub mod engine;
 pub mod error;
+pub(crate) mod im;
 pub mod logging;
 pub mod message;
 pub mod msrp;

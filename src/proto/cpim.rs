@@ -312,11 +312,20 @@ impl CpimMessage {
     }
 
     /// The content's type, without parameters.
-    pub fn content_type(&self) -> Option<&str> {
+    /// The content's whole Content-Type value, parameters (the charset)
+    /// included.
+    pub fn content_type_header(&self) -> Option<&str> {
         self.content_headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
-            .map(|(_, v)| v.split(';').next().unwrap_or("").trim())
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The content's media type without parameters.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type_header()
+            .map(|v| v.split(';').next().unwrap_or("").trim())
     }
 }
 

@@ -33,7 +33,7 @@
 //! `chat.max_message_size` (bytes, default 16 MiB).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 
 use crate::api::engine::setting;
 use crate::api::error::{Error, Result};
+use crate::api::im::{self, CPIM};
 use crate::api::msrp::{
     get_acceptor, get_connector, new_session_id, parse_path, path_to_string, tls_from_settings,
     Acceptor, Connector, MSRPSession, MessageSource, MsrpTls, MsrpUri, RelaySettings, ReportMode,
@@ -72,7 +73,6 @@ pub fn default_accept_types() -> Vec<String> {
     ]
 }
 
-const CPIM: &str = "message/cpim";
 const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 
 /// The parts of a chat stream a host can change: accepted types and
@@ -797,31 +797,6 @@ enum Verdict {
     Refuse(u16, String),
 }
 
-fn charset_ok(content_type: &str, data: &[u8]) -> std::result::Result<(), (u16, String)> {
-    let lower = content_type.to_ascii_lowercase();
-    if !lower.starts_with("text/") {
-        return Ok(());
-    }
-    let charset = lower
-        .split(';')
-        .skip(1)
-        .filter_map(|p| p.trim().strip_prefix("charset="))
-        .map(|c| c.trim_matches('"').to_string())
-        .next();
-    match charset.as_deref() {
-        None | Some("utf-8") | Some("utf8") | Some("us-ascii") => {
-            if std::str::from_utf8(data).is_err() {
-                return Err((400, "text that is not valid UTF-8".into()));
-            }
-            if charset.as_deref() == Some("us-ascii") && !data.is_ascii() {
-                return Err((400, "non-ASCII bytes in us-ascii text".into()));
-            }
-            Ok(())
-        }
-        Some(other) => Err((415, format!("charset {other} is not supported (UTF-8 is)"))),
-    }
-}
-
 fn judge(
     content_type: &str,
     data: Vec<u8>,
@@ -829,48 +804,12 @@ fn judge(
     tracker: &mut ComposingTracker,
     message_id: &str,
 ) -> Verdict {
-    let (ct, content, headers, sender, timestamp) = if content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case(CPIM))
-    {
-        let m = match CpimMessage::parse(&data) {
-            Ok(m) => m,
-            Err(e) => return Verdict::Refuse(400, format!("invalid CPIM: {}", e.0)),
-        };
-        // With its parameters (the charset).
-        let Some(inner) = m
-            .content_headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-        else {
-            return Verdict::Refuse(400, "invalid CPIM: no Content-Type".into());
-        };
-        if !media_type_accepted(accept_wrapped, &inner) {
-            return Verdict::Refuse(415, format!("{inner} is not accepted inside CPIM"));
-        }
-        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (n, v) in &m.headers {
-            headers.entry(n.clone()).or_default().push(v.clone());
-        }
-        let sender = m.from().ok().map(|a| a.to_string());
-        let ts = m.datetime().map(str::to_string);
-        (inner, m.content, headers, sender, ts)
-    } else {
-        (content_type.to_string(), data, BTreeMap::new(), None, None)
+    let m = match im::read(content_type, data, accept_wrapped) {
+        Ok(m) => m,
+        Err((code, why)) => return Verdict::Refuse(code, why),
     };
-    if ct
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case(iscomposing::CONTENT_TYPE))
-    {
-        let doc = match IsComposing::parse(&content) {
-            Ok(d) => d,
-            Err(e) => return Verdict::Refuse(400, e.to_string()),
-        };
-        tracker.received(Instant::now(), &doc);
+    if let im::Body::Composing(doc) = &m.body {
+        tracker.received(Instant::now(), doc);
         return Verdict::Accept(Some((
             GOT_COMPOSING_INDICATION,
             composing_data(
@@ -878,30 +817,20 @@ fn judge(
                 doc.refresh,
                 doc.content_type.as_deref(),
                 doc.last_active.as_deref(),
-                sender.as_deref(),
+                m.sender.as_deref(),
             ),
         )));
     }
-    if let Err((code, why)) = charset_ok(&ct, &content) {
-        return Verdict::Refuse(code, why);
-    }
-    let text = match String::from_utf8(content) {
-        Ok(s) => Value::from(s),
-        // Binary content (a host's own type) travels as a byte list.
-        Err(e) => Value::from(e.into_bytes()),
-    };
+    let opt = |v: Option<String>| v.map(Value::from).unwrap_or(Value::Null);
     Verdict::Accept(Some((
         GOT_MESSAGE,
         NotificationData::new()
             .with("message_id", message_id)
-            .with("content", text)
-            .with("content_type", ct)
-            .with("cpim_headers", json!(headers))
-            .with("sender", sender.map(Value::from).unwrap_or(Value::Null))
-            .with(
-                "timestamp",
-                timestamp.map(Value::from).unwrap_or(Value::Null),
-            ),
+            .with("content", m.content_value())
+            .with("cpim_headers", m.cpim_headers_value())
+            .with("content_type", m.content_type)
+            .with("sender", opt(m.sender))
+            .with("timestamp", opt(m.timestamp)),
     )))
 }
 
