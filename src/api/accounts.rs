@@ -29,7 +29,7 @@ use super::account::{Account, BONJOUR_ID};
 use super::application::{AppContext, Subsystem};
 use super::error::{Error, Result};
 use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
-use super::session::{forward_outcomes, local_ip_towards};
+use super::session::forward_outcomes;
 use super::settings::SettingsStore;
 use crate::driver::dns::Route;
 use crate::driver::engine::{numeric_peer, Engine, SendOptions};
@@ -404,16 +404,7 @@ struct RegTask {
 
 /// Our address toward a route, as Via sent-by and Contact.
 fn local_for(route: &Route, engine: &Engine, user: &str) -> LocalAddress {
-    let ip = local_ip_towards(route.address.ip());
-    let port = engine
-        .local_addr(route.transport)
-        .or_else(|| engine.local_addr(TransportKind::Udp))
-        .map(|a| a.port())
-        .unwrap_or(5060);
-    let hp = match ip {
-        std::net::IpAddr::V4(v) => format!("{v}:{port}"),
-        std::net::IpAddr::V6(v) => format!("[{v}]:{port}"),
-    };
+    let hp = super::session::local_host_port(engine, route.address.ip(), route.transport);
     let tparam = match route.transport {
         TransportKind::Udp => String::new(),
         t => format!(";transport={}", t.as_str().to_ascii_lowercase()),

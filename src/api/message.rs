@@ -22,14 +22,14 @@ use serde_json::Value;
 use super::account::Account;
 use super::error::{Error, Result};
 use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
-use super::session::{resolve, SessionEnv, SessionManager};
-use crate::driver::engine::{local_ip_towards, ClientEvent, Engine};
+use super::session::{local_host_port, resolve, route_value, SessionEnv, SessionManager};
+use crate::driver::engine::{ClientEvent, Engine};
 use crate::proto::cpim::{format_datetime, CpimAddress, CpimMessage};
 use crate::proto::msrp::session::media_type_accepted;
 use crate::proto::sip::screen::build_response;
-use crate::proto::sip::transaction::{Peer, TransportKind, TxKey};
+use crate::proto::sip::transaction::{Peer, TxKey};
 use crate::proto::sip::{SipMessage, Uri};
-use crate::proto::ua::pager::{PagerConfig, PagerOutcome, PagerRequest};
+use crate::proto::ua::pager::{check_message, PagerConfig, PagerOutcome, PagerRequest};
 
 pub const DID_SUCCEED: &str = "SIPMessageDidSucceed";
 pub const DID_FAIL: &str = "SIPMessageDidFail";
@@ -85,17 +85,7 @@ impl SessionManager {
             (content_type.to_string(), content.to_vec())
         };
         // Checked now, so a bad call is an error and not a notification.
-        let probe = PagerConfig {
-            target: target.clone(),
-            from: String::new(),
-            to: String::new(),
-            via: String::new(),
-            route: None,
-            user_agent: String::new(),
-            credentials: None,
-            seed: 0,
-        };
-        PagerRequest::new(probe, &content_type, body.clone()).map_err(Error::InvalidArgument)?;
+        check_message(&content_type, &body).map_err(Error::InvalidArgument)?;
         let id = message_id.clone();
         let to_text = target.to_string();
         env.runtime.clone().spawn(async move {
@@ -136,29 +126,13 @@ async fn deliver(
             }
         }
     };
-    let ip = local_ip_towards(peer.addr.ip());
-    let port = env
-        .engine
-        .local_addr(peer.transport)
-        .or_else(|| env.engine.local_addr(TransportKind::Udp))
-        .map(|a| a.port())
-        .unwrap_or(5060);
-    let hp = match ip {
-        std::net::IpAddr::V4(v) => format!("{v}:{port}"),
-        std::net::IpAddr::V6(v) => format!("[{v}]:{port}"),
-    };
+    let hp = local_host_port(&env.engine, peer.addr.ip(), peer.transport);
     let cfg = PagerConfig {
         from: account.identity(&hp),
         to: format!("<{target}>"),
         target,
         via: format!("SIP/2.0/{} {hp}", peer.transport.as_str()),
-        route: proxy.map(|p| {
-            let mut s = p.to_string();
-            if !s.contains(";lr") {
-                s.push_str(";lr");
-            }
-            format!("<{s}>")
-        }),
+        route: proxy.as_ref().map(route_value),
         user_agent: env.user_agent.clone(),
         credentials: account.credentials(),
         seed: u64::from_str_radix(&crate::driver::ids::random_hex(8), 16).unwrap_or(7),

@@ -699,6 +699,30 @@ fn host_port(ip: IpAddr, port: u16) -> String {
     }
 }
 
+/// Our `host:port` as a peer at `peer_ip` sees it on `transport` (the UDP
+/// port when that transport does not listen): Via sent-by and Contact.
+pub(crate) fn local_host_port(
+    engine: &Engine,
+    peer_ip: IpAddr,
+    transport: TransportKind,
+) -> String {
+    let port = engine
+        .local_addr(transport)
+        .or_else(|| engine.local_addr(TransportKind::Udp))
+        .map(|a| a.port())
+        .unwrap_or(5060);
+    host_port(local_ip_towards(peer_ip), port)
+}
+
+/// A Route header value for a next hop, loose-routing (`;lr`) added.
+pub(crate) fn route_value(hop: &Uri) -> String {
+    let mut s = hop.to_string();
+    if hop.as_sip().is_some_and(|sip| sip.param("lr").is_none()) {
+        s.push_str(";lr");
+    }
+    format!("<{s}>")
+}
+
 /// What our pending re-INVITE is for.
 enum LocalProposal {
     Add(Vec<StreamHandle>),
@@ -1079,18 +1103,7 @@ impl Task {
         };
         let mut core = InviteSession::outgoing(cfg.clone());
         let to = format!("<{target}>");
-        let route_values: Vec<String> = routes
-            .iter()
-            .map(|r| {
-                let mut s = r.to_string();
-                if let Some(sip) = r.as_sip() {
-                    if sip.param("lr").is_none() {
-                        s.push_str(";lr");
-                    }
-                }
-                format!("<{s}>")
-            })
-            .collect();
+        let route_values: Vec<String> = routes.iter().map(route_value).collect();
         if let Err(e) = core.connect(Instant::now(), target.clone(), &to, route_values, offer) {
             return self.fail_early(500, &e.to_string());
         }

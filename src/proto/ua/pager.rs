@@ -37,6 +37,20 @@ pub enum PagerOutcome {
     Failed { code: u16, reason: String },
 }
 
+/// Whether a MESSAGE can carry `body` of `content_type`.
+pub fn check_message(content_type: &str, body: &[u8]) -> Result<(), String> {
+    if body.len() > MAX_BODY {
+        return Err(format!(
+            "{} bytes is more than a MESSAGE carries ({MAX_BODY}); use a chat session",
+            body.len()
+        ));
+    }
+    if !content_type.contains('/') || content_type.contains(['\r', '\n']) {
+        return Err(format!("content type {content_type:?} is not type/subtype"));
+    }
+    Ok(())
+}
+
 /// One outgoing MESSAGE.
 pub struct PagerRequest {
     cfg: PagerConfig,
@@ -53,15 +67,7 @@ pub struct PagerRequest {
 
 impl PagerRequest {
     pub fn new(cfg: PagerConfig, content_type: &str, body: Vec<u8>) -> Result<Self, String> {
-        if body.len() > MAX_BODY {
-            return Err(format!(
-                "{} bytes is more than a MESSAGE carries ({MAX_BODY}); use a chat session",
-                body.len()
-            ));
-        }
-        if !content_type.contains('/') || content_type.contains(['\r', '\n']) {
-            return Err(format!("content type {content_type:?} is not type/subtype"));
-        }
+        check_message(content_type, &body)?;
         let mut rng = cfg.seed;
         let call_id = format!(
             "{:016x}{:08x}",
