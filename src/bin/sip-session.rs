@@ -41,12 +41,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use sipsimple::api::streams::ChatStream;
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
     Account, Configuration, FileStorage, MediaStreamRegistry, MemoryStorage, Notification,
     NotificationCenter, SIPApplication, Session, SessionManager, SessionState, Storage,
-    StreamHandle,
 };
 
 struct Options {
@@ -208,26 +206,10 @@ fn settings(o: &Options) -> Result<Arc<dyn Storage>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The current session's chat stream.
-fn chat_stream(s: &Sessions) -> Result<StreamHandle, String> {
-    s.current()?
-        .streams()
-        .into_iter()
-        .find(|h| ChatStream::of(h).is_some())
-        .ok_or_else(|| "the current session has no chat stream (/add chat)".to_string())
-}
-
 fn send_chat(s: &Sessions, text: &str, out: &Out) -> Result<(), String> {
-    let h = chat_stream(s)?;
-    let chat = ChatStream::of(&h).ok_or("not a chat stream")?;
-    let id = chat
-        .send_message(
-            text.as_bytes().to_vec(),
-            "text/plain",
-            None,
-            None,
-            Vec::new(),
-        )
+    let id = s
+        .current()?
+        .send_message(text.as_bytes(), "text/plain")
         .map_err(|e| e.to_string())?;
     out.say(&format!("sent message {id}"));
     Ok(())
@@ -304,10 +286,8 @@ fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<boo
         }
         "/composing" => {
             let state = rest.first().map(String::as_str).unwrap_or("active");
-            let h = chat_stream(s)?;
-            ChatStream::of(&h)
-                .ok_or("not a chat stream")?
-                .send_composing_indication(state, None, None)
+            s.current()?
+                .send_composing_indication(state, None)
                 .map_err(err)?;
         }
         "/end" => s.current()?.end().map_err(err)?,
