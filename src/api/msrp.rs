@@ -51,6 +51,22 @@ pub fn tls_from_settings(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
     })
 }
 
+/// [`tls_from_settings`], made once per distinct settings: loading the
+/// system's root certificates takes milliseconds, which every chat or
+/// file transfer stream would otherwise pay again.
+pub(crate) fn tls_from_settings_shared(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
+    static LAST: parking_lot::Mutex<Option<(TlsSettings, MsrpTls)>> = parking_lot::Mutex::new(None);
+    let mut last = LAST.lock();
+    if let Some((settings, tls)) = last.as_ref() {
+        if settings == s {
+            return Ok(tls.clone());
+        }
+    }
+    let tls = tls_from_settings(s)?;
+    *last = Some((s.clone(), tls.clone()));
+    Ok(tls)
+}
+
 /// TLS with explicit rustls configurations.
 pub fn tls_with(
     client: Option<Arc<rustls::ClientConfig>>,

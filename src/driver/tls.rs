@@ -22,7 +22,7 @@ use rustls::{
 use crate::proto::sdp::{Fingerprint, HashFunction};
 
 /// How TLS is set up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     /// Extra trusted CAs (PEM), e.g. a private CA.
     pub ca_file: Option<PathBuf>,

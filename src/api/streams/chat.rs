@@ -45,9 +45,9 @@ use crate::api::engine::setting;
 use crate::api::error::{Error, Result};
 use crate::api::im::{self, CPIM};
 use crate::api::msrp::{
-    get_acceptor, get_connector, new_session_id, parse_path, path_to_string, tls_from_settings,
-    Acceptor, Connector, MSRPSession, MessageSource, MsrpTls, MsrpUri, RelaySettings, ReportMode,
-    SendOptions, SessionConfig, SessionEvent,
+    get_acceptor, get_connector, new_session_id, parse_path, path_to_string, Acceptor, Connector,
+    MSRPSession, MessageSource, MsrpTls, MsrpUri, RelaySettings, ReportMode, SendOptions,
+    SessionConfig, SessionEvent,
 };
 use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
@@ -526,7 +526,8 @@ impl MediaStream for ChatStream {
             };
             let tls = if secure {
                 let s = crate::api::engine::tls_settings(&ctx.settings)?;
-                tls_from_settings(&s).map_err(|e| Error::InvalidArgument(e.to_string()))?
+                crate::api::msrp::tls_from_settings_shared(&s)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?
             } else {
                 MsrpTls::default()
             };
