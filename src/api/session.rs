@@ -1086,23 +1086,22 @@ impl Task {
         };
         self.transport = peer.transport;
         self.local_ip = local_ip_towards(peer.addr.ip());
+        let cfg = self.config(peer.transport);
+        let to = format!("<{target}>");
         // Streams learn who talks to whom (chat's CPIM From and To).
-        let local_identity = self.config(peer.transport).local_identity;
         self.set_info(|i| {
-            i.local_identity = Some(local_identity);
-            i.remote_identity = Some(format!("<{target}>"));
+            i.local_identity = Some(cfg.local_identity.clone());
+            i.remote_identity = Some(to.clone());
         });
         if let Err(e) = self.initialize(&streams, "outgoing").await {
             return self.fail_early(500, &e.to_string());
         }
         self.slots = streams.iter().cloned().map(Some).collect();
-        let cfg = self.config(peer.transport);
         let offer = match self.local_sdp(None) {
             Ok(o) => o,
             Err(e) => return self.fail_early(500, &e.to_string()),
         };
-        let mut core = InviteSession::outgoing(cfg.clone());
-        let to = format!("<{target}>");
+        let mut core = InviteSession::outgoing(cfg);
         let route_values: Vec<String> = routes.iter().map(route_value).collect();
         if let Err(e) = core.connect(Instant::now(), target.clone(), &to, route_values, offer) {
             return self.fail_early(500, &e.to_string());
@@ -1111,10 +1110,6 @@ impl Task {
             (core.call_id().to_string(), core.local_tag().to_string()),
             self.tx.clone(),
         );
-        self.set_info(|i| {
-            i.local_identity = Some(cfg.local_identity.clone());
-            i.remote_identity = Some(to.clone());
-        });
         self.core = Some(core);
     }
 
