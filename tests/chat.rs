@@ -386,6 +386,7 @@ fn bad_messages_are_refused_on_the_wire_with_the_reason() {
             account: None,
             local_identity: Some("<sip:bob@example.com>".into()),
             remote_identity: Some("<sip:peer@example.com>".into()),
+            msrp_tls: Default::default(),
         };
         stream.initialize(&ctx).await.unwrap();
         let local_m = stream.get_local_media(offer.media.first()).unwrap();

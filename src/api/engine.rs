@@ -299,6 +299,7 @@ impl Subsystem for EngineSubsystem {
                 rel100: bool_setting(&ctx.configuration, "sip.enable_100rel", true)?,
                 t1,
                 dns: Arc::default(),
+                msrp_tls: Default::default(),
                 settings: ctx.settings.clone().ok_or_else(|| {
                     Error::InvalidState("the configuration was not loaded".into())
                 })?,

@@ -51,20 +51,32 @@ pub fn tls_from_settings(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
     })
 }
 
-/// [`tls_from_settings`], made once per distinct settings: loading the
-/// system's root certificates takes milliseconds, which every chat or
-/// file transfer stream would otherwise pay again.
-pub(crate) fn tls_from_settings_shared(s: &TlsSettings) -> Result<MsrpTls, TlsError> {
-    static LAST: parking_lot::Mutex<Option<(TlsSettings, MsrpTls)>> = parking_lot::Mutex::new(None);
-    let mut last = LAST.lock();
-    if let Some((settings, tls)) = last.as_ref() {
-        if settings == s {
-            return Ok(tls.clone());
+/// [`tls_from_settings`], made once per distinct settings and kept by
+/// the application while it runs: loading the system's root certificates
+/// takes milliseconds, which every chat or file transfer stream would
+/// otherwise pay again. Owned by the running engine (not the process), so
+/// stopping the application frees it.
+#[derive(Clone, Default)]
+pub struct MsrpTlsCache(Arc<parking_lot::Mutex<Option<(TlsSettings, MsrpTls)>>>);
+
+impl MsrpTlsCache {
+    pub fn get(&self, s: &TlsSettings) -> Result<MsrpTls, TlsError> {
+        let mut last = self.0.lock();
+        if let Some((settings, tls)) = last.as_ref() {
+            if settings == s {
+                return Ok(tls.clone());
+            }
         }
+        let tls = tls_from_settings(s)?;
+        *last = Some((s.clone(), tls.clone()));
+        Ok(tls)
     }
-    let tls = tls_from_settings(s)?;
-    *last = Some((s.clone(), tls.clone()));
-    Ok(tls)
+}
+
+impl std::fmt::Debug for MsrpTlsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MsrpTlsCache")
+    }
 }
 
 /// TLS with explicit rustls configurations.

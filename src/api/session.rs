@@ -190,6 +190,8 @@ pub(crate) struct SessionEnv {
     pub settings: Arc<super::settings::SettingsStore>,
     /// The system resolver, made on first use and kept (with its cache).
     pub dns: Arc<once_cell::sync::OnceCell<crate::driver::dns::DNSLookup>>,
+    /// msrps configurations for the streams, made on first use.
+    pub msrp_tls: crate::api::msrp::MsrpTlsCache,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -834,6 +836,7 @@ impl Task {
             account: Some(self.session.inner.account.clone()),
             local_identity,
             remote_identity,
+            msrp_tls: self.env().msrp_tls.clone(),
         };
         self.ctx = Some(c.clone());
         c

@@ -54,6 +54,8 @@ pub struct StreamContext {
     pub local_identity: Option<String>,
     /// The peer's name-addr.
     pub remote_identity: Option<String>,
+    /// msrps configurations made from the application's TLS settings.
+    pub msrp_tls: crate::api::msrp::MsrpTlsCache,
 }
 
 /// One media stream of a session (IMediaStream).

@@ -526,7 +526,8 @@ impl MediaStream for ChatStream {
             };
             let tls = if secure {
                 let s = crate::api::engine::tls_settings(&ctx.settings)?;
-                crate::api::msrp::tls_from_settings_shared(&s)
+                ctx.msrp_tls
+                    .get(&s)
                     .map_err(|e| Error::InvalidArgument(e.to_string()))?
             } else {
                 MsrpTls::default()
