@@ -207,7 +207,13 @@ mod tests {
             thread::sleep(Duration::from_millis(20));
             s.lock().unwrap().push(1);
         });
-        thread::sleep(Duration::from_millis(100));
+        // Wait for the callback itself: a flush queued before it ends may
+        // run on the old thread before the restarted one takes job 2, and
+        // flush promises only what was submitted before the flush.
+        let t0 = std::time::Instant::now();
+        while seen.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(5));
+        }
         assert!(flush(Duration::from_secs(10)));
         let got = seen.lock().unwrap().clone();
         // Other tests may hold clients concurrently, so the restart may not have
