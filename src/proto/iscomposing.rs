@@ -16,11 +16,8 @@
 
 use std::time::{Duration, Instant};
 
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
-
 use super::cpim::check_datetime;
+use super::xml;
 
 pub const CONTENT_TYPE: &str = "application/im-iscomposing+xml";
 pub const NAMESPACE: &str = "urn:ietf:params:xml:ns:im-iscomposing";
@@ -85,117 +82,34 @@ impl IsComposing {
     }
 
     pub fn parse(input: &[u8]) -> Result<IsComposing, IsComposingError> {
-        if input.len() > MAX_SIZE {
-            return err(format!("{} bytes, more than {MAX_SIZE}", input.len()));
+        let root = xml::parse(
+            input,
+            xml::Limits {
+                max_size: MAX_SIZE,
+                ..xml::Limits::default()
+            },
+        )
+        .map_err(|e| IsComposingError(e.0))?;
+        if !root.is(NAMESPACE, "isComposing") {
+            return err(format!(
+                "root element {:?} is not isComposing in {NAMESPACE}",
+                root.name
+            ));
         }
-        let text = std::str::from_utf8(input).map_err(|_| IsComposingError("not UTF-8".into()))?;
-        let mut r = NsReader::from_str(text);
-        // Whitespace is trimmed from whole values, not from each text piece
-        // (a value can arrive in several pieces around entity references).
-        // Path of element local names in our namespace; foreign elements
-        // (allowed as extensions) are skipped whole.
-        let mut depth = 0usize;
-        let mut foreign_depth = 0usize;
-        let mut seen_root = false;
-        let mut current: Option<String> = None;
-        let mut value = String::new();
         let (mut state, mut ctype, mut refresh, mut last) = (None, None, None, None);
-        loop {
-            let (ns, ev) = r
-                .read_resolved_event()
-                .map_err(|e| IsComposingError(e.to_string()))?;
-            let ours = matches!(ns, ResolveResult::Bound(n) if n.as_ref() == NAMESPACE.as_bytes());
-            match ev {
-                Event::Start(e) => {
-                    depth += 1;
-                    if depth > 16 {
-                        return err("elements nested too deep");
-                    }
-                    if foreign_depth > 0 {
-                        foreign_depth += 1;
-                        continue;
-                    }
-                    let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                    if depth == 1 {
-                        if seen_root || !ours || local != "isComposing" {
-                            return err(format!(
-                                "root element {local:?} is not isComposing in {NAMESPACE}"
-                            ));
-                        }
-                        seen_root = true;
-                    } else if depth == 2 && ours {
-                        current = Some(local);
-                        value.clear();
-                    } else if depth == 2 {
-                        foreign_depth = 1;
-                    } else {
-                        return err(format!("unexpected element {local:?}"));
-                    }
-                }
-                Event::Empty(e) => {
-                    let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                    if depth == 0 {
-                        return err("an empty isComposing element has no state");
-                    }
-                    if depth == 1 && ours {
-                        // An empty known element is an empty value.
-                        store(&local, "", &mut state, &mut ctype, &mut refresh, &mut last)?;
-                    }
-                }
-                Event::End(_) => {
-                    if foreign_depth > 0 {
-                        foreign_depth -= 1;
-                    } else if depth == 2 {
-                        if let Some(name) = current.take() {
-                            store(
-                                &name,
-                                value.trim(),
-                                &mut state,
-                                &mut ctype,
-                                &mut refresh,
-                                &mut last,
-                            )?;
-                        }
-                    }
-                    depth = depth.saturating_sub(1);
-                }
-                Event::Text(t) => {
-                    if current.is_some() && foreign_depth == 0 {
-                        value.push_str(
-                            &t.xml_content()
-                                .map_err(|e| IsComposingError(e.to_string()))?,
-                        );
-                    }
-                }
-                Event::CData(t) => {
-                    if current.is_some() && foreign_depth == 0 {
-                        value.push_str(&t.decode().map_err(|e| IsComposingError(e.to_string()))?);
-                    }
-                }
-                Event::GeneralRef(g) => {
-                    if current.is_some() && foreign_depth == 0 {
-                        let c = match g.resolve_char_ref() {
-                            Ok(Some(c)) => c.to_string(),
-                            _ => {
-                                let name =
-                                    g.decode().map_err(|e| IsComposingError(e.to_string()))?;
-                                quick_xml::escape::resolve_predefined_entity(&name)
-                                    .ok_or_else(|| {
-                                        IsComposingError(format!("unknown entity &{name};"))
-                                    })?
-                                    .to_string()
-                            }
-                        };
-                        value.push_str(&c);
-                    }
-                }
-                Event::DocType(_) => return err("DOCTYPE is not allowed"),
-                Event::Eof => break,
-                Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+        // Elements of other namespaces are extensions and skipped whole.
+        for el in root.children_in(NAMESPACE) {
+            if let Some(c) = el.children.first() {
+                return err(format!("unexpected element {:?}", c.name));
             }
-        }
-        if !seen_root || depth != 0 {
-            return err("no complete isComposing element");
+            store(
+                &el.name,
+                el.text.trim(),
+                &mut state,
+                &mut ctype,
+                &mut refresh,
+                &mut last,
+            )?;
         }
         Ok(IsComposing {
             state: state.ok_or_else(|| IsComposingError("no state".into()))?,
@@ -211,15 +125,12 @@ impl IsComposing {
             self.state.as_str()
         );
         if let Some(t) = &self.last_active {
-            s.push_str(&format!(
-                "  <lastactive>{}</lastactive>\n",
-                quick_xml::escape::escape(t)
-            ));
+            s.push_str(&format!("  <lastactive>{}</lastactive>\n", xml::escape(t)));
         }
         if let Some(c) = &self.content_type {
             s.push_str(&format!(
                 "  <contenttype>{}</contenttype>\n",
-                quick_xml::escape::escape(c)
+                xml::escape(c)
             ));
         }
         if let Some(r) = self.refresh {
