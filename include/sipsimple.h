@@ -571,6 +571,15 @@ SipsimpleStatus sipsimple_session_send_message(struct SipsimpleSession *s,
                                                char **out_message_id);
 
 /**
+ * Tell the sender of received chat message `message_id` (the
+ * `message_id` of its ChatStreamGotMessage) that it was displayed
+ * (RFC 5438). Only for messages whose `disposition_notification` asked
+ * for `display`, once each; otherwise SIPSIMPLE_STATUS_NOT_FOUND.
+ */
+SipsimpleStatus sipsimple_session_send_display_notification(struct SipsimpleSession *s,
+                                                            const char *message_id);
+
+/**
  * Tell the peer on the session's chat stream that we are composing
  * (`state` "active", refreshed within `refresh` seconds, 0: 60) or stopped
  * ("idle").

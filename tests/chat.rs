@@ -19,15 +19,19 @@ use sipsimple::{MediaStreamRegistry, NotificationCenter, SIPApplication, Session
 
 /// An application with one account that neither registers nor uses a
 /// relay; `msrp` is its msrp settings section.
-fn app(user: &str, msrp: Value) -> SIPApplication {
-    start_app(json!({
+fn app(user: &str, msrp: Value, global: &Value) -> SIPApplication {
+    let mut doc = json!({
         "sip": {"transport_list": ["udp"]},
         "accounts": {format!("{user}@example.com"): {
             "display_name": user,
             "registration": {"enabled": false},
             "msrp": msrp,
         }},
-    }))
+    });
+    for (k, v) in global.as_object().into_iter().flatten() {
+        doc[k] = v.clone();
+    }
+    start_app(doc)
 }
 
 fn uri(app: &SIPApplication, user: &str) -> String {
@@ -59,9 +63,14 @@ struct Call {
 /// Alice calls Bob with a chat stream and queues `early` messages before
 /// anything is connected; Bob accepts.
 fn call(msrp: Value, early: &[&str]) -> Call {
+    call_with(msrp, [&json!({}), &json!({})], early)
+}
+
+/// [`call`] with global settings for alice and bob.
+fn call_with(msrp: Value, global: [&Value; 2], early: &[&str]) -> Call {
     let (rec, token) = Recorder::start();
-    let alice = app("alice", msrp.clone());
-    let bob = app("bob", msrp);
+    let alice = app("alice", msrp.clone(), global[0]);
+    let bob = app("bob", msrp, global[1]);
     let account = alice
         .account_manager()
         .unwrap()
@@ -243,6 +252,89 @@ fn chat_both_ways_with_cpim_unicode_1mib_and_composing() {
 }
 
 #[test]
+fn disposition_notifications_for_delivery_and_display() {
+    let asks = json!({"chat": {"disposition_notifications": ["positive-delivery", "display"]}});
+    let c = call_with(json!({"transport": "tcp"}), [&asks, &json!({})], &[]);
+    let (aid, bid) = (c.a_chat.id().0, c.b_chat.id().0);
+    let id = chat(&c.a_chat)
+        .send_message(text("read me"), "text/plain", None, None, Vec::new())
+        .unwrap();
+    let got = c.rec.wait("ChatStreamGotMessage", Some(bid));
+    assert_eq!(
+        got.data.get("disposition_notification").unwrap(),
+        &json!(["positive-delivery", "display"])
+    );
+    let headers = got.data.get("cpim_headers").unwrap();
+    assert_eq!(headers["imdn.Message-ID"][0], id.as_str());
+    // Bob accepted it, so alice hears it was delivered: the MSRP report
+    // and the disposition notification, which names her message id.
+    c.rec.wait("ChatStreamDidDeliverMessage", Some(aid));
+    let n = c
+        .rec
+        .wait("ChatStreamGotDispositionNotification", Some(aid));
+    assert_eq!(n.data.get_str("message_id"), Some(id.as_str()));
+    assert_eq!(n.data.get_str("kind"), Some("delivery"));
+    assert_eq!(n.data.get_str("status"), Some("delivered"));
+    assert!(n.data.get_str("sender").unwrap().contains("bob@"));
+
+    // Display: when Bob's application says so, once.
+    let bob_mid = got.data.get_str("message_id").unwrap().to_string();
+    c.b.send_display_notification(&bob_mid).unwrap();
+    c.rec
+        .wait_count("ChatStreamGotDispositionNotification", aid, 2);
+    let n = c
+        .rec
+        .all("ChatStreamGotDispositionNotification", aid)
+        .pop()
+        .unwrap();
+    assert_eq!(n.data.get_str("message_id"), Some(id.as_str()));
+    assert_eq!(n.data.get_str("kind"), Some("display"));
+    assert_eq!(n.data.get_str("status"), Some("displayed"));
+    let again = c.b.send_display_notification(&bob_mid).unwrap_err();
+    assert!(matches!(again, sipsimple::Error::NotFound(_)), "{again}");
+
+    // Bob asks for nothing: alice has nothing to answer, and notifications
+    // never show up as chat messages.
+    chat(&c.b_chat)
+        .send_message(text("plain"), "text/plain", None, None, Vec::new())
+        .unwrap();
+    let got = c.rec.wait("ChatStreamGotMessage", Some(aid));
+    assert_eq!(
+        got.data.get("disposition_notification").unwrap(),
+        &json!([])
+    );
+    assert!(c
+        .a
+        .send_display_notification(got.data.get_str("message_id").unwrap())
+        .is_err());
+    c.rec.wait("ChatStreamDidDeliverMessage", Some(bid));
+    assert_eq!(c.rec.count("ChatStreamGotMessage", aid), 1);
+    assert_eq!(c.rec.count("ChatStreamGotMessage", bid), 1);
+    assert_eq!(c.rec.count("ChatStreamGotDispositionNotification", bid), 0);
+    c.finish();
+
+    // A recipient that does not send delivery notifications still
+    // delivers (the MSRP report says so) but sends no IMDN.
+    let quiet = json!({"chat": {"send_delivery_notifications": false}});
+    let c = call_with(json!({"transport": "tcp"}), [&asks, &quiet], &[]);
+    let aid = c.a_chat.id().0;
+    chat(&c.a_chat)
+        .send_message(text("anyone?"), "text/plain", None, None, Vec::new())
+        .unwrap();
+    c.rec.wait("ChatStreamDidDeliverMessage", Some(aid));
+    // Display still works when asked for by the application.
+    let got = c.rec.wait("ChatStreamGotMessage", Some(c.b_chat.id().0));
+    c.b.send_display_notification(got.data.get_str("message_id").unwrap())
+        .unwrap();
+    let n = c
+        .rec
+        .wait("ChatStreamGotDispositionNotification", Some(aid));
+    assert_eq!(n.data.get_str("kind"), Some("display"));
+    assert_eq!(c.rec.count("ChatStreamGotDispositionNotification", aid), 1);
+    c.finish();
+}
+
+#[test]
 fn a_burst_of_10000_arrives_in_order_and_every_message_is_reported() {
     let c = call(json!({"transport": "tcp"}), &[]);
     let aid = c.a_chat.id().0;
@@ -375,6 +467,8 @@ fn bad_messages_are_refused_on_the_wire_with_the_reason() {
         m.push_attribute(Attribute::value("accept-types", "message/cpim text/*"));
         m.push_attribute(Attribute::value("accept-wrapped-types", "*"));
         m.push_attribute(Attribute::value("setup", "active"));
+        // The peer is a chat room that takes private messages.
+        m.push_attribute(Attribute::value("chatroom", "private-messages"));
         offer.media.push(m);
         let stream = ChatFactory::default().new_from_sdp(&offer, 0).unwrap();
         let ctx = StreamContext {
@@ -411,7 +505,10 @@ fn bad_messages_are_refused_on_the_wire_with_the_reason() {
             ("image/png", b"\x89PNG".to_vec(), 415),
             ("text/plain", b"\xff\xfe not utf-8".to_vec(), 400),
             ("message/cpim", cpim("application/im-iscomposing+xml", "<isComposing><oops>"), 400),
+            ("message/cpim", cpim("message/imdn+xml", "<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\"><message-id>x</message-id></imdn>"), 400),
             ("message/cpim", cpim("text/plain", "still fine after all that"), 200),
+            ("message/cpim", "From: <sip:carol@example.com>\r\nTo: <sip:bob@example.com>\r\n\r\nContent-Type: text/plain\r\n\r\nfor bob only".as_bytes().to_vec(), 200),
+            ("message/cpim", "From: <sip:carol@example.com>\r\nTo: <sip:peer@example.com>\r\n\r\nContent-Type: text/plain\r\n\r\nfor the room".as_bytes().to_vec(), 200),
         ];
         for (i, (ct, body, want)) in cases.iter().enumerate() {
             let mid = format!("bad{i}");
@@ -432,16 +529,50 @@ fn bad_messages_are_refused_on_the_wire_with_the_reason() {
                 assert!(!r.head.comment().unwrap_or("").is_empty(), "case {i} says why");
             }
         }
-        rec.wait_count("ChatStreamGotMessage", sid, 2);
-        let got: Vec<String> = rec
+        rec.wait_count("ChatStreamGotMessage", sid, 4);
+        let got: Vec<(String, bool)> = rec
             .all("ChatStreamGotMessage", sid)
             .iter()
-            .map(|n| n.data.get_str("content").unwrap().to_string())
+            .map(|n| {
+                (
+                    n.data.get_str("content").unwrap().to_string(),
+                    n.data.get_bool("private").unwrap(),
+                )
+            })
             .collect();
-        assert_eq!(got, ["hello", "still fine after all that"]);
+        assert_eq!(
+            got,
+            [
+                ("hello".into(), false),
+                ("still fine after all that".into(), true),
+                ("for bob only".into(), true),
+                ("for the room".into(), false)
+            ]
+        );
         let info = stream.info();
-        assert_eq!(info["refused"], 6, "{info}");
-        assert_eq!(info["received"], 2);
+        assert_eq!(info["refused"], 7, "{info}");
+        assert_eq!(info["received"], 4);
+        assert_eq!(info["private_messages"], true);
+
+        // A private message to one participant of the room: CPIM To names
+        // them, not the room.
+        let chat = stream.as_any().unwrap().downcast_ref::<ChatStream>().unwrap();
+        chat.send_message(
+            text("psst"),
+            "text/plain",
+            Some(vec!["<sip:carol@example.com>".into()]),
+            None,
+            Vec::new(),
+        )
+        .unwrap();
+        let sent = tokio::time::timeout(Duration::from_secs(5), t.read_chunk(1 << 16))
+            .await
+            .expect("the private message")
+            .unwrap();
+        let body = String::from_utf8(sent.data.to_vec()).unwrap();
+        assert!(body.contains("To: <sip:carol@example.com>\r\n"), "{body}");
+        assert!(!body.contains("peer@example.com"), "{body}");
+        assert!(body.ends_with("psst"), "{body}");
         stream.end();
     });
     NotificationCenter::default().remove_observer(token);
@@ -484,7 +615,7 @@ fn chat_through_the_kamailio_msrp_relay() {
     }
     let k = start("msrp_relay.cfg", common::sipp::free_port());
     let (rec, token) = Recorder::start();
-    let alice = app("alice", json!({"transport": "tcp"}));
+    let alice = app("alice", json!({"transport": "tcp"}), &json!({}));
     let bob = start_app(json!({
         "sip": {"transport_list": ["udp"]},
         "accounts": {"bob@example.com": {

@@ -648,11 +648,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_reject_proposal() != 51626:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_sipsimple_checksum_method_session_remove_stream() != 5485:
+    if lib.uniffi_sipsimple_checksum_method_session_remove_stream() != 23726:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_composing_indication() != 11787:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_sipsimple_checksum_method_session_send_message() != 40195:
+    if lib.uniffi_sipsimple_checksum_method_session_send_display_notification() != 63323:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_send_message() != 48579:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_ring_indication() != 3069:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -907,6 +909,9 @@ _UniffiLib.uniffi_sipsimple_checksum_method_session_remove_stream.restype = ctyp
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_composing_indication.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_composing_indication.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_display_notification.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_display_notification.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_message.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_message.restype = ctypes.c_uint16
@@ -1322,6 +1327,12 @@ _UniffiLib.uniffi_sipsimple_fn_method_session_send_composing_indication.argtypes
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_session_send_composing_indication.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_session_send_message.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -3198,15 +3209,23 @@ class SessionProtocol(typing.Protocol):
     def reject_proposal(self, code: int) -> None:
         raise NotImplementedError
     def remove_stream(self, stream_type: str) -> None:
+        """
+        Remove the session's (first) stream of `stream_type`.
+"""
         raise NotImplementedError
     def send_composing_indication(self, state: str,refresh: typing.Optional[int]) -> None:
         """
         An is-composing indication ("active" or "idle") on the chat stream.
 """
         raise NotImplementedError
+    def send_display_notification(self, message_id: str) -> None:
+        """
+        Tell the sender of received chat message `message_id` that it was
+        displayed (RFC 5438), when it asked for that.
+"""
+        raise NotImplementedError
     def send_message(self, content: bytes,content_type: typing.Optional[str]) -> str:
         """
-        Remove the session's (first) stream of `stream_type`.
         Send a message on the session's chat stream (queued until it
         starts); returns the id the delivery notifications carry.
 """
@@ -3424,6 +3443,9 @@ class Session(SessionProtocol):
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
     def remove_stream(self, stream_type: str) -> None:
+        """
+        Remove the session's (first) stream of `stream_type`.
+"""
         
         _UniffiFfiConverterString.check_lower(stream_type)
         _uniffi_lowered_args = (
@@ -3459,9 +3481,27 @@ class Session(SessionProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def send_display_notification(self, message_id: str) -> None:
+        """
+        Tell the sender of received chat message `message_id` that it was
+        displayed (RFC 5438), when it asked for that.
+"""
+        
+        _UniffiFfiConverterString.check_lower(message_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(message_id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def send_message(self, content: bytes,content_type: typing.Optional[str]) -> str:
         """
-        Remove the session's (first) stream of `stream_type`.
         Send a message on the session's chat stream (queued until it
         starts); returns the id the delivery notifications carry.
 """

@@ -2241,6 +2241,9 @@ public protocol SessionProtocol: AnyObject, Sendable {
     
     func rejectProposal(code: UInt16) throws 
     
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     */
     func removeStream(streamType: String) throws 
     
     /**
@@ -2249,7 +2252,12 @@ public protocol SessionProtocol: AnyObject, Sendable {
     func sendComposingIndication(state: String, refresh: UInt32?) throws 
     
     /**
-     * Remove the session's (first) stream of `stream_type`.
+     * Tell the sender of received chat message `message_id` that it was
+     * displayed (RFC 5438), when it asked for that.
+     */
+    func sendDisplayNotification(messageId: String) throws 
+    
+    /**
      * Send a message on the session's chat stream (queued until it
      * starts); returns the id the delivery notifications carry.
      */
@@ -2439,6 +2447,9 @@ open func rejectProposal(code: UInt16)throws   {try rustCallWithError(FfiConvert
 }
 }
     
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     */
 open func removeStream(streamType: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
         uniffiCallStatus in
     uniffi_sipsimple_fn_method_session_remove_stream(
@@ -2462,7 +2473,19 @@ open func sendComposingIndication(state: String, refresh: UInt32?)throws   {try 
 }
     
     /**
-     * Remove the session's (first) stream of `stream_type`.
+     * Tell the sender of received chat message `message_id` that it was
+     * displayed (RFC 5438), when it asked for that.
+     */
+open func sendDisplayNotification(messageId: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_send_display_notification(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(messageId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Send a message on the session's chat stream (queued until it
      * starts); returns the id the delivery notifications carry.
      */
@@ -4182,13 +4205,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_session_reject_proposal() != 51626) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_sipsimple_checksum_method_session_remove_stream() != 5485) {
+    if (uniffi_sipsimple_checksum_method_session_remove_stream() != 23726) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_send_composing_indication() != 11787) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_sipsimple_checksum_method_session_send_message() != 40195) {
+    if (uniffi_sipsimple_checksum_method_session_send_display_notification() != 63323) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_send_message() != 48579) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_send_ring_indication() != 3069) {

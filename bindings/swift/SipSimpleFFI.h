@@ -758,6 +758,11 @@ void uniffi_sipsimple_fn_method_session_remove_stream(uint64_t ptr, RustBuffer s
 void uniffi_sipsimple_fn_method_session_send_composing_indication(uint64_t ptr, RustBuffer state, RustBuffer refresh, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_DISPLAY_NOTIFICATION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_DISPLAY_NOTIFICATION
+void uniffi_sipsimple_fn_method_session_send_display_notification(uint64_t ptr, RustBuffer message_id, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_MESSAGE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_MESSAGE
 RustBuffer uniffi_sipsimple_fn_method_session_send_message(uint64_t ptr, RustBuffer content, RustBuffer content_type, RustCallStatus *_Nonnull out_status
@@ -1493,6 +1498,12 @@ uint16_t uniffi_sipsimple_checksum_method_session_remove_stream(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_COMPOSING_INDICATION
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_COMPOSING_INDICATION
 uint16_t uniffi_sipsimple_checksum_method_session_send_composing_indication(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_DISPLAY_NOTIFICATION
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_DISPLAY_NOTIFICATION
+uint16_t uniffi_sipsimple_checksum_method_session_send_display_notification(void
     
 );
 #endif

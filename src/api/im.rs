@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::proto::cpim::CpimMessage;
+use crate::proto::imdn::{self, Disposition, Imdn};
 use crate::proto::iscomposing::{self, IsComposing};
 use crate::proto::msrp::session::media_type_accepted;
 
@@ -20,6 +21,16 @@ pub(crate) enum Body {
     /// A type of the host's own (the ODF extension's XML, ...).
     Bytes(Vec<u8>),
     Composing(IsComposing),
+    /// A disposition notification (RFC 5438) about a message we sent.
+    Imdn(Imdn),
+}
+
+/// The notifications a message's sender asked for (RFC 5438).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ImdnRequest {
+    pub message_id: String,
+    pub datetime: String,
+    pub dispositions: Vec<Disposition>,
 }
 
 /// An accepted incoming message.
@@ -33,6 +44,8 @@ pub(crate) struct Incoming {
     /// CPIM From and DateTime.
     pub sender: Option<String>,
     pub timestamp: Option<String>,
+    /// What the sender asked to be told about this message.
+    pub imdn_request: Option<ImdnRequest>,
 }
 
 impl Incoming {
@@ -43,6 +56,7 @@ impl Incoming {
             Body::Text(t) => Value::from(t.as_str()),
             Body::Bytes(b) => Value::from(b.clone()),
             Body::Composing(d) => Value::from(d.to_xml()),
+            Body::Imdn(d) => Value::from(d.to_xml()),
         }
     }
 
@@ -97,6 +111,7 @@ pub(crate) fn read(
         cpim_headers: BTreeMap::new(),
         sender: None,
         timestamp: None,
+        imdn_request: None,
     };
     let content = if base_type(content_type) == CPIM {
         let cpim =
@@ -113,6 +128,12 @@ pub(crate) fn read(
         }
         m.sender = cpim.from().ok().map(|a| a.to_string());
         m.timestamp = cpim.datetime().map(str::to_string);
+        m.imdn_request =
+            imdn::requested(&cpim).map(|(message_id, datetime, dispositions)| ImdnRequest {
+                message_id,
+                datetime,
+                dispositions,
+            });
         cpim.content
     } else {
         data
@@ -120,6 +141,8 @@ pub(crate) fn read(
     let base = base_type(&m.content_type);
     m.body = if base == iscomposing::CONTENT_TYPE {
         Body::Composing(IsComposing::parse(&content).map_err(|e| (400, e.to_string()))?)
+    } else if base == imdn::CONTENT_TYPE {
+        Body::Imdn(Imdn::parse(&content).map_err(|e| (400, e.to_string()))?)
     } else if base.starts_with("text/") {
         check_charset(&m.content_type, &content)?;
         Body::Text(
@@ -179,6 +202,22 @@ mod tests {
         assert_eq!(
             code(iscomposing::CONTENT_TYPE, b"<x/>".to_vec(), &any),
             Some(400)
+        );
+        assert_eq!(
+            code(CPIM, cpim(imdn::CONTENT_TYPE, "<imdn/>"), &any),
+            Some(400)
+        );
+        let mut req = cpim("text/plain", "x").into_iter().collect::<Vec<u8>>();
+        let head = b"NS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: q1\r\nimdn.Disposition-Notification: display\r\n";
+        req.splice(0..0, head.iter().copied());
+        let m = read(CPIM, req, &any).unwrap();
+        assert_eq!(
+            m.imdn_request,
+            Some(ImdnRequest {
+                message_id: "q1".into(),
+                datetime: "2026-11-21T10:00:00Z".into(),
+                dispositions: vec![Disposition::Display],
+            })
         );
     }
 }

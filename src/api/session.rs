@@ -358,6 +358,17 @@ impl Session {
         chat.send_message(content.to_vec(), content_type, None, None, Vec::new())
     }
 
+    /// Tell the sender of received chat message `message_id` that it was
+    /// displayed (RFC 5438), when it asked for that.
+    pub fn send_display_notification(&self, message_id: &str) -> Result<()> {
+        let h = self
+            .chat_stream()
+            .ok_or_else(|| Error::InvalidState("the session has no chat stream".into()))?;
+        super::streams::ChatStream::of(&h)
+            .ok_or_else(|| Error::Internal("not a chat stream".into()))?
+            .send_display_notification(message_id)
+    }
+
     /// An is-composing indication on the session's chat stream.
     pub fn send_composing_indication(&self, state: &str, refresh: Option<u32>) -> Result<()> {
         let h = self

@@ -74,6 +74,9 @@ pub static GLOBAL: &[Def] = defs! {
     "audio.output_device", Kind::Text, Value::from("null"), "null or wav:<path>";
     "rtp.audio_codec_list", Kind::List, serde_json::json!(["PCMU", "PCMA"]), "audio codecs in order";
     "logs.trace_sip", Kind::Bool, Value::Bool(false), "post SIPEngineSIPTrace";
+    "chat.max_message_size", Kind::Number(1, 1 << 40), Value::from(16 * 1024 * 1024), "largest incoming chat message, bytes";
+    "chat.disposition_notifications", Kind::List, serde_json::json!([]), "IMDN asked for on sent chat messages (positive-delivery, negative-delivery, display)";
+    "chat.send_delivery_notifications", Kind::Bool, Value::Bool(true), "answer IMDN positive-delivery requests";
 };
 
 /// Per-account settings.

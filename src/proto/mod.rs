@@ -2,9 +2,11 @@
 //! threads, no clocks: time is an argument.
 pub mod codec;
 pub mod cpim;
+pub mod imdn;
 pub mod iscomposing;
 pub mod msrp;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
 pub mod ua;
+pub mod xml;

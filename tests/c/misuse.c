@@ -266,6 +266,9 @@ int main(void) {
                SIPSIMPLE_STATUS_INVALID_UTF8);
         EXPECT(sipsimple_session_send_composing_indication(ses, NULL, 0), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_session_send_composing_indication(ses, "active", 0), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_send_display_notification(NULL, "m1"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_send_display_notification(ses, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_send_display_notification(ses, "m1"), SIPSIMPLE_STATUS_INVALID_STATE);
         /* Bad arguments to connect. */
         EXPECT(sipsimple_session_connect(ses, NULL, NULL, "audio"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_session_connect(ses, "not a uri", NULL, "audio"), SIPSIMPLE_STATUS_INVALID_ARGUMENT);

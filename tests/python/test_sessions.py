@@ -201,6 +201,9 @@ def test_chat_from_python():
         events.wait("SIPSessionDidStart", incoming)
         b = bob.get_session(incoming)
         b.send_message(b"hello alice", None)
+        # Nothing received asked for a display notification (RFC 5438).
+        with pytest.raises(ss.SipSimpleError.NotFound):
+            b.send_display_notification("no-such-message")
         call.send_composing_indication("active", 30)
 
         def got(name):

@@ -17,11 +17,23 @@
 //!
 //! | notification | data |
 //! |---|---|
-//! | ChatStreamGotMessage | `message_id`, `content`, `content_type`, `cpim_headers` (name to list of values), `sender` (CPIM From), `timestamp` (CPIM DateTime), `private` |
+//! | ChatStreamGotMessage | `message_id`, `content`, `content_type`, `cpim_headers` (name to list of values), `sender` (CPIM From), `timestamp` (CPIM DateTime), `disposition_notification` (what the sender asked for), `private` (from a chat room, addressed to us alone) |
 //! | ChatStreamDidSendMessage | `message_id` |
 //! | ChatStreamDidDeliverMessage | `message_id`, `code`, `reason` |
 //! | ChatStreamDidNotDeliverMessage | `message_id`, `code`, `reason` |
 //! | ChatStreamGotComposingIndication | `state`, `refresh`, `content_type`, `last_active`, `sender` |
+//! | ChatStreamGotDispositionNotification | `message_id`, `kind` (delivery, display, processing), `status` (delivered, displayed, failed, error, forbidden, ...), `sender`, `datetime`, `recipient_uri` |
+//!
+//! Disposition notifications (IMDN, RFC 5438) are an option: with
+//! `chat.disposition_notifications` set (e.g. `["positive-delivery",
+//! "display"]`), every message sent in CPIM asks for them, with its
+//! message id as `imdn.Message-ID`. An incoming message that asks for
+//! `positive-delivery` is answered with a delivery notification once it is
+//! accepted (unless `chat.send_delivery_notifications` is false); one that
+//! asks for `display` is answered when the application calls
+//! [`ChatStream::send_display_notification`] with its message id.
+//! ChatStreamGotMessage says what the sender asked for in
+//! `disposition_notification`.
 //!
 //! Incoming messages the stream cannot use are refused with an MSRP error
 //! response (400 for a broken CPIM envelope or is-composing document, 415
@@ -43,7 +55,7 @@ use serde_json::{json, Value};
 
 use crate::api::engine::setting;
 use crate::api::error::{Error, Result};
-use crate::api::im::{self, CPIM};
+use crate::api::im::{self, ImdnRequest, CPIM};
 use crate::api::msrp::{
     get_acceptor, get_connector, new_session_id, parse_path, path_to_string, Acceptor, Connector,
     MSRPSession, MessageSource, MsrpTls, MsrpUri, RelaySettings, ReportMode, SendOptions,
@@ -52,6 +64,7 @@ use crate::api::msrp::{
 use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
 use crate::proto::cpim::{format_datetime, CpimAddress, CpimMessage};
+use crate::proto::imdn::{self, Disposition, Imdn, Kind as ImdnKind};
 use crate::proto::iscomposing::{self, ComposingState, ComposingTracker, IsComposing};
 use crate::proto::msrp::session::{media_type_accepted, Event as CoreEvent};
 use crate::proto::sdp::offer_answer::{answer_setup, opens_connection};
@@ -63,6 +76,10 @@ pub const DID_SEND_MESSAGE: &str = "ChatStreamDidSendMessage";
 pub const DID_DELIVER_MESSAGE: &str = "ChatStreamDidDeliverMessage";
 pub const DID_NOT_DELIVER_MESSAGE: &str = "ChatStreamDidNotDeliverMessage";
 pub const GOT_COMPOSING_INDICATION: &str = "ChatStreamGotComposingIndication";
+pub const GOT_DISPOSITION_NOTIFICATION: &str = "ChatStreamGotDispositionNotification";
+
+/// Received messages kept for a later display notification, at most.
+const MAX_DISPLAYABLE: usize = 10_000;
 
 /// What a chat stream accepts unless told otherwise.
 pub fn default_accept_types() -> Vec<String> {
@@ -138,6 +155,8 @@ struct State {
     session: Option<Arc<MSRPSession>>,
     max_message: u64,
     runtime: Option<tokio::runtime::Handle>,
+    /// What every message we send asks for (RFC 5438).
+    request_notifications: Vec<Disposition>,
 }
 
 /// Messages sent and waiting for their delivery report.
@@ -147,6 +166,40 @@ struct Tracking {
     waiting: HashMap<String, bool>,
 }
 
+/// A received message whose sender asked for a display notification.
+struct Displayable {
+    request: ImdnRequest,
+    /// Its CPIM From: where the notification goes.
+    sender: Option<CpimAddress>,
+}
+
+/// Received messages that asked for a display notification, oldest
+/// first, bounded by [`MAX_DISPLAYABLE`].
+#[derive(Default)]
+struct DisplayQueue {
+    by_id: HashMap<String, Displayable>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl DisplayQueue {
+    fn insert(&mut self, message_id: String, d: Displayable) {
+        if self.by_id.insert(message_id.clone(), d).is_none() {
+            self.order.push_back(message_id);
+        }
+        while self.order.len() > MAX_DISPLAYABLE {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+
+    fn take(&mut self, message_id: &str) -> Option<Displayable> {
+        let d = self.by_id.remove(message_id)?;
+        self.order.retain(|x| x != message_id);
+        Some(d)
+    }
+}
+
 struct Shared {
     sender: Sender,
     tracking: Mutex<Tracking>,
@@ -154,6 +207,11 @@ struct Shared {
     received: AtomicU64,
     refused: AtomicU64,
     ended_locally: std::sync::atomic::AtomicBool,
+    displayable: Mutex<DisplayQueue>,
+    /// Answer positive-delivery requests (`chat.send_delivery_notifications`).
+    send_delivery: std::sync::atomic::AtomicBool,
+    /// Our CPIM address, for the notifications we send.
+    local_identity: Mutex<Option<CpimAddress>>,
 }
 
 impl Shared {
@@ -206,6 +264,7 @@ impl ChatStream {
                 session: None,
                 max_message: DEFAULT_MAX_MESSAGE,
                 runtime: None,
+                request_notifications: Vec::new(),
             }),
             shared: Arc::new(Shared {
                 sender: Sender {
@@ -217,6 +276,9 @@ impl ChatStream {
                 received: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 ended_locally: std::sync::atomic::AtomicBool::new(false),
+                displayable: Mutex::new(DisplayQueue::default()),
+                send_delivery: std::sync::atomic::AtomicBool::new(true),
+                local_identity: Mutex::new(None),
             }),
         }
     }
@@ -301,6 +363,40 @@ impl ChatStream {
                 Ok(message_id)
             }
         }
+    }
+
+    /// Tell the sender of received message `message_id` (the id
+    /// ChatStreamGotMessage gave) that it was displayed (RFC 5438). Only
+    /// for messages that asked for it (`display` in their
+    /// `disposition_notification`), once each.
+    pub fn send_display_notification(&self, message_id: &str) -> Result<()> {
+        let session = {
+            let st = self.state.lock();
+            if st.phase != Phase::Started {
+                return Err(Error::InvalidState(
+                    "display notifications need a started chat stream".into(),
+                ));
+            }
+            st.session.clone()
+        }
+        .ok_or_else(|| Error::InvalidState("the chat stream has no session".into()))?;
+        let d = self
+            .shared
+            .displayable
+            .lock()
+            .take(message_id)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no received message {message_id:?} waits for a display notification"
+                ))
+            })?;
+        let doc = Imdn::new(
+            &d.request.message_id,
+            &d.request.datetime,
+            ImdnKind::Display,
+            "displayed",
+        );
+        send_notification(&session, &self.shared, d.sender, &doc)
     }
 
     /// Tell the peer we are (or stopped) composing (RFC 3994). `refresh`:
@@ -441,6 +537,9 @@ fn encode(st: &State, p: &Pending) -> Result<(String, Vec<u8>)> {
         for (n, v) in &p.headers {
             m.headers.push((n.clone(), v.clone()));
         }
+        if !st.request_notifications.is_empty() && asks_for_notifications(&p.content_type) {
+            imdn::request(&mut m, &p.message_id, &st.request_notifications);
+        }
         return Ok((CPIM.into(), m.to_bytes()));
     }
     if media_type_accepted(&st.remote_accept_types, &p.content_type) && !private {
@@ -450,6 +549,51 @@ fn encode(st: &State, p: &Pending) -> Result<(String, Vec<u8>)> {
         "the peer accepts neither {} nor message/cpim wrapping it",
         p.content_type
     )))
+}
+
+/// Whether a message of this type may ask for disposition notifications:
+/// not notifications or composing indications themselves.
+fn asks_for_notifications(content_type: &str) -> bool {
+    let base = content_type.split(';').next().unwrap_or("").trim();
+    !base.eq_ignore_ascii_case(imdn::CONTENT_TYPE)
+        && !base.eq_ignore_ascii_case(iscomposing::CONTENT_TYPE)
+}
+
+/// Send a disposition notification to `to` (the peer when None). It asks
+/// for no report of its own: a notification is not notified.
+fn send_notification(
+    session: &MSRPSession,
+    shared: &Shared,
+    to: Option<CpimAddress>,
+    doc: &Imdn,
+) -> Result<()> {
+    let from = shared
+        .local_identity
+        .lock()
+        .clone()
+        .unwrap_or_else(|| CpimAddress::new(None, "sip:anonymous@anonymous.invalid"));
+    let to = to.unwrap_or_else(|| CpimAddress::new(None, "sip:anonymous@anonymous.invalid"));
+    let own_id = new_session_id();
+    let m = imdn::notification_message(
+        &from,
+        &to,
+        &format_datetime(SystemTime::now()),
+        &own_id,
+        doc,
+    );
+    session
+        .send_message(
+            MessageSource::Bytes(m.to_bytes()),
+            SendOptions {
+                content_type: CPIM.into(),
+                success_report: ReportMode::No,
+                failure_report: ReportMode::Partial,
+                message_id: Some(own_id),
+                ..SendOptions::default()
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| Error::InvalidState(format!("the chat stream is closed: {e}")))
 }
 
 /// The name-addr part of a From/To value (tag and other parameters off).
@@ -540,6 +684,33 @@ impl MediaStream for ChatStream {
                     ))
                 })?,
             };
+            let request_notifications = match setting(&ctx.settings, "chat.disposition_notifications") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str().and_then(Disposition::parse).ok_or_else(|| {
+                            Error::InvalidArgument(format!(
+                                "chat.disposition_notifications: {v} is not positive-delivery, negative-delivery, display or processing"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                Some(v) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "chat.disposition_notifications must be a list, not {v}"
+                    )))
+                }
+            };
+            let send_delivery = match setting(&ctx.settings, "chat.send_delivery_notifications") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "chat.send_delivery_notifications must be true or false, not {v}"
+                    )))
+                }
+            };
             let relay = relay_settings(ctx)?;
             let connect = opens_connection(Some(setup), offered, incoming);
             let local = MsrpUri::new(secure, &ctx.local_ip.to_string(), 0, &new_session_id());
@@ -562,6 +733,11 @@ impl MediaStream for ChatStream {
             st.runtime = Some(ctx.runtime.clone());
             st.local_identity = ctx.local_identity.as_deref().and_then(address_of);
             st.remote_identity = ctx.remote_identity.as_deref().and_then(address_of);
+            st.request_notifications = request_notifications;
+            *self.shared.local_identity.lock() = st.local_identity.clone();
+            self.shared
+                .send_delivery
+                .store(send_delivery, Ordering::Relaxed);
             st.phase = Phase::Initialized;
             Ok(())
         })
@@ -697,15 +873,16 @@ impl MediaStream for ChatStream {
             for p in &queue {
                 encoded.push((p.message_id.clone(), encode(&st, p)));
             }
-            let accept_wrapped = self.config.accept_wrapped_types.clone();
+            let reading = Reading {
+                accept_wrapped: self.config.accept_wrapped_types.clone(),
+                room: st
+                    .private_messages
+                    .then(|| st.remote_identity.as_ref().map(|a| a.uri.clone()))
+                    .flatten(),
+            };
             let runtime = st.runtime.clone();
             drop(st);
-            let pump = pump(
-                session.clone(),
-                self.shared.clone(),
-                accept_wrapped,
-                max_message,
-            );
+            let pump = pump(session.clone(), self.shared.clone(), reading, max_message);
             match runtime {
                 Some(rt) => {
                     rt.spawn(pump);
@@ -793,47 +970,99 @@ struct InMsg {
     too_big: bool,
 }
 
-/// What to answer an incoming message with, and what to post.
+/// What to answer an incoming message with, what to post, and what its
+/// sender asked to be told (with the sender's address).
 enum Verdict {
-    Accept(Option<(&'static str, NotificationData)>),
+    Accept(
+        Option<(&'static str, NotificationData)>,
+        Option<(ImdnRequest, Option<CpimAddress>)>,
+    ),
     Refuse(u16, String),
+}
+
+/// What the pump needs to read incoming messages.
+struct Reading {
+    accept_wrapped: Vec<String>,
+    /// The peer's URI when it is a chat room (it offered
+    /// a=chatroom:private-messages): messages addressed to anyone else
+    /// (us) are private.
+    room: Option<String>,
 }
 
 fn judge(
     content_type: &str,
     data: Vec<u8>,
-    accept_wrapped: &[String],
+    reading: &Reading,
     tracker: &mut ComposingTracker,
     message_id: &str,
 ) -> Verdict {
-    let m = match im::read(content_type, data, accept_wrapped) {
+    let m = match im::read(content_type, data, &reading.accept_wrapped) {
         Ok(m) => m,
         Err((code, why)) => return Verdict::Refuse(code, why),
     };
     if let im::Body::Composing(doc) = &m.body {
         tracker.received(Instant::now(), doc);
-        return Verdict::Accept(Some((
-            GOT_COMPOSING_INDICATION,
-            composing_data(
-                doc.state,
-                doc.refresh,
-                doc.content_type.as_deref(),
-                doc.last_active.as_deref(),
-                m.sender.as_deref(),
-            ),
-        )));
+        return Verdict::Accept(
+            Some((
+                GOT_COMPOSING_INDICATION,
+                composing_data(
+                    doc.state,
+                    doc.refresh,
+                    doc.content_type.as_deref(),
+                    doc.last_active.as_deref(),
+                    m.sender.as_deref(),
+                ),
+            )),
+            None,
+        );
     }
     let opt = |v: Option<String>| v.map(Value::from).unwrap_or(Value::Null);
-    Verdict::Accept(Some((
-        GOT_MESSAGE,
-        NotificationData::new()
-            .with("message_id", message_id)
-            .with("content", m.content_value())
-            .with("cpim_headers", m.cpim_headers_value())
-            .with("content_type", m.content_type)
-            .with("sender", opt(m.sender))
-            .with("timestamp", opt(m.timestamp)),
-    )))
+    if let im::Body::Imdn(doc) = &m.body {
+        return Verdict::Accept(
+            Some((
+                GOT_DISPOSITION_NOTIFICATION,
+                NotificationData::new()
+                    .with("message_id", doc.message_id.as_str())
+                    .with("kind", doc.kind.as_str())
+                    .with("status", doc.status.as_str())
+                    .with("sender", opt(m.sender.clone()))
+                    .with("datetime", doc.datetime.as_str())
+                    .with("recipient_uri", opt(doc.recipient_uri.clone())),
+            )),
+            None,
+        );
+    }
+    let asked: Vec<Value> = m
+        .imdn_request
+        .iter()
+        .flat_map(|r| r.dispositions.iter().map(|d| Value::from(d.as_str())))
+        .collect();
+    let private = reading.room.as_deref().is_some_and(|room| {
+        m.cpim_headers
+            .get("To")
+            .and_then(|to| to.first())
+            .and_then(|to| CpimAddress::parse(to).ok())
+            .is_some_and(|to| to.uri != room)
+    });
+    let request = m.imdn_request.clone().map(|r| {
+        let sender = m.sender.as_deref().and_then(|s| CpimAddress::parse(s).ok());
+        (r, sender)
+    });
+    Verdict::Accept(
+        Some((
+            GOT_MESSAGE,
+            NotificationData::new()
+                .with("message_id", message_id)
+                .with("content", m.content_value())
+                .with("cpim_headers", m.cpim_headers_value())
+                .with("content_type", m.content_type)
+                .with("sender", opt(m.sender))
+                .with("timestamp", opt(m.timestamp))
+                .with("disposition_notification", Value::Array(asked))
+                .with("private", private),
+        )),
+        request,
+    )
 }
 
 fn composing_data(
@@ -852,13 +1081,40 @@ fn composing_data(
         .with("sender", opt(sender))
 }
 
-/// Turn the MSRP session's events into chat notifications until it ends.
-async fn pump(
-    session: Arc<MSRPSession>,
-    shared: Arc<Shared>,
-    accept_wrapped: Vec<String>,
-    max_message: u64,
+/// Act on what an accepted message's sender asked for: a delivery
+/// notification now, a display notification kept for the application.
+fn answer_request(
+    session: &MSRPSession,
+    shared: &Shared,
+    message_id: &str,
+    request: ImdnRequest,
+    sender: Option<CpimAddress>,
 ) {
+    if request
+        .dispositions
+        .contains(&Disposition::PositiveDelivery)
+        && shared.send_delivery.load(Ordering::Relaxed)
+    {
+        let doc = Imdn::new(
+            &request.message_id,
+            &request.datetime,
+            ImdnKind::Delivery,
+            "delivered",
+        );
+        if let Err(e) = send_notification(session, shared, sender.clone(), &doc) {
+            tracing::warn!(target: "sipsimple::chat", "no delivery notification for {message_id}: {e}");
+        }
+    }
+    if request.dispositions.contains(&Disposition::Display) {
+        shared
+            .displayable
+            .lock()
+            .insert(message_id.to_string(), Displayable { request, sender });
+    }
+}
+
+/// Turn the MSRP session's events into chat notifications until it ends.
+async fn pump(session: Arc<MSRPSession>, shared: Arc<Shared>, reading: Reading, max_message: u64) {
     let mut incoming: HashMap<String, InMsg> = HashMap::new();
     let mut tracker = ComposingTracker::default();
     loop {
@@ -918,14 +1174,17 @@ async fn pump(
                 } else {
                     match m.content_type.as_deref() {
                         // The empty SEND that binds a connection.
-                        None if m.data.is_empty() => Verdict::Accept(None),
+                        None if m.data.is_empty() => Verdict::Accept(None, None),
                         None => Verdict::Refuse(400, "a message without Content-Type".into()),
-                        Some(ct) => judge(ct, m.data, &accept_wrapped, &mut tracker, &message_id),
+                        Some(ct) => judge(ct, m.data, &reading, &mut tracker, &message_id),
                     }
                 };
                 match verdict {
-                    Verdict::Accept(post) => {
+                    Verdict::Accept(post, request) => {
                         let _ = session.complete_message(&message_id, 200, None);
+                        if let Some((request, sender)) = request {
+                            answer_request(&session, &shared, &message_id, request, sender);
+                        }
                         if let Some((name, data)) = post {
                             if name == GOT_MESSAGE {
                                 shared.received.fetch_add(1, Ordering::Relaxed);

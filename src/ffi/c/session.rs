@@ -309,6 +309,22 @@ pub extern "C" fn sipsimple_session_send_message(
     })
 }
 
+/// Tell the sender of received chat message `message_id` (the
+/// `message_id` of its ChatStreamGotMessage) that it was displayed
+/// (RFC 5438). Only for messages whose `disposition_notification` asked
+/// for `display`, once each; otherwise SIPSIMPLE_STATUS_NOT_FOUND.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_send_display_notification(
+    s: *mut SipsimpleSession,
+    message_id: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let id = in_str(message_id, "message_id")?;
+        Ok(sess.send_display_notification(id)?)
+    })
+}
+
 /// Tell the peer on the session's chat stream that we are composing
 /// (`state` "active", refreshed within `refresh` seconds, 0: 60) or stopped
 /// ("idle").

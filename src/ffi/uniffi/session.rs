@@ -255,7 +255,6 @@ impl Session {
         Ok(self.inner.add_stream(s)?)
     }
 
-    /// Remove the session's (first) stream of `stream_type`.
     /// Send a message on the session's chat stream (queued until it
     /// starts); returns the id the delivery notifications carry.
     pub fn send_message(
@@ -268,6 +267,12 @@ impl Session {
             .send_message(&content, content_type.as_deref().unwrap_or("text/plain"))?)
     }
 
+    /// Tell the sender of received chat message `message_id` that it was
+    /// displayed (RFC 5438), when it asked for that.
+    pub fn send_display_notification(&self, message_id: String) -> Result<(), SipSimpleError> {
+        Ok(self.inner.send_display_notification(&message_id)?)
+    }
+
     /// An is-composing indication ("active" or "idle") on the chat stream.
     pub fn send_composing_indication(
         &self,
@@ -277,6 +282,7 @@ impl Session {
         Ok(self.inner.send_composing_indication(&state, refresh)?)
     }
 
+    /// Remove the session's (first) stream of `stream_type`.
     pub fn remove_stream(&self, stream_type: String) -> Result<(), SipSimpleError> {
         Ok(self.inner.remove_stream_of_type(&stream_type)?)
     }

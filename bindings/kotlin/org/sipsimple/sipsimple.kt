@@ -911,6 +911,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_composing_indication(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_session_send_display_notification(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_message(
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_ring_indication(
@@ -1133,6 +1135,8 @@ internal object UniffiLib {
     external fun uniffi_sipsimple_fn_method_session_remove_stream(`ptr`: Long,`streamType`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_send_composing_indication(`ptr`: Long,`state`: RustBuffer.ByValue,`refresh`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_send_display_notification(`ptr`: Long,`messageId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_send_message(`ptr`: Long,`content`: RustBuffer.ByValue,`contentType`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1474,13 +1478,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_session_reject_proposal() and 0xFFFF) != 51626) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_sipsimple_checksum_method_session_remove_stream() and 0xFFFF) != 5485) {
+    if ((lib.uniffi_sipsimple_checksum_method_session_remove_stream() and 0xFFFF) != 23726) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_send_composing_indication() and 0xFFFF) != 11787) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_sipsimple_checksum_method_session_send_message() and 0xFFFF) != 40195) {
+    if ((lib.uniffi_sipsimple_checksum_method_session_send_display_notification() and 0xFFFF) != 63323) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_send_message() and 0xFFFF) != 48579) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_send_ring_indication() and 0xFFFF) != 3069) {
@@ -4593,6 +4600,9 @@ public interface SessionInterface {
     
     fun `rejectProposal`(`code`: kotlin.UShort)
     
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     */
     fun `removeStream`(`streamType`: kotlin.String)
     
     /**
@@ -4601,7 +4611,12 @@ public interface SessionInterface {
     fun `sendComposingIndication`(`state`: kotlin.String, `refresh`: kotlin.UInt?)
     
     /**
-     * Remove the session's (first) stream of `stream_type`.
+     * Tell the sender of received chat message `message_id` that it was
+     * displayed (RFC 5438), when it asked for that.
+     */
+    fun `sendDisplayNotification`(`messageId`: kotlin.String)
+    
+    /**
      * Send a message on the session's chat stream (queued until it
      * starts); returns the id the delivery notifications carry.
      */
@@ -4894,6 +4909,9 @@ open class Session: Disposable, AutoCloseable, SessionInterface
     
 
     
+    /**
+     * Remove the session's (first) stream of `stream_type`.
+     */
     @Throws(SipSimpleException::class)override fun `removeStream`(`streamType`: kotlin.String)
         = 
     callWithHandle {
@@ -4927,7 +4945,24 @@ open class Session: Disposable, AutoCloseable, SessionInterface
 
     
     /**
-     * Remove the session's (first) stream of `stream_type`.
+     * Tell the sender of received chat message `message_id` that it was
+     * displayed (RFC 5438), when it asked for that.
+     */
+    @Throws(SipSimpleException::class)override fun `sendDisplayNotification`(`messageId`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification(
+        it,
+        
+        FfiConverterString.lower(`messageId`),_status)
+}
+    }
+    
+    
+
+    
+    /**
      * Send a message on the session's chat stream (queued until it
      * starts); returns the id the delivery notifications carry.
      */
