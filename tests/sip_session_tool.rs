@@ -2,6 +2,8 @@
 //! one auto-answering, commands piped to stdin, notifications read as JSON
 //! lines from stdout.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -196,6 +198,85 @@ fn two_tools_chat_both_ways() {
     bob.wait("SIPSessionDidEnd", 1);
     // No chat stream now: the line is an error, not a crash.
     alice.send("/chat anyone?");
+    alice.quit();
+    bob.quit();
+}
+
+/// Two sip-session processes with accounts registered at Kamailio: alice
+/// calls bob's address of record through her outbound proxy, Kamailio
+/// finds bob's registered contact, and they chat (MSRP straight between
+/// them, msrps with fingerprints, the account default).
+#[test]
+fn two_tools_chat_through_kamailio() {
+    use common::kamailio::{kamailio_available, start};
+    use sipsimple::{FileStorage, Storage};
+    if !kamailio_available() {
+        return;
+    }
+    let k = start("registrar.cfg", common::sipp::free_port());
+    let config = |user: &str, pw: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let id = format!("{user}@127.0.0.1");
+        FileStorage::new(dir.path())
+            .save(
+                serde_json::json!({
+                    "accounts": {&id: {
+                        "auth": {"password": pw},
+                        "registration": {"expires": 60},
+                        "sip": {"register_uri": format!("sip:127.0.0.1:{}", k.port),
+                                "outbound_proxy": format!("sip:127.0.0.1:{}", k.port),
+                                "transport_list": ["udp"]},
+                    }},
+                    "default_account": &id,
+                })
+                .as_object()
+                .unwrap(),
+            )
+            .unwrap();
+        dir
+    };
+    let (a, b) = (config("alice", "alicepass"), config("bob", "bobpass"));
+    let mut bob = Tool::start(&["--auto-answer", "--config-dir", b.path().to_str().unwrap()]);
+    let mut alice = Tool::start(&[
+        "--config-dir",
+        a.path().to_str().unwrap(),
+        "--account",
+        "alice@127.0.0.1",
+    ]);
+    let r = bob.wait("SIPAccountRegistrationDidSucceed", 1);
+    assert_eq!(r["data"]["registration"], "bob@127.0.0.1");
+    alice.wait("SIPAccountRegistrationDidSucceed", 1);
+    alice.send("/call sip:bob@127.0.0.1 chat");
+    alice.wait("SIPSessionDidStart", 1);
+    let started = bob.wait("SIPSessionDidStart", 1);
+    assert_eq!(started["data"]["streams"][0]["type"], "chat");
+    alice.send("/chat hello bob, via the registrar");
+    let m = bob.wait("ChatStreamGotMessage", 1);
+    assert_eq!(m["data"]["content"], "hello bob, via the registrar");
+    assert!(m["data"]["sender"]
+        .as_str()
+        .unwrap()
+        .contains("alice@127.0.0.1"));
+    alice.wait("ChatStreamDidDeliverMessage", 1);
+    bob.send("and back ✓");
+    let m = alice.wait("ChatStreamGotMessage", 1);
+    assert_eq!(m["data"]["content"], "and back ✓");
+    bob.wait("ChatStreamDidDeliverMessage", 1);
+    alice.send("/end");
+    bob.wait("SIPSessionDidEnd", 1);
+    // An account the configuration does not have is an error at start.
+    let out = Command::new(env!("CARGO_BIN_EXE_sip-session"))
+        .args([
+            "--config-dir",
+            a.path().to_str().unwrap(),
+            "--account",
+            "nobody@127.0.0.1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
     alice.quit();
     bob.quit();
 }

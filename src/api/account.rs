@@ -310,6 +310,17 @@ impl Account {
         self.inner.backing.is_none() || self.flag("enabled")
     }
 
+    /// `sip.outbound_proxy`: where every request of this account goes
+    /// first (None: straight to the target).
+    pub fn outbound_proxy(&self) -> Result<Option<Uri>> {
+        self.text("sip.outbound_proxy")
+            .map(|s| {
+                Uri::parse(&s)
+                    .map_err(|e| Error::InvalidArgument(format!("sip.outbound_proxy {s:?}: {e}")))
+            })
+            .transpose()
+    }
+
     /// The digest credentials: `auth.username` (default: the id's user)
     /// and `auth.password`. The Bonjour account has none.
     pub fn credentials(&self) -> Option<Credentials> {

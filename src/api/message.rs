@@ -59,15 +59,7 @@ impl SessionManager {
                 "{to:?} is not a sip: or sips: URI"
             )));
         }
-        let proxy = account
-            .get("sip.outbound_proxy")?
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                Uri::parse(s)
-                    .map_err(|e| Error::InvalidArgument(format!("sip.outbound_proxy {s:?}: {e}")))
-            })
-            .transpose()?;
+        let proxy = account.outbound_proxy()?;
         let env = self.env().clone();
         let account = account.clone();
         let sender = Sender {

@@ -4,7 +4,11 @@
 //!
 //! Options:
 //!   --config-dir DIR       keep settings in DIR/config.json (default: memory)
-//!   --account ID           call as ID (user@domain), or `bonjour` (default)
+//!   --account ID           call as ID (user@domain, an account of the
+//!                          configuration: it registers when it has a
+//!                          registrar, and calls go through its
+//!                          sip.outbound_proxy), or `bonjour` (default: the
+//!                          configuration's default account, else bonjour)
 //!   --sip-port N           listen for SIP on port N (UDP and TCP)
 //!   --transport T          udp, tcp or tls for the listening list (default udp,tcp)
 //!   --auto-answer          accept incoming sessions and proposals at once
@@ -49,7 +53,7 @@ use sipsimple::{
 
 struct Options {
     config_dir: Option<String>,
-    account: String,
+    account: Option<String>,
     sip_port: Option<u16>,
     transport: Option<String>,
     auto_answer: bool,
@@ -73,7 +77,7 @@ fn parse_args() -> Result<Options, lexopt::Error> {
     use lexopt::prelude::*;
     let mut o = Options {
         config_dir: None,
-        account: "bonjour".into(),
+        account: None,
         sip_port: None,
         transport: None,
         auto_answer: false,
@@ -87,7 +91,7 @@ fn parse_args() -> Result<Options, lexopt::Error> {
     while let Some(arg) = p.next()? {
         match arg {
             Long("config-dir") => o.config_dir = Some(p.value()?.string()?),
-            Long("account") => o.account = p.value()?.string()?,
+            Long("account") => o.account = Some(p.value()?.string()?),
             Long("sip-port") => o.sip_port = Some(p.value()?.parse()?),
             Long("transport") => o.transport = Some(p.value()?.string()?.to_ascii_lowercase()),
             Long("auto-answer") => o.auto_answer = true,
@@ -178,7 +182,8 @@ impl Sessions {
     }
 }
 
-fn settings(o: &Options) -> Result<Arc<dyn Storage>, String> {
+/// The settings for this run and the account to use (None: Bonjour).
+fn settings(o: &Options) -> Result<(Arc<dyn Storage>, Option<String>), String> {
     let storage: Arc<dyn Storage> = match &o.config_dir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
@@ -201,9 +206,24 @@ fn settings(o: &Options) -> Result<Arc<dyn Storage>, String> {
     if let Some(d) = &o.output {
         overrides.push(("audio.output_device", json!(d)));
     }
-    Configuration::open(storage)
-        .and_then(|c| c.run_copy(&overrides, None))
-        .map_err(|e| e.to_string())
+    let cfg = Configuration::open(storage).map_err(|e| e.to_string())?;
+    let bonjour = |id: &str| id == "bonjour" || id == sipsimple::api::account::BONJOUR_ID;
+    let id = match &o.account {
+        Some(id) if bonjour(id) => None,
+        Some(id) => {
+            if !cfg.account_ids().contains(id) {
+                return Err(format!(
+                    "no account {id:?} in the configuration (add it with sip-settings)"
+                ));
+            }
+            Some(id.clone())
+        }
+        None => cfg.default_account().filter(|id| !bonjour(id)),
+    };
+    let run = cfg
+        .run_copy(&overrides, id.as_deref())
+        .map_err(|e| e.to_string())?;
+    Ok((run, id))
 }
 
 fn send_chat(s: &Sessions, text: &str, out: &Out) -> Result<(), String> {
@@ -339,23 +359,11 @@ fn main() {
         json: o.json,
         lock: Arc::default(),
     };
-    let storage = match settings(&o) {
+    let (storage, account_id) = match settings(&o) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("sip-session: {e}");
             std::process::exit(1);
-        }
-    };
-    let account = if o.account == "bonjour" {
-        Account::bonjour(None)
-    } else {
-        Account::new(&o.account, None)
-    };
-    let account = match account {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("sip-session: {e}");
-            std::process::exit(2);
         }
     };
     let app = SIPApplication::new();
@@ -370,10 +378,16 @@ fn main() {
         NotificationCenter::default().remove_observer(token);
         std::process::exit(1);
     }
-    let manager = match app.session_manager() {
-        Ok(m) => m,
+    let found = match &account_id {
+        Some(id) => app.account_manager().and_then(|m| m.get_account(id)),
+        None => Account::bonjour(None),
+    };
+    let (manager, account) = match app.session_manager().and_then(|m| Ok((m, found?))) {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("sip-session: {e}");
+            app.stop();
+            NotificationCenter::default().remove_observer(token);
             std::process::exit(1);
         }
     };
