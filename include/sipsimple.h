@@ -621,6 +621,24 @@ SipsimpleStatus sipsimple_stream_type_register(const char *name,
                                                void *user_data);
 
 /**
+ * Register (or replace) an MSRP message stream type built on the chat
+ * stream: `name` "chat" changes the built-in chat type, another name adds
+ * a type of the application's own. `media` is the m= media (NULL:
+ * "message"); `accept_types` and `accept_wrapped_types` are
+ * comma-separated media types (NULL: the chat defaults,
+ * message/cpim, text/(any) and application/im-iscomposing+xml, and "*");
+ * `attributes` holds extra SDP attributes for the stream's m= section,
+ * one `name` or `name:value` per line (NULL: none), e.g.
+ * "features:odf-editor". Messages go out with
+ * sipsimple_session_send_message and arrive as ChatStreamGotMessage.
+ */
+SipsimpleStatus sipsimple_msrp_stream_type_register(const char *name,
+                                                    const char *media,
+                                                    const char *accept_types,
+                                                    const char *accept_wrapped_types,
+                                                    const char *attributes);
+
+/**
  * Remove a stream type; running sessions keep their streams.
  * SIPSIMPLE_STATUS_NOT_FOUND if no such type is registered.
  */

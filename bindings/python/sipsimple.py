@@ -524,6 +524,8 @@ def _uniffi_check_contract_api_version(lib):
         raise InternalError("UniFFI contract version mismatch: try cleaning and rebuilding your project")
 
 def _uniffi_check_api_checksums(lib):
+    if lib.uniffi_sipsimple_checksum_func_register_msrp_stream_type() != 12286:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_func_register_stream_type() != 4736:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_func_set_log_sink() != 34284:
@@ -717,6 +719,9 @@ _UniffiLib.ffi_sipsimple_rustbuffer_reserve.restype = _UniffiRustBuffer
 _UniffiLib.ffi_sipsimple_uniffi_contract_version.argtypes = (
 )
 _UniffiLib.ffi_sipsimple_uniffi_contract_version.restype = ctypes.c_uint32
+_UniffiLib.uniffi_sipsimple_checksum_func_register_msrp_stream_type.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_func_register_msrp_stream_type.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_func_register_stream_type.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_func_register_stream_type.restype = ctypes.c_uint16
@@ -963,6 +968,15 @@ _UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_unhold.restype = ctype
 _UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_end.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_end.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_fn_func_register_msrp_stream_type.argtypes = (
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_func_register_msrp_stream_type.restype = None
 _UniffiLib.uniffi_sipsimple_fn_func_register_stream_type.argtypes = (
     _UniffiRustBuffer,
     ctypes.c_int32,
@@ -4907,6 +4921,40 @@ class _UniffiFfiConverterOptionalTypeLogSink(_UniffiConverterRustBuffer):
             return _UniffiFfiConverterTypeLogSink.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
+def register_msrp_stream_type(name: str,media: typing.Optional[str],accept_types: typing.Optional[typing.List[str]],accept_wrapped_types: typing.Optional[typing.List[str]],attributes: typing.List[str]) -> None:
+    """
+    Register (or replace) an MSRP message stream type built on the chat
+    stream: `name` "chat" changes the built-in chat type, another name adds
+    one of the application's own. `media`: the m= media (None: "message");
+    `accept_types` / `accept_wrapped_types` (None: the chat defaults);
+    `attributes`: extra SDP attributes as "name" or "name:value" (e.g.
+    "features:odf-editor").
+"""
+    
+    _UniffiFfiConverterString.check_lower(name)
+
+    _UniffiFfiConverterOptionalString.check_lower(media)
+
+    _UniffiFfiConverterOptionalSequenceString.check_lower(accept_types)
+
+    _UniffiFfiConverterOptionalSequenceString.check_lower(accept_wrapped_types)
+
+    _UniffiFfiConverterSequenceString.check_lower(attributes)
+    _uniffi_lowered_args = (
+        _UniffiFfiConverterString.lower(name),
+        _UniffiFfiConverterOptionalString.lower(media),
+        _UniffiFfiConverterOptionalSequenceString.lower(accept_types),
+        _UniffiFfiConverterOptionalSequenceString.lower(accept_wrapped_types),
+        _UniffiFfiConverterSequenceString.lower(attributes),
+    )
+    _uniffi_lift_return = lambda val: None
+    _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_sipsimple_fn_func_register_msrp_stream_type,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 def register_stream_type(name: str,priority: int,hold_supported: bool,handler: StreamHandler) -> None:
     """
     Register a stream type implemented by the application (replaces one of
@@ -5005,6 +5053,7 @@ __all__ = [
     "LogLevel",
     "SipSimpleError",
     "EngineStatistics",
+    "register_msrp_stream_type",
     "register_stream_type",
     "set_log_sink",
     "stream_types",

@@ -3978,6 +3978,25 @@ public func version() -> String  {
 })
 }
 /**
+ * Register (or replace) an MSRP message stream type built on the chat
+ * stream: `name` "chat" changes the built-in chat type, another name adds
+ * one of the application's own. `media`: the m= media (None: "message");
+ * `accept_types` / `accept_wrapped_types` (None: the chat defaults);
+ * `attributes`: extra SDP attributes as "name" or "name:value" (e.g.
+ * "features:odf-editor").
+ */
+public func registerMsrpStreamType(name: String, media: String?, acceptTypes: [String]?, acceptWrappedTypes: [String]?, attributes: [String])throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_func_register_msrp_stream_type(
+        FfiConverterString.lower(name),
+        FfiConverterOptionString.lower(media),
+        FfiConverterOptionSequenceString.lower(acceptTypes),
+        FfiConverterOptionSequenceString.lower(acceptWrappedTypes),
+        FfiConverterSequenceString.lower(attributes),uniffiCallStatus
+    )
+}
+}
+/**
  * Register a stream type implemented by the application (replaces one of
  * the same name).
  */
@@ -4032,6 +4051,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_func_version() != 64076) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_func_register_msrp_stream_type() != 12286) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_func_register_stream_type() != 4736) {

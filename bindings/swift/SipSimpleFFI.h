@@ -859,6 +859,11 @@ RustBuffer uniffi_sipsimple_fn_func_version(RustCallStatus *_Nonnull out_status
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_REGISTER_MSRP_STREAM_TYPE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_REGISTER_MSRP_STREAM_TYPE
+void uniffi_sipsimple_fn_func_register_msrp_stream_type(RustBuffer name, RustBuffer media, RustBuffer accept_types, RustBuffer accept_wrapped_types, RustBuffer attributes, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_REGISTER_STREAM_TYPE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_REGISTER_STREAM_TYPE
 void uniffi_sipsimple_fn_func_register_stream_type(RustBuffer name, int32_t priority, int8_t hold_supported, uint64_t handler, RustCallStatus *_Nonnull out_status
@@ -1144,6 +1149,12 @@ uint16_t uniffi_sipsimple_checksum_func_set_log_sink(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_VERSION
 uint16_t uniffi_sipsimple_checksum_func_version(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_REGISTER_MSRP_STREAM_TYPE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_REGISTER_MSRP_STREAM_TYPE
+uint16_t uniffi_sipsimple_checksum_func_register_msrp_stream_type(void
     
 );
 #endif

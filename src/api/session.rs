@@ -339,11 +339,17 @@ impl Session {
     }
 
     /// The session's chat stream: a started one, else one still being set
-    /// up (messages sent to it queue until it starts).
+    /// up (messages sent to it queue until it starts). A stream of type
+    /// `chat` comes before other MSRP message types a host registered.
     pub fn chat_stream(&self) -> Option<StreamHandle> {
-        let is_chat = |h: &StreamHandle| super::streams::ChatStream::of(h).is_some();
-        let started = self.streams().into_iter().find(is_chat);
-        started.or_else(|| self.proposed_streams().into_iter().find(is_chat))
+        let is_msrp = |h: &&StreamHandle| super::streams::ChatStream::of(h).is_some();
+        let mut all: Vec<StreamHandle> = self.streams();
+        all.extend(self.proposed_streams());
+        let chat = all
+            .iter()
+            .filter(is_msrp)
+            .find(|h| h.stream_type() == super::streams::chat::TYPE);
+        chat.or_else(|| all.iter().find(is_msrp)).cloned()
     }
 
     /// Send a message on the session's chat stream (the SDK's
@@ -453,7 +459,8 @@ impl Session {
     }
 
     /// Start an outgoing session to `to` through `routes` (outbound proxy
-    /// first; empty: straight to the target) with `streams`.
+    /// first; empty: the account's `sip.outbound_proxy` when it has one,
+    /// else straight to the target) with `streams`.
     pub fn connect(&self, to: &str, routes: &[String], streams: Vec<StreamHandle>) -> Result<()> {
         self.transition("connect", &[State::Null], None)?;
         let target = Uri::parse(to.trim())
@@ -470,6 +477,10 @@ impl Session {
                     .map_err(|e| Error::InvalidArgument(format!("route {r:?}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let routes = match self.inner.account.outbound_proxy()? {
+            Some(proxy) if routes.is_empty() => vec![proxy],
+            _ => routes,
+        };
         check_streams(&streams)?;
         self.transition("connect", &[State::Null], Some(State::Connecting))?;
         {

@@ -282,6 +282,19 @@ int main(void) {
         EXPECT(sipsimple_stream_type_register("x", 0, 0, NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_stream_type_register("x", 0, 0, &empty, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_stream_type_unregister("never-registered"), SIPSIMPLE_STATUS_NOT_FOUND);
+        /* MSRP message stream types: bad names, media, types and attributes. */
+        EXPECT(sipsimple_msrp_stream_type_register(NULL, NULL, NULL, NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_msrp_stream_type_register("odf", "m edia", NULL, NULL, NULL),
+               SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_msrp_stream_type_register("odf", "odf", "not a type", NULL, NULL),
+               SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_msrp_stream_type_register("odf", "odf", "application/odf+xml", NULL, "setup:active"),
+               SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_msrp_stream_type_register("odf", "odf", "\xff", NULL, NULL), SIPSIMPLE_STATUS_INVALID_UTF8);
+        EXPECT(sipsimple_msrp_stream_type_register("odf", "odf", "application/odf+xml", "*",
+                                                   "features:odf-editor\nsendrecv"),
+               SIPSIMPLE_STATUS_OK);
+        EXPECT(sipsimple_stream_type_unregister("odf"), SIPSIMPLE_STATUS_OK);
         /* Accounts and settings of the running application. */
         {
             SipsimpleAccount *stored = NULL;

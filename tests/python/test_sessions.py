@@ -130,6 +130,17 @@ def endpoints():
     assert ss.unregister_stream_type("pyping")
 
 
+def test_msrp_stream_types_for_host_payloads():
+    """The ODF editing extension's own MSRP type, and bad configurations."""
+    ss.register_msrp_stream_type("odf", "odf", ["application/odf+xml"], None, ["features:odf-editor"])
+    assert ss.unregister_stream_type("odf")
+    with pytest.raises(ss.SipSimpleError.InvalidArgument):
+        ss.register_msrp_stream_type("odf", None, ["no type"], None, [])
+    with pytest.raises(ss.SipSimpleError.InvalidArgument):
+        ss.register_msrp_stream_type("odf", None, None, None, ["path:msrp://x"])
+    assert not ss.unregister_stream_type("odf")
+
+
 def test_call_with_a_python_stream(endpoints):
     handler, alice, bob = endpoints
     assert "pyping" in ss.stream_types()

@@ -92,10 +92,17 @@ pub fn default_accept_types() -> Vec<String> {
 
 const DEFAULT_MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 
-/// The parts of a chat stream a host can change: accepted types and
-/// extra SDP attributes (the "subclass" side of the SDK's ChatStream).
+/// The parts of a chat stream a host can change (the "subclass" side of
+/// the SDK's ChatStream and MSRPStreamBase): the registered type name, the
+/// m= media, accepted types and extra SDP attributes. The ODF editing
+/// extension, for one, either adds `application/odf+xml` and
+/// `a=features:odf-editor` to `chat`, or registers its own `odf` type.
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
+    /// The registered stream type (default `chat`).
+    pub stream_type: String,
+    /// The m= line's media (default `message`).
+    pub media: String,
     pub accept_types: Vec<String>,
     pub accept_wrapped_types: Vec<String>,
     /// Added to our m= section (e.g. `a=features:odf-editor`).
@@ -105,10 +112,114 @@ pub struct ChatConfig {
 impl Default for ChatConfig {
     fn default() -> Self {
         ChatConfig {
+            stream_type: TYPE.into(),
+            media: "message".into(),
             accept_types: default_accept_types(),
             accept_wrapped_types: vec!["*".into()],
             extra_attributes: Vec::new(),
         }
+    }
+}
+
+fn is_media_range(t: &str) -> bool {
+    let token = |x: &str| {
+        !x.is_empty()
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+*".contains(&b))
+    };
+    t == "*" || t.split_once('/').is_some_and(|(a, b)| token(a) && token(b))
+}
+
+impl ChatConfig {
+    /// [`ChatConfig::new`] with the chat defaults for what is None: media
+    /// `message`, the default accept types, accept-wrapped-types `*`.
+    pub fn with_defaults(
+        stream_type: &str,
+        media: Option<&str>,
+        accept_types: Option<Vec<String>>,
+        accept_wrapped_types: Option<Vec<String>>,
+        attributes: &[String],
+    ) -> Result<ChatConfig> {
+        let d = ChatConfig::default();
+        ChatConfig::new(
+            stream_type,
+            media.unwrap_or(&d.media),
+            accept_types.unwrap_or(d.accept_types),
+            accept_wrapped_types.unwrap_or(d.accept_wrapped_types),
+            attributes,
+        )
+    }
+
+    /// A checked configuration. `attributes` are SDP attribute texts
+    /// (`features:odf-editor`, `name` for a flag). Media types must be
+    /// `type/subtype`, `type/*` or `*`; `message/cpim` in `accept_types`
+    /// is what lets the peer send CPIM-wrapped messages.
+    pub fn new(
+        stream_type: &str,
+        media: &str,
+        accept_types: Vec<String>,
+        accept_wrapped_types: Vec<String>,
+        attributes: &[String],
+    ) -> Result<ChatConfig> {
+        if media.is_empty()
+            || !media
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(Error::InvalidArgument(format!(
+                "m= media {media:?} must be letters, digits or '-'"
+            )));
+        }
+        if accept_types.is_empty() {
+            return Err(Error::InvalidArgument("accept_types is empty".into()));
+        }
+        for t in accept_types.iter().chain(&accept_wrapped_types) {
+            if !is_media_range(t) {
+                return Err(Error::InvalidArgument(format!(
+                    "{t:?} is not a media type (type/subtype, type/* or *)"
+                )));
+            }
+        }
+        let reserved = [
+            "path",
+            "accept-types",
+            "accept-wrapped-types",
+            "setup",
+            "fingerprint",
+        ];
+        let mut extra = Vec::new();
+        for a in attributes {
+            let (name, value) = match a.split_once(':') {
+                Some((n, v)) => (n, Some(v)),
+                None => (a.as_str(), None),
+            };
+            let ok_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !ok_name || a.contains(['\r', '\n', '\0']) {
+                return Err(Error::InvalidArgument(format!(
+                    "{a:?} is not an SDP attribute (name or name:value on one line)"
+                )));
+            }
+            if reserved.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                return Err(Error::InvalidArgument(format!(
+                    "a={name} is the stream's own to set"
+                )));
+            }
+            extra.push(match value {
+                Some(v) => Attribute::value(name, v),
+                None => Attribute::flag(name),
+            });
+        }
+        let config = ChatConfig {
+            stream_type: stream_type.to_string(),
+            media: media.to_ascii_lowercase(),
+            accept_types,
+            accept_wrapped_types,
+            extra_attributes: extra,
+        };
+        Ok(config)
     }
 }
 
@@ -157,6 +268,8 @@ struct State {
     runtime: Option<tokio::runtime::Handle>,
     /// What every message we send asks for (RFC 5438).
     request_notifications: Vec<Disposition>,
+    /// The peer's m= attributes as `name` or `name:value`.
+    remote_attributes: Vec<String>,
 }
 
 /// Messages sent and waiting for their delivery report.
@@ -212,6 +325,7 @@ struct Shared {
     send_delivery: std::sync::atomic::AtomicBool,
     /// Our CPIM address, for the notifications we send.
     local_identity: Mutex<Option<CpimAddress>>,
+    stream_type: String,
 }
 
 impl Shared {
@@ -243,6 +357,7 @@ pub struct ChatStream {
 impl ChatStream {
     pub fn new(config: ChatConfig) -> ChatStream {
         let id = ObjectId::new();
+        let stream_type = config.stream_type.clone();
         ChatStream {
             id,
             config,
@@ -265,6 +380,7 @@ impl ChatStream {
                 max_message: DEFAULT_MAX_MESSAGE,
                 runtime: None,
                 request_notifications: Vec::new(),
+                remote_attributes: Vec::new(),
             }),
             shared: Arc::new(Shared {
                 sender: Sender {
@@ -279,6 +395,7 @@ impl ChatStream {
                 displayable: Mutex::new(DisplayQueue::default()),
                 send_delivery: std::sync::atomic::AtomicBool::new(true),
                 local_identity: Mutex::new(None),
+                stream_type,
             }),
         }
     }
@@ -297,6 +414,21 @@ impl ChatStream {
 
     pub fn accept_wrapped_types(&self) -> &[String] {
         &self.config.accept_wrapped_types
+    }
+
+    /// The values of the peer's `a=name` attributes on this stream (an
+    /// empty string for a flag), e.g. `features` to see whether the peer
+    /// offers a host's extension.
+    pub fn remote_attribute_values(&self, name: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .remote_attributes
+            .iter()
+            .filter_map(|a| {
+                let (n, v) = a.split_once(':').unwrap_or((a.as_str(), ""));
+                n.eq_ignore_ascii_case(name).then(|| v.to_string())
+            })
+            .collect()
     }
 
     /// Whether the peer takes messages for one participant only
@@ -640,7 +772,7 @@ fn relay_settings(ctx: &StreamContext) -> Result<Option<RelaySettings>> {
 
 impl MediaStream for ChatStream {
     fn stream_type(&self) -> &str {
-        TYPE
+        &self.config.stream_type
     }
 
     fn object_id(&self) -> Option<ObjectId> {
@@ -754,7 +886,8 @@ impl MediaStream for ChatStream {
         } else {
             "TCP/MSRP"
         };
-        let mut m = MediaDescription::new("message", last.port.unwrap_or(9), proto, &["*"]);
+        let mut m =
+            MediaDescription::new(&self.config.media, last.port.unwrap_or(9), proto, &["*"]);
         m.push_attribute(Attribute::value("path", path_to_string(&st.local_path)));
         m.push_attribute(Attribute::value(
             "accept-types",
@@ -834,6 +967,14 @@ impl MediaStream for ChatStream {
                         .any(|x| x.eq_ignore_ascii_case("private-messages"))
                 });
                 st.remote_fingerprint = fingerprint.as_ref().map(|f| f.to_string());
+                st.remote_attributes = rm
+                    .attributes
+                    .iter()
+                    .map(|a| match &a.value {
+                        Some(v) => format!("{}:{v}", a.name),
+                        None => a.name.clone(),
+                    })
+                    .collect();
                 (st.endpoint.take(), st.max_message)
             };
             let transport = match endpoint {
@@ -949,6 +1090,7 @@ impl MediaStream for ChatStream {
             "accept_wrapped_types": self.config.accept_wrapped_types,
             "remote_accept_types": st.remote_accept_types,
             "private_messages": st.private_messages,
+            "remote_attributes": st.remote_attributes,
             "remote_fingerprint": st.remote_fingerprint,
             "queued": st.queue.len(),
             "sent": self.shared.sent.load(Ordering::Relaxed),
@@ -1286,7 +1428,7 @@ async fn pump(session: Arc<MSRPSession>, shared: Arc<Shared>, reading: Reading, 
                     shared.post(
                         crate::api::stream::DID_FAIL,
                         NotificationData::new()
-                            .with("type", TYPE)
+                            .with("type", shared.stream_type.as_str())
                             .with("reason", reason),
                     );
                 }
@@ -1297,20 +1439,30 @@ async fn pump(session: Arc<MSRPSession>, shared: Arc<Shared>, reading: Reading, 
 }
 
 /// Makes chat streams for `m=message` sections that are not file
-/// transfers.
+/// transfers (or for the m= media of the configuration).
 #[derive(Default)]
 pub struct ChatFactory {
     pub config: ChatConfig,
 }
 
+impl ChatFactory {
+    /// Register (or replace) an MSRP message stream type in the process's
+    /// registry: `chat` itself with more types and attributes, or a type
+    /// of the host's own with its own m= media.
+    pub fn register(config: ChatConfig) -> Result<()> {
+        crate::api::stream::MediaStreamRegistry::default()
+            .register(Arc::new(ChatFactory { config }))
+    }
+}
+
 impl MediaStreamFactory for ChatFactory {
     fn stream_type(&self) -> &str {
-        TYPE
+        &self.config.stream_type
     }
 
     fn new_from_sdp(&self, sdp: &SessionDescription, index: usize) -> Option<Arc<dyn MediaStream>> {
         let m = sdp.media.get(index)?;
-        if !m.media.eq_ignore_ascii_case("message") || m.port == 0 {
+        if !m.media.eq_ignore_ascii_case(&self.config.media) || m.port == 0 {
             return None;
         }
         let secure = is_msrp_proto(&m.proto)?;

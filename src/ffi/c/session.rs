@@ -8,6 +8,7 @@ use super::{
     app, guard, handle_err, in_str, opt_str, out_ptr, out_string, FfiError, SipsimpleApplication,
     UserData,
 };
+use crate::api::streams::{ChatConfig, ChatFactory};
 use crate::api::{
     Account, HostStreamHandler, HostStreamType, MediaStreamRegistry, ObjectId, Session,
 };
@@ -595,6 +596,50 @@ pub extern "C" fn sipsimple_stream_type_register(
             Arc::new(handler),
         )))?;
         Ok(())
+    })
+}
+
+/// Register (or replace) an MSRP message stream type built on the chat
+/// stream: `name` "chat" changes the built-in chat type, another name adds
+/// a type of the application's own. `media` is the m= media (NULL:
+/// "message"); `accept_types` and `accept_wrapped_types` are
+/// comma-separated media types (NULL: the chat defaults,
+/// message/cpim, text/(any) and application/im-iscomposing+xml, and "*");
+/// `attributes` holds extra SDP attributes for the stream's m= section,
+/// one `name` or `name:value` per line (NULL: none), e.g.
+/// "features:odf-editor". Messages go out with
+/// sipsimple_session_send_message and arrive as ChatStreamGotMessage.
+#[no_mangle]
+pub extern "C" fn sipsimple_msrp_stream_type_register(
+    name: *const c_char,
+    media: *const c_char,
+    accept_types: *const c_char,
+    accept_wrapped_types: *const c_char,
+    attributes: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let name = in_str(name, "name")?;
+        let list =
+            |p: *const c_char, what: &'static str| -> Result<Option<Vec<String>>, FfiError> {
+                Ok(opt_str(p, what)?.map(parse_type_list))
+            };
+        let attributes: Vec<String> = opt_str(attributes, "attributes")?
+            .map(|a| {
+                a.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let config = ChatConfig::with_defaults(
+            name,
+            opt_str(media, "media")?,
+            list(accept_types, "accept_types")?,
+            list(accept_wrapped_types, "accept_wrapped_types")?,
+            &attributes,
+        )?;
+        Ok(ChatFactory::register(config)?)
     })
 }
 

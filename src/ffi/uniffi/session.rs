@@ -392,6 +392,30 @@ pub fn register_stream_type(
     )
 }
 
+/// Register (or replace) an MSRP message stream type built on the chat
+/// stream: `name` "chat" changes the built-in chat type, another name adds
+/// one of the application's own. `media`: the m= media (None: "message");
+/// `accept_types` / `accept_wrapped_types` (None: the chat defaults);
+/// `attributes`: extra SDP attributes as "name" or "name:value" (e.g.
+/// "features:odf-editor").
+#[uniffi::export]
+pub fn register_msrp_stream_type(
+    name: String,
+    media: Option<String>,
+    accept_types: Option<Vec<String>>,
+    accept_wrapped_types: Option<Vec<String>>,
+    attributes: Vec<String>,
+) -> Result<(), SipSimpleError> {
+    let config = crate::api::streams::ChatConfig::with_defaults(
+        &name,
+        media.as_deref(),
+        accept_types,
+        accept_wrapped_types,
+        &attributes,
+    )?;
+    Ok(crate::api::streams::ChatFactory::register(config)?)
+}
+
 /// Remove a stream type; false if none was registered under `name`.
 #[uniffi::export]
 pub fn unregister_stream_type(name: String) -> bool {

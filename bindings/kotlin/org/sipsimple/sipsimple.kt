@@ -793,6 +793,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_func_version(
     ): Int
+    external fun uniffi_sipsimple_checksum_func_register_msrp_stream_type(
+    ): Int
     external fun uniffi_sipsimple_checksum_func_register_stream_type(
     ): Int
     external fun uniffi_sipsimple_checksum_func_stream_types(
@@ -1176,6 +1178,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_sipsimple_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_func_register_msrp_stream_type(`name`: RustBuffer.ByValue,`media`: RustBuffer.ByValue,`acceptTypes`: RustBuffer.ByValue,`acceptWrappedTypes`: RustBuffer.ByValue,`attributes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_sipsimple_fn_func_register_stream_type(`name`: RustBuffer.ByValue,`priority`: Int,`holdSupported`: Byte,`handler`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_func_stream_types(uniffi_out_err: UniffiRustCallStatus, 
@@ -1305,6 +1309,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_func_version() and 0xFFFF) != 64076) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_func_register_msrp_stream_type() and 0xFFFF) != 12286) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_func_register_stream_type() and 0xFFFF) != 4736) {
@@ -6688,6 +6695,29 @@ public object FfiConverterSequenceTypeSession: FfiConverterRustBuffer<List<Sessi
 }
     )
     }
+    
+
+        /**
+         * Register (or replace) an MSRP message stream type built on the chat
+         * stream: `name` "chat" changes the built-in chat type, another name adds
+         * one of the application's own. `media`: the m= media (None: "message");
+         * `accept_types` / `accept_wrapped_types` (None: the chat defaults);
+         * `attributes`: extra SDP attributes as "name" or "name:value" (e.g.
+         * "features:odf-editor").
+         */
+    @Throws(SipSimpleException::class) fun `registerMsrpStreamType`(`name`: kotlin.String, `media`: kotlin.String?, `acceptTypes`: List<kotlin.String>?, `acceptWrappedTypes`: List<kotlin.String>?, `attributes`: List<kotlin.String>)
+        = 
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_func_register_msrp_stream_type(
+    
+        
+        FfiConverterString.lower(`name`),
+        FfiConverterOptionalString.lower(`media`),
+        FfiConverterOptionalSequenceString.lower(`acceptTypes`),
+        FfiConverterOptionalSequenceString.lower(`acceptWrappedTypes`),
+        FfiConverterSequenceString.lower(`attributes`),_status)
+}
+    
     
 
         /**
