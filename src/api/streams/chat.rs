@@ -53,12 +53,12 @@ use std::time::{Instant, SystemTime};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use super::msrp_base::{complete, is_msrp_proto, remote_msrp, Link};
 use crate::api::engine::setting;
 use crate::api::error::{Error, Result};
 use crate::api::im::{self, ImdnRequest, CPIM};
 use crate::api::msrp::{
-    get_acceptor, get_connector, new_session_id, parse_path, path_to_string, Acceptor, Connector,
-    MSRPSession, MessageSource, MsrpTls, MsrpUri, RelaySettings, ReportMode, SendOptions,
+    new_session_id, path_to_string, MSRPSession, MessageSource, ReportMode, SendOptions,
     SessionConfig, SessionEvent,
 };
 use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
@@ -67,8 +67,7 @@ use crate::proto::cpim::{format_datetime, CpimAddress, CpimMessage};
 use crate::proto::imdn::{self, Disposition, Imdn, Kind as ImdnKind};
 use crate::proto::iscomposing::{self, ComposingState, ComposingTracker, IsComposing};
 use crate::proto::msrp::session::{media_type_accepted, Event as CoreEvent};
-use crate::proto::sdp::offer_answer::{answer_setup, opens_connection};
-use crate::proto::sdp::{Attribute, Fingerprint, MediaDescription, SessionDescription, Setup};
+use crate::proto::sdp::{Attribute, MediaDescription, SessionDescription, Setup};
 
 pub const TYPE: &str = "chat";
 pub const GOT_MESSAGE: &str = "ChatStreamGotMessage";
@@ -241,21 +240,12 @@ enum Phase {
     Ended,
 }
 
-enum Endpoint {
-    Connect(Connector),
-    Accept(Acceptor),
-}
-
 struct State {
     phase: Phase,
-    /// The peer's a=setup when it offered.
-    offered_setup: Option<Setup>,
-    /// Our a=setup.
-    setup: Setup,
-    secure: bool,
-    endpoint: Option<Endpoint>,
-    local_path: Vec<MsrpUri>,
-    tls: MsrpTls,
+    /// msrps and the peer's a=setup, when the peer offered the stream.
+    offer: Option<(bool, Option<Setup>)>,
+    /// Our end of the MSRP connection, from initialize on.
+    link: Option<Link>,
     local_identity: Option<CpimAddress>,
     remote_identity: Option<CpimAddress>,
     remote_accept_types: Vec<String>,
@@ -363,12 +353,8 @@ impl ChatStream {
             config,
             state: Mutex::new(State {
                 phase: Phase::New,
-                offered_setup: None,
-                setup: Setup::Active,
-                secure: false,
-                endpoint: None,
-                local_path: Vec::new(),
-                tls: MsrpTls::default(),
+                offer: None,
+                link: None,
                 local_identity: None,
                 remote_identity: None,
                 remote_accept_types: Vec::new(),
@@ -738,38 +724,6 @@ fn address_of(identity: &str) -> Option<CpimAddress> {
     CpimAddress::parse(s).ok()
 }
 
-fn is_msrp_proto(proto: &str) -> Option<bool> {
-    match proto.to_ascii_uppercase().as_str() {
-        "TCP/MSRP" => Some(false),
-        "TCP/TLS/MSRP" => Some(true),
-        _ => None,
-    }
-}
-
-fn account_text(ctx: &StreamContext, name: &str) -> Option<String> {
-    ctx.account
-        .as_ref()
-        .and_then(|a| a.get(name).ok())
-        .and_then(|v| v.as_str().map(str::to_string))
-        .filter(|s| !s.is_empty())
-}
-
-fn relay_settings(ctx: &StreamContext) -> Result<Option<RelaySettings>> {
-    let Some(uri) = account_text(ctx, "msrp.relay") else {
-        return Ok(None);
-    };
-    let uri =
-        MsrpUri::parse(&uri).map_err(|e| Error::InvalidArgument(format!("msrp.relay: {e}")))?;
-    let creds = ctx.account.as_ref().and_then(|a| a.credentials());
-    let (username, password) = creds.map(|c| (c.username, c.password)).unwrap_or_default();
-    Ok(Some(RelaySettings {
-        uri,
-        username,
-        password,
-        expires: None,
-    }))
-}
-
 impl MediaStream for ChatStream {
     fn stream_type(&self) -> &str {
         &self.config.stream_type
@@ -785,28 +739,18 @@ impl MediaStream for ChatStream {
 
     fn initialize<'a>(&'a self, ctx: &'a StreamContext) -> StreamFuture<'a, ()> {
         Box::pin(async move {
-            let incoming = ctx.direction == "incoming";
-            let (secure, setup, offered) = {
+            let offer = {
                 let st = self.state.lock();
                 if st.phase != Phase::New {
                     return Err(Error::InvalidState(
                         "the chat stream was initialized".into(),
                     ));
                 }
-                if incoming {
-                    (st.secure, answer_setup(st.offered_setup), st.offered_setup)
+                if ctx.direction == "incoming" {
+                    Some(st.offer.unwrap_or((false, None)))
                 } else {
-                    let secure = account_text(ctx, "msrp.transport").as_deref() == Some("tls");
-                    (secure, Setup::Active, None)
+                    None
                 }
-            };
-            let tls = if secure {
-                let s = crate::api::engine::tls_settings(&ctx.settings)?;
-                ctx.msrp_tls
-                    .get(&s)
-                    .map_err(|e| Error::InvalidArgument(e.to_string()))?
-            } else {
-                MsrpTls::default()
             };
             let max_message = match setting(&ctx.settings, "chat.max_message_size") {
                 None | Some(Value::Null) => DEFAULT_MAX_MESSAGE,
@@ -843,24 +787,9 @@ impl MediaStream for ChatStream {
                     )))
                 }
             };
-            let relay = relay_settings(ctx)?;
-            let connect = opens_connection(Some(setup), offered, incoming);
-            let local = MsrpUri::new(secure, &ctx.local_ip.to_string(), 0, &new_session_id());
-            let (endpoint, path) = if connect {
-                let mut c = get_connector(tls.clone(), relay);
-                let p = c.prepare(local).await.map_err(msrp_err)?;
-                (Endpoint::Connect(c), p)
-            } else {
-                let mut a = get_acceptor(tls.clone(), relay);
-                let p = a.prepare(local).await.map_err(msrp_err)?;
-                (Endpoint::Accept(a), p)
-            };
+            let link = Link::prepare(ctx, offer).await?;
             let mut st = self.state.lock();
-            st.setup = setup;
-            st.secure = secure;
-            st.tls = tls;
-            st.endpoint = Some(endpoint);
-            st.local_path = path;
+            st.link = Some(link);
             st.max_message = max_message;
             st.runtime = Some(ctx.runtime.clone());
             st.local_identity = ctx.local_identity.as_deref().and_then(address_of);
@@ -877,18 +806,11 @@ impl MediaStream for ChatStream {
 
     fn get_local_media(&self, _remote: Option<&MediaDescription>) -> Result<MediaDescription> {
         let st = self.state.lock();
-        let last = st
-            .local_path
-            .last()
-            .ok_or_else(|| Error::InvalidState("the chat stream is not initialized".into()))?;
-        let proto = if st.secure {
-            "TCP/TLS/MSRP"
-        } else {
-            "TCP/MSRP"
-        };
-        let mut m =
-            MediaDescription::new(&self.config.media, last.port.unwrap_or(9), proto, &["*"]);
-        m.push_attribute(Attribute::value("path", path_to_string(&st.local_path)));
+        let mut m = st
+            .link
+            .as_ref()
+            .ok_or_else(|| Error::InvalidState("the chat stream is not initialized".into()))?
+            .media(&self.config.media)?;
         m.push_attribute(Attribute::value(
             "accept-types",
             self.config.accept_types.join(" "),
@@ -897,12 +819,6 @@ impl MediaStream for ChatStream {
             "accept-wrapped-types",
             self.config.accept_wrapped_types.join(" "),
         ));
-        m.push_attribute(Attribute::value("setup", st.setup.as_str()));
-        if st.secure {
-            if let Some(f) = st.tls.fingerprint() {
-                m.push_attribute(Attribute::value("fingerprint", f.to_string()));
-            }
-        }
         for a in &self.config.extra_attributes {
             m.push_attribute(a.clone());
         }
@@ -916,42 +832,16 @@ impl MediaStream for ChatStream {
         index: usize,
     ) -> StreamFuture<'a, ()> {
         Box::pin(async move {
-            let rm = remote_sdp
-                .media
-                .get(index)
-                .ok_or_else(|| Error::InvalidArgument("no such media section".into()))?;
-            let path_attr = rm.attribute("path").ok_or_else(|| {
-                Error::InvalidArgument("the peer's m=message has no a=path".into())
-            })?;
-            let remote_path = parse_path(path_attr)
-                .map_err(|e| Error::InvalidArgument(format!("the peer's a=path: {e}")))?;
-            let fingerprint = match rm
-                .attribute("fingerprint")
-                .or(remote_sdp.attribute("fingerprint"))
-            {
-                Some(f) => Some(
-                    Fingerprint::parse(f)
-                        .map_err(|e| Error::InvalidArgument(format!("a=fingerprint: {e}")))?,
-                ),
-                None => None,
-            };
-            let (endpoint, max_message) = {
+            let (endpoint, remote, max_message) = {
                 let mut st = self.state.lock();
-                if st.phase != Phase::Initialized {
+                let initialized = st.phase == Phase::Initialized;
+                let Some(link) = st.link.as_mut().filter(|_| initialized) else {
                     return Err(Error::InvalidState(
                         "the chat stream is not initialized".into(),
                     ));
-                }
-                // Our offer said active; an answer that also says active
-                // leaves nobody listening.
-                if matches!(st.endpoint, Some(Endpoint::Connect(_)))
-                    && rm.setup() == Some(Setup::Active)
-                    && st.offered_setup.is_none()
-                {
-                    return Err(Error::InvalidArgument(
-                        "both sides want to open the MSRP connection (a=setup:active)".into(),
-                    ));
-                }
+                };
+                let (remote, rm) = remote_msrp(remote_sdp, index, link.offered_connect())?;
+                let endpoint = link.take_endpoint();
                 st.remote_accept_types = rm
                     .list_attribute("accept-types")
                     .iter()
@@ -966,7 +856,7 @@ impl MediaStream for ChatStream {
                     v.split_ascii_whitespace()
                         .any(|x| x.eq_ignore_ascii_case("private-messages"))
                 });
-                st.remote_fingerprint = fingerprint.as_ref().map(|f| f.to_string());
+                st.remote_fingerprint = remote.fingerprint.as_ref().map(|f| f.to_string());
                 st.remote_attributes = rm
                     .attributes
                     .iter()
@@ -975,24 +865,11 @@ impl MediaStream for ChatStream {
                         None => a.name.clone(),
                     })
                     .collect();
-                (st.endpoint.take(), st.max_message)
+                (endpoint, remote, st.max_message)
             };
-            let transport = match endpoint {
-                Some(Endpoint::Connect(mut c)) => {
-                    c.set_remote_fingerprint(fingerprint);
-                    c.complete(remote_path).await
-                }
-                Some(Endpoint::Accept(mut a)) => {
-                    a.set_remote_fingerprint(fingerprint);
-                    a.complete(remote_path).await
-                }
-                None => {
-                    return Err(Error::InvalidState(
-                        "the chat stream has no connection".into(),
-                    ))
-                }
-            }
-            .map_err(msrp_err)?;
+            let endpoint = endpoint
+                .ok_or_else(|| Error::InvalidState("the chat stream has no connection".into()))?;
+            let transport = complete(endpoint, remote).await?;
             let config = SessionConfig {
                 accept_types: Some(self.config.accept_types.clone()),
                 defer_completion: true,
@@ -1053,7 +930,9 @@ impl MediaStream for ChatStream {
         let mut st = self.state.lock();
         let was = st.phase;
         st.phase = Phase::Ended;
-        st.endpoint = None;
+        if let Some(l) = st.link.as_mut() {
+            l.take_endpoint();
+        }
         self.shared
             .ended_locally
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -1083,9 +962,9 @@ impl MediaStream for ChatStream {
     fn info(&self) -> Value {
         let st = self.state.lock();
         json!({
-            "local_path": path_to_string(&st.local_path),
-            "secure": st.secure,
-            "setup": st.setup.as_str(),
+            "local_path": st.link.as_ref().map(|l| path_to_string(&l.local_path)),
+            "secure": st.link.as_ref().map(|l| l.secure).or(st.offer.map(|o| o.0)),
+            "setup": st.link.as_ref().map(|l| l.setup.as_str()),
             "accept_types": self.config.accept_types,
             "accept_wrapped_types": self.config.accept_wrapped_types,
             "remote_accept_types": st.remote_accept_types,
@@ -1099,10 +978,6 @@ impl MediaStream for ChatStream {
             "awaiting_report": self.shared.tracking.lock().waiting.len(),
         })
     }
-}
-
-fn msrp_err(e: crate::api::msrp::MsrpIoError) -> Error {
-    Error::Internal(format!("MSRP: {e}"))
 }
 
 /// An incoming message being received.
@@ -1472,8 +1347,7 @@ impl MediaStreamFactory for ChatFactory {
         let s = ChatStream::new(self.config.clone());
         {
             let mut st = s.state.lock();
-            st.secure = secure;
-            st.offered_setup = m.setup();
+            st.offer = Some((secure, m.setup()));
         }
         Some(Arc::new(s))
     }

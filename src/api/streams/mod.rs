@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod chat;
+pub(crate) mod msrp_base;
 
 pub use audio::{AudioStatistics, AudioStream};
 pub use chat::{ChatConfig, ChatFactory, ChatStream};
