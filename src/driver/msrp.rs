@@ -1100,6 +1100,10 @@ pub struct SendOptions {
     pub headers: Vec<(String, String)>,
     /// A Message-ID of the caller's choosing; random when `None`.
     pub message_id: Option<String>,
+    /// Where to start sending (0-based): the peer has what comes before (a
+    /// resumed file transfer). A reader yields the bytes from here on;
+    /// bytes hold the whole message; `size` is the whole message's size.
+    pub start: u64,
 }
 
 impl Default for SendOptions {
@@ -1111,6 +1115,7 @@ impl Default for SendOptions {
             failure_report: ReportMode::Yes,
             headers: Vec::new(),
             message_id: None,
+            start: 0,
         }
     }
 }
@@ -1216,6 +1221,7 @@ impl MSRPSession {
             success_report: options.success_report,
             failure_report: options.failure_report,
             headers: options.headers,
+            start: options.start,
         };
         self.cmd
             .send(Cmd::Send(msg, source))

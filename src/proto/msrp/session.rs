@@ -53,6 +53,10 @@ pub struct SessionConfig {
     /// called [`SessionCore::complete_message`]: a chat stream refuses a
     /// broken CPIM envelope with an error response this way.
     pub defer_completion: bool,
+    /// Bytes before this 0-based offset of every incoming message are
+    /// already here: a resumed file transfer (RFC 5547 a=file-range),
+    /// whose sender starts there.
+    pub incoming_offset: u64,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +69,7 @@ impl Default for SessionConfig {
             transaction_timeout: TRANSACTION_TIMEOUT,
             accept_types: None,
             defer_completion: false,
+            incoming_offset: 0,
         }
     }
 }
@@ -98,6 +103,10 @@ pub struct OutgoingMessage {
     pub failure_report: ReportMode,
     /// Further headers for every chunk of the message.
     pub headers: Vec<(String, String)>,
+    /// 0-based offset of the first byte to send: the peer has the bytes
+    /// before it (a resumed file transfer, RFC 5547 a=file-range). The
+    /// chunks' Byte-Range counts from the start of the whole message.
+    pub start: u64,
 }
 
 /// What the driver should send next for a message.
@@ -348,10 +357,12 @@ impl SessionCore {
 
     /// Queue a message; its data is asked for through [`Self::next_chunk`].
     pub fn send_message(&mut self, msg: OutgoingMessage) {
+        // A start beyond the end sends from the end: an empty last chunk.
+        let start = msg.size.map_or(msg.start, |s| msg.start.min(s));
         self.outq.push_back(OutState {
             finished: msg.size == Some(0),
             msg,
-            sent: 0,
+            sent: start,
             abort: false,
         });
     }
@@ -605,11 +616,15 @@ impl SessionCore {
                 chunk.comment = Some("too many messages in progress".into());
                 return;
             }
+            let mut have = BTreeMap::new();
+            if self.config.incoming_offset > 0 {
+                have.insert(0, self.config.incoming_offset);
+            }
             self.incoming.insert(
                 mid.to_string(),
                 InMessage {
                     total: range.total,
-                    have: BTreeMap::new(),
+                    have,
                     ended: false,
                     success_report,
                     from_path: head.from_path().unwrap_or_default(),

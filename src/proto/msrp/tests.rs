@@ -314,6 +314,7 @@ fn message(id: &str, size: usize, success: ReportMode, failure: ReportMode) -> O
         success_report: success,
         failure_report: failure,
         headers: Vec::new(),
+        start: 0,
     }
 }
 
@@ -393,6 +394,50 @@ fn out_of_order_chunks_and_unknown_total() {
     assert_eq!(&all[..100], &[1u8; 100]);
     assert_eq!(&all[100..200], &[2u8; 100]);
     assert_eq!(&all[200..], &[3u8; 50]);
+}
+
+#[test]
+fn a_resumed_message_sends_only_the_rest_and_completes() {
+    // The receiver kept the first 4,000 bytes of an earlier attempt.
+    let mut n = Pair::with(SessionConfig {
+        chunk_size: 1000,
+        incoming_offset: 4000,
+        ..SessionConfig::default()
+    });
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    let mut m = message("m5", data.len(), ReportMode::Yes, ReportMode::Yes);
+    m.start = 4000;
+    n.a.send_message(m);
+    n.send_from_a(&data);
+    assert!(n.events[1].contains(&Event::MessageComplete {
+        message_id: "m5".into(),
+        size: 10_000
+    }));
+    // Only bytes from 4,000 on crossed, at their offsets in the message.
+    assert_eq!(n.got[1].first().map(|g| g.1), Some(4000));
+    let sent: usize = n.got[1].iter().map(|g| g.2.len()).sum();
+    assert_eq!(sent, 6000);
+    assert_eq!(&reassemble(&n.got[1], "m5", 10_000)[4000..], &data[4000..]);
+    assert!(n.events[0].iter().any(|e| matches!(
+        e,
+        Event::Report { message_id, code: 200, .. } if message_id == "m5"
+    )));
+    // Without the receiver's prefix the same chunks never complete.
+    let mut n = Pair::new(1000);
+    let mut m = message("m6", data.len(), ReportMode::No, ReportMode::Yes);
+    m.start = 4000;
+    n.a.send_message(m);
+    n.send_from_a(&data);
+    assert!(!n.events[1]
+        .iter()
+        .any(|e| matches!(e, Event::MessageComplete { .. })));
+    // A start past the end sends one empty last chunk.
+    let mut n = Pair::new(1000);
+    let mut m = message("m7", 10, ReportMode::No, ReportMode::Yes);
+    m.start = 50;
+    n.a.send_message(m);
+    n.send_from_a(&data[..10]);
+    assert_eq!(n.a.queued(), 0);
 }
 
 #[test]
