@@ -5,6 +5,7 @@
 //! verbatim and in order, so a description printed after parsing says the
 //! same thing it said on the way in.
 
+pub mod file_transfer;
 mod fingerprint;
 mod model;
 pub mod offer_answer;
