@@ -364,6 +364,43 @@ impl Session {
         chat.send_message(content.to_vec(), content_type, None, None, Vec::new())
     }
 
+    /// Offer the file at `path` to the peer of this established session:
+    /// a new file transfer stream (push), proposed like any added stream.
+    pub fn send_file(&self, path: impl AsRef<std::path::Path>) -> Result<StreamHandle> {
+        let s = super::streams::FileTransferStream::push(path)?;
+        self.add_stream(s.clone())?;
+        Ok(s)
+    }
+
+    /// The session's file transfer streams that ask us for a file (the
+    /// peer pulls), still waiting for [`Self::set_file_source`].
+    fn pull_requests(&self) -> Vec<StreamHandle> {
+        self.proposed_streams()
+            .into_iter()
+            .filter(|h| {
+                super::streams::FileTransferStream::of(h)
+                    .is_some_and(|f| f.is_pull() && f.direction() == "send")
+            })
+            .collect()
+    }
+
+    /// Answer the peer's pull request(s) with the file at `path` (before
+    /// accepting): the file must be the one asked for.
+    pub fn set_file_source(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let requests = self.pull_requests();
+        if requests.is_empty() {
+            return Err(Error::InvalidState(
+                "the session has no pull request for a file".into(),
+            ));
+        }
+        for h in requests {
+            if let Some(f) = super::streams::FileTransferStream::of(&h) {
+                f.set_source(path.as_ref())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Tell the sender of received chat message `message_id` that it was
     /// displayed (RFC 5438), when it asked for that.
     pub fn send_display_notification(&self, message_id: &str) -> Result<()> {

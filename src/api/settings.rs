@@ -77,6 +77,8 @@ pub static GLOBAL: &[Def] = defs! {
     "chat.max_message_size", Kind::Number(1, 1 << 40), Value::from(16 * 1024 * 1024), "largest incoming chat message, bytes";
     "chat.disposition_notifications", Kind::List, serde_json::json!([]), "IMDN asked for on sent chat messages (positive-delivery, negative-delivery, display)";
     "chat.send_delivery_notifications", Kind::Bool, Value::Bool(true), "answer IMDN positive-delivery requests";
+    "file_transfer.directory", Kind::OptText, Value::Null, "where received files go (default: the user's download directory)";
+    "file_transfer.hashes", Kind::List, serde_json::json!(["sha-1"]), "hashes a sent file's selector carries (sha-1, sha-256)";
 };
 
 /// Per-account settings.

@@ -212,6 +212,7 @@ static REGISTRY: Lazy<MediaStreamRegistry> = Lazy::new(|| MediaStreamRegistry {
     factories: RwLock::new(vec![
         Arc::new(super::streams::audio::AudioFactory),
         Arc::new(super::streams::chat::ChatFactory::default()),
+        Arc::new(super::streams::file_transfer::FileTransferFactory),
     ]),
 });
 

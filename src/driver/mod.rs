@@ -6,6 +6,7 @@ pub mod audio_device;
 pub mod dispatch;
 pub mod dns;
 pub mod engine;
+pub mod file_io;
 pub mod ids;
 pub mod msrp;
 pub mod runtime;

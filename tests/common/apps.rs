@@ -25,6 +25,7 @@ impl Recorder {
             if n.name.starts_with("SIPSession")
                 || n.name.starts_with("MediaStream")
                 || n.name.starts_with("ChatStream")
+                || n.name.starts_with("FileTransferStream")
             {
                 seen.lock().push(n.clone());
             }

@@ -124,6 +124,47 @@ impl FileHash {
     }
 }
 
+/// A running hash of file bytes, for the algorithms we can compute.
+#[derive(Clone)]
+pub enum FileHasher {
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+impl FileHasher {
+    /// None for algorithms we do not know.
+    pub fn new(algorithm: &HashAlgorithm) -> Option<FileHasher> {
+        use sha2::Digest;
+        match algorithm {
+            HashAlgorithm::Sha1 => Some(FileHasher::Sha1(sha1::Sha1::new())),
+            HashAlgorithm::Sha256 => Some(FileHasher::Sha256(sha2::Sha256::new())),
+            HashAlgorithm::Other(_) => None,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        use sha2::Digest;
+        match self {
+            FileHasher::Sha1(h) => h.update(data),
+            FileHasher::Sha256(h) => h.update(data),
+        }
+    }
+
+    pub fn finish(self) -> FileHash {
+        use sha2::Digest;
+        match self {
+            FileHasher::Sha1(h) => FileHash {
+                algorithm: HashAlgorithm::Sha1,
+                value: h.finalize().to_vec(),
+            },
+            FileHasher::Sha256(h) => FileHash {
+                algorithm: HashAlgorithm::Sha256,
+                value: h.finalize().to_vec(),
+            },
+        }
+    }
+}
+
 /// `a=file-selector`: what identifies the file (RFC 5547 section 5).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileSelector {
@@ -271,6 +312,15 @@ impl FileSelector {
                 .hashes
                 .iter()
                 .all(|h| other.hash(&h.algorithm).is_none_or(|o| o.value == h.value))
+    }
+}
+
+impl FileSelector {
+    /// The hash to check a received file against: the strongest one we
+    /// can compute.
+    pub fn check_hash(&self) -> Option<&FileHash> {
+        self.hash(&HashAlgorithm::Sha256)
+            .or_else(|| self.hash(&HashAlgorithm::Sha1))
     }
 }
 
@@ -607,6 +657,22 @@ mod tests {
         assert!(FileTransferSdp::from_media(&outside).is_err());
         let plain = MediaDescription::new("message", 7654, "TCP/MSRP", &["*"]);
         assert!(FileTransferSdp::from_media(&plain).is_err());
+    }
+
+    #[test]
+    fn hashers_match_known_digests() {
+        // FIPS 180 "abc" vectors.
+        let mut h = FileHasher::new(&HashAlgorithm::Sha1).unwrap();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(
+            h.finish().to_string(),
+            "sha1:A9:99:3E:36:47:06:81:6A:BA:3E:25:71:78:50:C2:6C:9C:D0:D8:9D"
+        );
+        let mut h = FileHasher::new(&HashAlgorithm::Sha256).unwrap();
+        h.update(b"abc");
+        assert!(h.finish().to_string().starts_with("sha-256:BA:78:16:BF"));
+        assert!(FileHasher::new(&HashAlgorithm::Other("md5".into())).is_none());
     }
 
     #[test]

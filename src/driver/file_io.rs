@@ -1,0 +1,399 @@
+//! Files for file transfer: hashing a file to offer it, writing a received
+//! file on its own thread while hashing the bytes as they arrive (so the
+//! file is read at most once more, and only to resume), partial files kept
+//! for resume, and placing a finished file under a name that overwrites
+//! nothing.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::proto::sdp::file_transfer::{FileHash, FileHasher, HashAlgorithm};
+
+const READ_BLOCK: usize = 1 << 20;
+
+/// Hash the first `limit` bytes of `file` (all of it when None) with each
+/// of `algorithms` we can compute, in one pass. Returns the bytes read.
+pub fn hash_reader(
+    file: &mut impl Read,
+    algorithms: &[HashAlgorithm],
+    limit: Option<u64>,
+) -> io::Result<(u64, Vec<FileHash>)> {
+    let mut hashers: Vec<FileHasher> = algorithms.iter().filter_map(FileHasher::new).collect();
+    let mut buf = vec![0u8; READ_BLOCK];
+    let mut total = 0u64;
+    loop {
+        let want = match limit {
+            Some(l) => usize::try_from(l - total)
+                .unwrap_or(usize::MAX)
+                .min(buf.len()),
+            None => buf.len(),
+        };
+        if want == 0 {
+            break;
+        }
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        for h in &mut hashers {
+            h.update(&buf[..n]);
+        }
+        total += n as u64;
+    }
+    Ok((total, hashers.into_iter().map(FileHasher::finish).collect()))
+}
+
+/// Size and hashes of the file at `path`.
+pub fn hash_file(path: &Path, algorithms: &[HashAlgorithm]) -> io::Result<(u64, Vec<FileHash>)> {
+    let mut f = File::open(path)?;
+    hash_reader(&mut f, algorithms, None)
+}
+
+/// Where received files go unless the application says otherwise:
+/// `$XDG_DOWNLOAD_DIR`, else `~/Downloads` when it exists, else the home
+/// directory, else the temporary directory.
+pub fn default_download_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DOWNLOAD_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        let d = PathBuf::from(home).join("Downloads");
+        if d.is_dir() {
+            return d;
+        }
+        return PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    }
+    std::env::temp_dir()
+}
+
+/// The hidden partial file for `safe_name` in `dir`: named after the
+/// file's hash when it has one, so a second offer of the same file finds
+/// it (resume), else unique to this transfer.
+pub fn partial_path(dir: &Path, safe_name: &str, hash: Option<&FileHash>, unique: &str) -> PathBuf {
+    let tag = match hash {
+        Some(h) => h
+            .value
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        None => unique.to_string(),
+    };
+    dir.join(format!(".{safe_name}.{tag}.part"))
+}
+
+/// `name`, `name (1).ext`, `name (2).ext`, ...
+fn candidate(safe_name: &str, n: u32) -> String {
+    if n == 0 {
+        return safe_name.to_string();
+    }
+    match safe_name.rfind('.').filter(|&i| i > 0) {
+        Some(i) => format!("{} ({n}){}", &safe_name[..i], &safe_name[i..]),
+        None => format!("{safe_name} ({n})"),
+    }
+}
+
+/// Move the finished `partial` to `dir/safe_name`, or the first free
+/// `safe_name (N).ext`: an existing file is never replaced (a hard link
+/// fails when the name exists; where links do not work, the name is
+/// checked first).
+pub fn place_file(partial: &Path, dir: &Path, safe_name: &str) -> io::Result<PathBuf> {
+    for n in 0..10_000 {
+        let target = dir.join(candidate(safe_name, n));
+        match std::fs::hard_link(partial, &target) {
+            Ok(()) => {
+                std::fs::remove_file(partial)?;
+                return Ok(target);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(_) => {
+                if target.symlink_metadata().is_ok() {
+                    continue;
+                }
+                std::fs::rename(partial, &target)?;
+                return Ok(target);
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no free name for {safe_name} in {}", dir.display()),
+    ))
+}
+
+enum Job {
+    Data(u64, Vec<u8>),
+    Finish(oneshot::Sender<io::Result<WriterResult>>),
+}
+
+/// What the writer made of the file.
+#[derive(Debug, Clone)]
+pub struct WriterResult {
+    /// Bytes in the file.
+    pub size: u64,
+    /// The hash over the whole file, when asked for.
+    pub hash: Option<FileHash>,
+}
+
+/// Writes a received file on its own thread, hashing bytes in order as
+/// they come. Bytes that arrive out of order are written where they
+/// belong and the file is hashed again at the end (rare: one sender
+/// writes in order). Dropping the writer without `finish` leaves the
+/// partial file as far as it got, for a later resume.
+pub struct FileWriter {
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Chunks waiting for the disk, at most: with the MSRP session's bounded
+/// event queue this keeps a slow disk from filling memory.
+const QUEUE: usize = 8;
+
+impl FileWriter {
+    /// Open (or create) `partial`, keep its first `resume_from` bytes (and
+    /// hash them), drop anything after them, and start the thread.
+    pub fn open(
+        partial: &Path,
+        resume_from: u64,
+        algorithm: Option<HashAlgorithm>,
+    ) -> io::Result<FileWriter> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(partial)?;
+        let have = file.metadata()?.len();
+        if have < resume_from {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} has {have} bytes, not the {resume_from} to resume from",
+                    partial.display()
+                ),
+            ));
+        }
+        file.set_len(resume_from)?;
+        let mut hasher = algorithm.as_ref().and_then(FileHasher::new);
+        if let Some(h) = hasher.as_mut() {
+            file.seek(SeekFrom::Start(0))?;
+            let mut buf = vec![0u8; READ_BLOCK];
+            let mut left = resume_from;
+            while left > 0 {
+                let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                file.read_exact(&mut buf[..want])?;
+                h.update(&buf[..want]);
+                left -= want as u64;
+            }
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("sipsimple-file".into())
+            .spawn(move || write_loop(file, rx, resume_from, hasher, algorithm))?;
+        Ok(FileWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue `data` for `offset`; waits while the disk is behind.
+    pub async fn write(&self, offset: u64, data: Vec<u8>) -> io::Result<()> {
+        let tx = self.tx.as_ref().ok_or_else(closed)?;
+        tx.send(Job::Data(offset, data)).await.map_err(|_| closed())
+    }
+
+    /// Write everything queued, flush to disk, and hash.
+    pub async fn finish(mut self) -> io::Result<WriterResult> {
+        let tx = self.tx.take().ok_or_else(closed)?;
+        let (done, wait) = oneshot::channel();
+        tx.send(Job::Finish(done)).await.map_err(|_| closed())?;
+        drop(tx);
+        let r = wait.await.map_err(|_| closed())?;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        r
+    }
+}
+
+impl FileWriter {
+    /// Write what is queued and stop, keeping the partial file (for a
+    /// resume); returns once the thread is done with the file.
+    pub async fn stop(mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        // The thread ends when the channel closes; it is not joined here
+        // (a drop never blocks the runtime).
+        self.tx.take();
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the file writer has stopped")
+}
+
+fn write_loop(
+    file: File,
+    mut rx: mpsc::Receiver<Job>,
+    start: u64,
+    mut hasher: Option<FileHasher>,
+    algorithm: Option<HashAlgorithm>,
+) {
+    let mut next = start;
+    let mut size = start;
+    let mut in_order = true;
+    let mut error: Option<io::Error> = None;
+    while let Some(job) = rx.blocking_recv() {
+        match job {
+            Job::Data(offset, data) => {
+                if error.is_some() {
+                    continue;
+                }
+                if let Err(e) = file.write_all_at(&data, offset) {
+                    error = Some(e);
+                    continue;
+                }
+                let end = offset + data.len() as u64;
+                size = size.max(end);
+                if offset == next && in_order {
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&data);
+                    }
+                    next = end;
+                } else {
+                    in_order = false;
+                }
+            }
+            Job::Finish(done) => {
+                let r = match error.take() {
+                    Some(e) => Err(e),
+                    None => finish_file(&file, size, in_order, hasher.take(), &algorithm),
+                };
+                let _ = done.send(r);
+                return;
+            }
+        }
+    }
+    let _ = (&file).flush();
+}
+
+fn finish_file(
+    file: &File,
+    size: u64,
+    in_order: bool,
+    hasher: Option<FileHasher>,
+    algorithm: &Option<HashAlgorithm>,
+) -> io::Result<WriterResult> {
+    file.sync_data()?;
+    let hash = match (in_order, hasher, algorithm) {
+        (true, Some(h), _) => Some(h.finish()),
+        (false, _, Some(a)) => {
+            let mut f = file.try_clone()?;
+            f.seek(SeekFrom::Start(0))?;
+            hash_reader(&mut f, std::slice::from_ref(a), None)?.1.pop()
+        }
+        _ => None,
+    };
+    Ok(WriterResult { size, hash })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn expected(data: &[u8]) -> FileHash {
+        let mut h = FileHasher::new(&HashAlgorithm::Sha1).unwrap();
+        h.update(data);
+        h.finish()
+    }
+
+    #[test]
+    fn writes_hashes_resumes_and_reorders() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let p = dir.path().join(".x.part");
+        let rt = runtime();
+        // In order, in pieces.
+        let w = FileWriter::open(&p, 0, Some(HashAlgorithm::Sha1)).unwrap();
+        let r = rt.block_on(async {
+            for (i, piece) in data.chunks(100_000).enumerate() {
+                w.write((i * 100_000) as u64, piece.to_vec()).await.unwrap();
+            }
+            w.finish().await.unwrap()
+        });
+        assert_eq!(r.size, data.len() as u64);
+        assert_eq!(r.hash, Some(expected(&data)));
+        assert_eq!(std::fs::read(&p).unwrap(), data);
+
+        // Interrupted after 1,234,567 bytes (with garbage after them),
+        // resumed from there: the hash covers the whole file.
+        std::fs::write(&p, [&data[..1_234_567], b"garbage"].concat()).unwrap();
+        let w = FileWriter::open(&p, 1_234_567, Some(HashAlgorithm::Sha1)).unwrap();
+        let r = rt.block_on(async {
+            w.write(1_234_567, data[1_234_567..].to_vec())
+                .await
+                .unwrap();
+            w.finish().await.unwrap()
+        });
+        assert_eq!(r.hash, Some(expected(&data)));
+        assert_eq!(std::fs::read(&p).unwrap(), data);
+
+        // Out of order: still right, by a second pass.
+        std::fs::remove_file(&p).unwrap();
+        let w = FileWriter::open(&p, 0, Some(HashAlgorithm::Sha1)).unwrap();
+        let r = rt.block_on(async {
+            w.write(2_000_000, data[2_000_000..].to_vec())
+                .await
+                .unwrap();
+            w.write(0, data[..2_000_000].to_vec()).await.unwrap();
+            w.finish().await.unwrap()
+        });
+        assert_eq!(r.hash, Some(expected(&data)));
+        // A partial shorter than the resume point is an error.
+        std::fs::write(&p, b"short").unwrap();
+        assert!(FileWriter::open(&p, 100, None).is_err());
+    }
+
+    #[test]
+    fn placing_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"mine").unwrap();
+        std::fs::write(dir.path().join("a (1).txt"), b"mine too").unwrap();
+        let p = dir.path().join(".a.txt.part");
+        std::fs::write(&p, b"theirs").unwrap();
+        let placed = place_file(&p, dir.path(), "a.txt").unwrap();
+        assert_eq!(placed, dir.path().join("a (2).txt"));
+        assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"mine");
+        assert_eq!(std::fs::read(&placed).unwrap(), b"theirs");
+        assert!(!p.exists());
+        assert_eq!(candidate("noext", 3), "noext (3)");
+        assert_eq!(candidate(".hidden", 1), ".hidden (1)");
+        let h = expected(b"x");
+        let pp = partial_path(dir.path(), "f.bin", Some(&h), "u1");
+        assert!(pp
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(".f.bin."));
+        assert_ne!(pp, partial_path(dir.path(), "f.bin", None, "u1"));
+    }
+}
