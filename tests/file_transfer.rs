@@ -21,9 +21,15 @@ use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{Notification, NotificationCenter, SIPApplication, Session, StreamHandle};
 
 fn app(user: &str, dir: &Path, msrp: Value) -> SIPApplication {
+    app_sending_at(user, dir, msrp, 0)
+}
+
+/// An application that sends files at `max_rate` bytes per second at
+/// most (0: no limit).
+fn app_sending_at(user: &str, dir: &Path, msrp: Value, max_rate: u64) -> SIPApplication {
     start_app(json!({
         "sip": {"transport_list": ["udp"]},
-        "file_transfer": {"directory": dir.display().to_string()},
+        "file_transfer": {"directory": dir.display().to_string(), "max_rate": max_rate},
         "accounts": {format!("{user}@example.com"): {
             "registration": {"enabled": false},
             "msrp": msrp,
@@ -68,6 +74,12 @@ struct Pair {
 
 impl Pair {
     fn new(msrp: Value) -> Pair {
+        Pair::sending_at(msrp, 0)
+    }
+
+    /// Alice sends files at `max_rate` bytes per second at most: slow
+    /// enough for a test to act while a transfer runs.
+    fn sending_at(msrp: Value, max_rate: u64) -> Pair {
         let (rec, token) = Recorder::start();
         let dirs = [
             tempfile::tempdir().unwrap(),
@@ -75,7 +87,7 @@ impl Pair {
             tempfile::tempdir().unwrap(),
         ];
         Pair {
-            alice: app("alice", dirs[0].path(), msrp.clone()),
+            alice: app_sending_at("alice", dirs[0].path(), msrp.clone(), max_rate),
             bob: app("bob", dirs[1].path(), msrp),
             rec,
             token,
@@ -283,8 +295,9 @@ fn push_over_tls_and_pull_a_file_the_peer_has() {
 
 #[test]
 fn rejected_and_cancelled_transfers_say_so() {
-    let p = Pair::new(json!({"transport": "tcp"}));
-    let data = pattern(64 * 1024 * 1024, 3);
+    // 32 MiB at 8 MB/s: four seconds in which to cancel.
+    let p = Pair::sending_at(json!({"transport": "tcp"}), 8_000_000);
+    let data = pattern(32 * 1024 * 1024, 3);
     let path = p.file("big.bin", &data);
 
     // Rejected: the sender's transfer finishes with an error.
@@ -338,15 +351,16 @@ fn rejected_and_cancelled_transfers_say_so() {
 
 #[test]
 fn an_interrupted_transfer_resumes_with_only_the_missing_bytes() {
-    let p = Pair::new(json!({"transport": "tcp"}));
-    let data = pattern(48 * 1024 * 1024 + 3, 11);
+    // 24 MiB at 8 MB/s: cut after 4 MiB, the rest in about 2.5 s.
+    let p = Pair::sending_at(json!({"transport": "tcp"}), 8_000_000);
+    let data = pattern(24 * 1024 * 1024 + 3, 11);
     let path = p.file("movie.mp4", &data);
     let push = FileTransferStream::push(&path).unwrap();
     let (a, b, proposed) = p.call(vec![push.clone()]);
     b.accept(proposed.clone()).unwrap();
     // Cut the transfer once some megabytes arrived: the sender hangs up.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while FileTransferStream::of(&proposed[0]).unwrap().progress().0 < 8 * 1024 * 1024 {
+    while FileTransferStream::of(&proposed[0]).unwrap().progress().0 < 4 * 1024 * 1024 {
         assert!(Instant::now() < deadline, "no progress");
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -389,14 +403,84 @@ fn an_interrupted_transfer_resumes_with_only_the_missing_bytes() {
     p.stop();
 }
 
+/// A hand-driven sender's offer of `promised` (name, size, SHA-1) to a
+/// receiving stream that saves into `download`; the started stream and
+/// the sender's bound transport.
+async fn offer_by_hand(
+    download: &Path,
+    name: &str,
+    promised: &[u8],
+    peer_id: &str,
+) -> (
+    Arc<dyn sipsimple::MediaStream>,
+    sipsimple::api::msrp::MSRPTransport,
+) {
+    use sipsimple::api::msrp::{get_connector, MsrpTls, MsrpUri};
+    use sipsimple::api::streams::FileTransferFactory;
+    use sipsimple::proto::sdp::{Attribute, MediaDescription, SessionDescription};
+    use sipsimple::{MediaStreamFactory, StreamContext};
+
+    let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+    let mut peer = get_connector(MsrpTls::default(), None);
+    let peer_path = peer
+        .prepare(MsrpUri::new(false, "127.0.0.1", 0, peer_id))
+        .await
+        .unwrap();
+    let mut offer = SessionDescription::new("-", 1, ip, "peer");
+    let mut m = MediaDescription::new("message", peer_path[0].port.unwrap(), "TCP/MSRP", &["*"]);
+    m.push_attribute(Attribute::value("path", peer_path[0].to_string()));
+    m.push_attribute(Attribute::flag("sendonly"));
+    m.push_attribute(Attribute::value("accept-types", "*"));
+    m.push_attribute(Attribute::value("setup", "active"));
+    let sel = FileSelector {
+        name: Some(name.to_string()),
+        content_type: Some("application/octet-stream".into()),
+        size: Some(promised.len() as u64),
+        hashes: vec![{
+            let mut h = sipsimple::proto::sdp::file_transfer::FileHasher::new(&HashAlgorithm::Sha1)
+                .unwrap();
+            h.update(promised);
+            h.finish()
+        }],
+    };
+    m.push_attribute(Attribute::value("file-selector", sel.to_string()));
+    offer.media.push(m);
+    let stream = FileTransferFactory.new_from_sdp(&offer, 0).unwrap();
+    let ctx = StreamContext {
+        session: sipsimple::ObjectId::new(),
+        direction: "incoming",
+        local_ip: ip,
+        runtime: tokio::runtime::Handle::current(),
+        settings: Arc::new(
+            json!({"file_transfer": {"directory": download.display().to_string()}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        account: None,
+        local_identity: None,
+        remote_identity: None,
+        msrp_tls: Default::default(),
+    };
+    stream.initialize(&ctx).await.unwrap();
+    let local_m = stream.get_local_media(offer.media.first()).unwrap();
+    assert_eq!(
+        local_m.own_direction().map(|d| d.as_str()),
+        Some("recvonly")
+    );
+    let mut answer = SessionDescription::new("-", 2, ip, "bob");
+    let path = sipsimple::api::msrp::parse_path(local_m.attribute("path").unwrap()).unwrap();
+    answer.media.push(local_m);
+    let (started, transport) = tokio::join!(stream.start(&answer, &offer, 0), peer.complete(path));
+    started.unwrap();
+    (stream, transport.unwrap())
+}
+
 /// A hand-driven sender: names from the network that try to leave the
 /// download directory, and bytes that do not match the offered hash.
 #[test]
 fn hostile_names_and_wrong_bytes_from_a_hand_driven_peer() {
-    use sipsimple::api::msrp::{get_connector, ChunkSpec, MsrpTls, MsrpUri};
-    use sipsimple::api::streams::FileTransferFactory;
-    use sipsimple::proto::sdp::{Attribute, MediaDescription, SessionDescription};
-    use sipsimple::{MediaStreamFactory, StreamContext};
+    use sipsimple::api::msrp::ChunkSpec;
 
     let (rec, token) = Recorder::start();
     let download = tempfile::tempdir().unwrap();
@@ -445,64 +529,8 @@ fn hostile_names_and_wrong_bytes_from_a_hand_driven_peer() {
     ];
     for (i, (name, promised, sent, want)) in cases.iter().enumerate() {
         rt.block_on(async {
-            let ip: std::net::IpAddr = [127, 0, 0, 1].into();
-            let mut peer = get_connector(MsrpTls::default(), None);
-            let peer_path = peer
-                .prepare(MsrpUri::new(false, "127.0.0.1", 0, &format!("peer{i}")))
-                .await
-                .unwrap();
-            let mut offer = SessionDescription::new("-", 1, ip, "peer");
-            let mut m =
-                MediaDescription::new("message", peer_path[0].port.unwrap(), "TCP/MSRP", &["*"]);
-            m.push_attribute(Attribute::value("path", peer_path[0].to_string()));
-            m.push_attribute(Attribute::flag("sendonly"));
-            m.push_attribute(Attribute::value("accept-types", "*"));
-            m.push_attribute(Attribute::value("setup", "active"));
-            let sel = FileSelector {
-                name: Some(name.clone()),
-                content_type: Some("application/octet-stream".into()),
-                size: Some(promised.len() as u64),
-                hashes: vec![{
-                    let mut h =
-                        sipsimple::proto::sdp::file_transfer::FileHasher::new(&HashAlgorithm::Sha1)
-                            .unwrap();
-                    h.update(promised);
-                    h.finish()
-                }],
-            };
-            m.push_attribute(Attribute::value("file-selector", sel.to_string()));
-            offer.media.push(m);
-            let stream = FileTransferFactory.new_from_sdp(&offer, 0).unwrap();
-            let ctx = StreamContext {
-                session: sipsimple::ObjectId::new(),
-                direction: "incoming",
-                local_ip: ip,
-                runtime: tokio::runtime::Handle::current(),
-                settings: Arc::new(
-                    json!({"file_transfer": {"directory": download.path().display().to_string()}})
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                ),
-                account: None,
-                local_identity: None,
-                remote_identity: None,
-                msrp_tls: Default::default(),
-            };
-            stream.initialize(&ctx).await.unwrap();
-            let local_m = stream.get_local_media(offer.media.first()).unwrap();
-            assert_eq!(
-                local_m.own_direction().map(|d| d.as_str()),
-                Some("recvonly")
-            );
-            let mut answer = SessionDescription::new("-", 2, ip, "bob");
-            let path =
-                sipsimple::api::msrp::parse_path(local_m.attribute("path").unwrap()).unwrap();
-            answer.media.push(local_m);
-            let (started, transport) =
-                tokio::join!(stream.start(&answer, &offer, 0), peer.complete(path));
-            started.unwrap();
-            let mut t = transport.unwrap();
+            let (stream, mut t) =
+                offer_by_hand(download.path(), name, promised, &format!("peer{i}")).await;
             let mut chunk = t.make_chunk(ChunkSpec {
                 data: sent,
                 message_id: Some("file1"),
@@ -511,9 +539,6 @@ fn hostile_names_and_wrong_bytes_from_a_hand_driven_peer() {
             chunk
                 .head
                 .push_header("Content-Type", "application/octet-stream");
-            chunk
-                .head
-                .push_header("Byte-Range", &format!("1-{}/{}", sent.len(), sent.len()));
             t.write_chunk(&chunk).await.unwrap();
             let r = tokio::time::timeout(Duration::from_secs(5), t.read_chunk(1 << 16))
                 .await
@@ -535,9 +560,18 @@ fn hostile_names_and_wrong_bytes_from_a_hand_driven_peer() {
                     assert!(p.file_name().unwrap().len() <= 200);
                 }
                 None => {
-                    // Refused on the wire with the reason; nothing saved.
-                    assert_eq!(r.code(), Some(400), "case {i}");
-                    assert!(r.head.comment().unwrap_or("").contains("hash"));
+                    // The chunk is taken, then the file refused on the wire
+                    // by a failure REPORT with the reason; nothing saved.
+                    assert_eq!(r.code(), Some(200), "case {i}");
+                    let report =
+                        tokio::time::timeout(Duration::from_secs(5), t.read_chunk(1 << 16))
+                            .await
+                            .expect("a REPORT")
+                            .unwrap();
+                    assert_eq!(report.method(), Some("REPORT"));
+                    let status = report.head.status().unwrap().unwrap();
+                    assert_eq!(status.code, 400);
+                    assert!(status.comment.unwrap_or_default().contains("hash"));
                     assert_eq!(done.data.get_bool("error"), Some(true));
                     assert_eq!(done.data.get_bool("hash_verified"), Some(false));
                     assert!(!download.path().join("liar.bin").exists());
@@ -553,6 +587,59 @@ fn hostile_names_and_wrong_bytes_from_a_hand_driven_peer() {
     for f in files_in(download.path()) {
         assert!(!f.starts_with('.'), "{f}");
     }
+    NotificationCenter::default().remove_observer(token);
+}
+
+/// The sender's connection closes in the middle of the file: a clear
+/// failure, nothing under the final name, the partial file kept for a
+/// resume.
+#[test]
+fn a_sender_that_vanishes_mid_file_leaves_only_a_partial_file() {
+    use sipsimple::api::msrp::ChunkSpec;
+    let (rec, token) = Recorder::start();
+    let download = tempfile::tempdir().unwrap();
+    let data = pattern(300_000, 4);
+    common::runtime().block_on(async {
+        let (stream, mut t) = offer_by_hand(download.path(), "cut.bin", &data, "vanishing").await;
+        let mut chunk = t.make_chunk(ChunkSpec {
+            data: &data[..100_000],
+            message_id: Some("file1"),
+            contflag: Some(sipsimple::api::msrp::ContFlag::More),
+            start: 1,
+            end: Some(100_000),
+            length: Some(data.len() as u64),
+            ..ChunkSpec::default()
+        });
+        chunk
+            .head
+            .push_header("Content-Type", "application/octet-stream");
+        t.write_chunk(&chunk).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), t.read_chunk(1 << 16))
+            .await
+            .expect("a response")
+            .unwrap();
+        assert_eq!(r.code(), Some(200));
+        // The socket closes with two thirds of the file missing.
+        drop(t);
+        let sid = stream.object_id().unwrap().0;
+        let done = rec.wait("FileTransferStreamDidFinish", Some(sid));
+        assert_eq!(done.data.get_bool("error"), Some(true));
+        assert!(
+            done.data.get_str("reason").unwrap().contains("closed"),
+            "{}",
+            done.data.to_json()
+        );
+        assert_eq!(done.data.get("file_path"), Some(&Value::Null));
+        stream.end();
+    });
+    assert!(!download.path().join("cut.bin").exists());
+    let left = files_in(download.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(".cut.bin.") && left[0].ends_with(".part"));
+    assert_eq!(
+        std::fs::read(download.path().join(&left[0])).unwrap(),
+        &data[..100_000]
+    );
     NotificationCenter::default().remove_observer(token);
 }
 

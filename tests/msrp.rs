@@ -392,7 +392,7 @@ fn a_peer_gone_mid_chunk_aborts_the_message() {
     ));
     assert!(evs.iter().any(|e| matches!(
         e,
-        SessionEvent::Core(MsrpEvent::MessageAborted { message_id }) if message_id == "half"
+        SessionEvent::Core(MsrpEvent::MessageAborted { message_id, by_sender: false }) if message_id == "half"
     )));
     assert!(!evs
         .iter()

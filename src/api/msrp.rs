@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 pub use crate::driver::msrp::{
     get_acceptor, get_connector, new_session_id, Acceptor, AcceptorDirect, AcceptorRelay,
-    ChunkSpec, Connector, ConnectorDirect, ConnectorRelay, MSRPData, MSRPServer, MSRPSession,
-    MSRPTransport, MessageSource, MsrpIoError, MsrpTls, RelaySettings, SendOptions, SessionEvent,
-    SessionStats,
+    BlockSource, ChunkSpec, Connector, ConnectorDirect, ConnectorRelay, MSRPData, MSRPServer,
+    MSRPSession, MSRPTransport, MessageSource, MsrpIoError, MsrpTls, RelaySettings, SendOptions,
+    SessionEvent, SessionStats,
 };
 pub use crate::proto::msrp::auth::{AuthClient, AuthOutcome};
 pub use crate::proto::msrp::session::{Event as MsrpEvent, SessionConfig};

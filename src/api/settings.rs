@@ -79,6 +79,7 @@ pub static GLOBAL: &[Def] = defs! {
     "chat.send_delivery_notifications", Kind::Bool, Value::Bool(true), "answer IMDN positive-delivery requests";
     "file_transfer.directory", Kind::OptText, Value::Null, "where received files go (default: the user's download directory)";
     "file_transfer.hashes", Kind::List, serde_json::json!(["sha-1"]), "hashes a sent file's selector carries (sha-1, sha-256)";
+    "file_transfer.max_rate", Kind::Number(0, 1 << 40), Value::from(0), "bytes per second a file is sent at most (0: no limit)";
 };
 
 /// Per-account settings.

@@ -9,6 +9,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::sdp::file_transfer::{FileHash, FileHasher, HashAlgorithm};
@@ -126,8 +128,8 @@ pub fn place_file(partial: &Path, dir: &Path, safe_name: &str) -> io::Result<Pat
 }
 
 enum Job {
-    Data(u64, Vec<u8>),
-    Finish(oneshot::Sender<io::Result<WriterResult>>),
+    Data(u64, Arc<Vec<u8>>),
+    Finish(oneshot::Sender<io::Result<u64>>),
 }
 
 /// What the writer made of the file.
@@ -139,23 +141,32 @@ pub struct WriterResult {
     pub hash: Option<FileHash>,
 }
 
-/// Writes a received file on its own thread, hashing bytes in order as
-/// they come. Bytes that arrive out of order are written where they
-/// belong and the file is hashed again at the end (rare: one sender
-/// writes in order). Dropping the writer without `finish` leaves the
-/// partial file as far as it got, for a later resume.
+/// Writes a received file on one thread while another hashes the bytes
+/// in order as they come (the two overlap: neither waits for the other).
+/// Bytes that arrive out of order are written where they belong and the
+/// file is hashed again at the end (rare: one sender writes in order).
+/// Dropping the writer without `finish` leaves the partial file as far as
+/// it got, for a later resume.
 pub struct FileWriter {
     tx: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    hash_tx: Option<mpsc::Sender<Arc<Vec<u8>>>>,
+    hasher: Option<std::thread::JoinHandle<Option<FileHash>>>,
+    algorithm: Option<HashAlgorithm>,
+    /// Where the next in-order byte goes; hashing stops at the first gap.
+    next: u64,
+    in_order: bool,
+    path: PathBuf,
 }
 
-/// Chunks waiting for the disk, at most: with the MSRP session's bounded
-/// event queue this keeps a slow disk from filling memory.
+/// Chunks waiting for the disk (and for the hasher), at most: with the
+/// MSRP session's bounded event queue this keeps a slow disk from filling
+/// memory.
 const QUEUE: usize = 8;
 
 impl FileWriter {
     /// Open (or create) `partial`, keep its first `resume_from` bytes (and
-    /// hash them), drop anything after them, and start the thread.
+    /// hash them), drop anything after them, and start the threads.
     pub fn open(
         partial: &Path,
         resume_from: u64,
@@ -193,15 +204,50 @@ impl FileWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("sipsimple-file".into())
-            .spawn(move || write_loop(file, rx, resume_from, hasher, algorithm))?;
+            .spawn(move || write_loop(file, rx, resume_from))?;
+        let (hash_tx, hasher_thread) = match hasher {
+            Some(mut h) => {
+                let (htx, mut hrx) = mpsc::channel::<Arc<Vec<u8>>>(QUEUE);
+                let t = std::thread::Builder::new()
+                    .name("sipsimple-hash".into())
+                    .spawn(move || {
+                        while let Some(d) = hrx.blocking_recv() {
+                            h.update(&d);
+                        }
+                        Some(h.finish())
+                    })?;
+                (Some(htx), Some(t))
+            }
+            None => (None, None),
+        };
         Ok(FileWriter {
             tx: Some(tx),
             thread: Some(thread),
+            hash_tx,
+            hasher: hasher_thread,
+            algorithm,
+            next: resume_from,
+            in_order: true,
+            path: partial.to_path_buf(),
         })
     }
 
-    /// Queue `data` for `offset`; waits while the disk is behind.
-    pub async fn write(&self, offset: u64, data: Vec<u8>) -> io::Result<()> {
+    /// Queue `data` for `offset`; waits while the disk or the hash is
+    /// behind.
+    pub async fn write(&mut self, offset: u64, data: Vec<u8>) -> io::Result<()> {
+        let data = Arc::new(data);
+        let end = offset + data.len() as u64;
+        if self.in_order && offset == self.next {
+            if let Some(h) = &self.hash_tx {
+                // A hasher that stopped is noticed at finish.
+                let _ = h.send(data.clone()).await;
+            }
+            self.next = end;
+        } else {
+            // A gap: the hash is made again from the file at the end.
+            self.in_order = false;
+            self.hash_tx.take();
+        }
         let tx = self.tx.as_ref().ok_or_else(closed)?;
         tx.send(Job::Data(offset, data)).await.map_err(|_| closed())
     }
@@ -212,30 +258,58 @@ impl FileWriter {
         let (done, wait) = oneshot::channel();
         tx.send(Job::Finish(done)).await.map_err(|_| closed())?;
         drop(tx);
-        let r = wait.await.map_err(|_| closed())?;
+        let size = wait.await.map_err(|_| closed())??;
         if let Some(t) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-        r
+        self.hash_tx.take();
+        let in_order = self.in_order;
+        let hasher = self.hasher.take();
+        let algorithm = self.algorithm.clone();
+        let file = self.file_for_rehash();
+        let hash = tokio::task::spawn_blocking(move || -> io::Result<Option<FileHash>> {
+            let joined = hasher.and_then(|t| t.join().ok()).flatten();
+            match (in_order, joined, algorithm, file) {
+                (true, Some(h), _, _) => Ok(Some(h)),
+                (_, _, Some(a), Some(path)) => {
+                    Ok(hash_file(&path, std::slice::from_ref(&a))?.1.pop())
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+        .map_err(|_| closed())??;
+        Ok(WriterResult { size, hash })
     }
-}
 
-impl FileWriter {
     /// Write what is queued and stop, keeping the partial file (for a
-    /// resume); returns once the thread is done with the file.
+    /// resume); returns once the threads are done with it.
     pub async fn stop(mut self) {
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+        self.hash_tx.take();
+        let (t, h) = (self.thread.take(), self.hasher.take());
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(t) = t {
+                let _ = t.join();
+            }
+            if let Some(h) = h {
+                let _ = h.join();
+            }
+        })
+        .await;
+    }
+
+    fn file_for_rehash(&self) -> Option<PathBuf> {
+        Some(self.path.clone())
     }
 }
 
 impl Drop for FileWriter {
     fn drop(&mut self) {
-        // The thread ends when the channel closes; it is not joined here
-        // (a drop never blocks the runtime).
+        // The threads end when the channels close; they are not joined
+        // here (a drop never blocks the runtime).
         self.tx.take();
+        self.hash_tx.take();
     }
 }
 
@@ -243,16 +317,8 @@ fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the file writer has stopped")
 }
 
-fn write_loop(
-    file: File,
-    mut rx: mpsc::Receiver<Job>,
-    start: u64,
-    mut hasher: Option<FileHasher>,
-    algorithm: Option<HashAlgorithm>,
-) {
-    let mut next = start;
+fn write_loop(file: File, mut rx: mpsc::Receiver<Job>, start: u64) {
     let mut size = start;
-    let mut in_order = true;
     let mut error: Option<io::Error> = None;
     while let Some(job) = rx.blocking_recv() {
         match job {
@@ -264,21 +330,12 @@ fn write_loop(
                     error = Some(e);
                     continue;
                 }
-                let end = offset + data.len() as u64;
-                size = size.max(end);
-                if offset == next && in_order {
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&data);
-                    }
-                    next = end;
-                } else {
-                    in_order = false;
-                }
+                size = size.max(offset + data.len() as u64);
             }
             Job::Finish(done) => {
                 let r = match error.take() {
                     Some(e) => Err(e),
-                    None => finish_file(&file, size, in_order, hasher.take(), &algorithm),
+                    None => file.sync_data().map(|()| size),
                 };
                 let _ = done.send(r);
                 return;
@@ -288,24 +345,53 @@ fn write_loop(
     let _ = (&file).flush();
 }
 
-fn finish_file(
-    file: &File,
-    size: u64,
-    in_order: bool,
-    hasher: Option<FileHasher>,
-    algorithm: &Option<HashAlgorithm>,
-) -> io::Result<WriterResult> {
-    file.sync_data()?;
-    let hash = match (in_order, hasher, algorithm) {
-        (true, Some(h), _) => Some(h.finish()),
-        (false, _, Some(a)) => {
-            let mut f = file.try_clone()?;
-            f.seek(SeekFrom::Start(0))?;
-            hash_reader(&mut f, std::slice::from_ref(a), None)?.1.pop()
-        }
-        _ => None,
+/// The blocks of `file` from its current position, read ahead on a
+/// thread of its own a few at a time: the sender of a file never waits on
+/// the disk while the socket has room, and each block goes out without
+/// another copy. With `max_rate` (bytes per second) the blocks come no
+/// faster than that, in blocks small enough to keep the pace smooth.
+pub fn read_ahead(
+    file: File,
+    max_rate: Option<u64>,
+) -> io::Result<crate::driver::msrp::BlockSource> {
+    let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>(4);
+    let block = match max_rate {
+        // About ten blocks a second, between 4 KiB and a full block.
+        Some(r) => usize::try_from(r / 10)
+            .unwrap_or(READ_BLOCK)
+            .clamp(4096, READ_BLOCK),
+        None => READ_BLOCK,
     };
-    Ok(WriterResult { size, hash })
+    std::thread::Builder::new()
+        .name("sipsimple-read".into())
+        .spawn(move || {
+            let mut file = file;
+            let start = std::time::Instant::now();
+            let mut sent = 0u64;
+            loop {
+                // Read into fresh capacity: nothing is zeroed first.
+                let mut buf = Vec::with_capacity(block);
+                let r = match (&mut file).take(block as u64).read_to_end(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        sent += n as u64;
+                        Ok(buf)
+                    }
+                    Err(e) => Err(e),
+                };
+                let stop = r.is_err();
+                if tx.blocking_send(r).is_err() || stop {
+                    return;
+                }
+                if let Some(rate) = max_rate.filter(|r| *r > 0) {
+                    let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+        })?;
+    Ok(crate::driver::msrp::BlockSource::new(rx))
 }
 
 #[cfg(test)]
@@ -332,7 +418,7 @@ mod tests {
         let p = dir.path().join(".x.part");
         let rt = runtime();
         // In order, in pieces.
-        let w = FileWriter::open(&p, 0, Some(HashAlgorithm::Sha1)).unwrap();
+        let mut w = FileWriter::open(&p, 0, Some(HashAlgorithm::Sha1)).unwrap();
         let r = rt.block_on(async {
             for (i, piece) in data.chunks(100_000).enumerate() {
                 w.write((i * 100_000) as u64, piece.to_vec()).await.unwrap();
@@ -346,7 +432,7 @@ mod tests {
         // Interrupted after 1,234,567 bytes (with garbage after them),
         // resumed from there: the hash covers the whole file.
         std::fs::write(&p, [&data[..1_234_567], b"garbage"].concat()).unwrap();
-        let w = FileWriter::open(&p, 1_234_567, Some(HashAlgorithm::Sha1)).unwrap();
+        let mut w = FileWriter::open(&p, 1_234_567, Some(HashAlgorithm::Sha1)).unwrap();
         let r = rt.block_on(async {
             w.write(1_234_567, data[1_234_567..].to_vec())
                 .await
@@ -358,7 +444,7 @@ mod tests {
 
         // Out of order: still right, by a second pass.
         std::fs::remove_file(&p).unwrap();
-        let w = FileWriter::open(&p, 0, Some(HashAlgorithm::Sha1)).unwrap();
+        let mut w = FileWriter::open(&p, 0, Some(HashAlgorithm::Sha1)).unwrap();
         let r = rt.block_on(async {
             w.write(2_000_000, data[2_000_000..].to_vec())
                 .await

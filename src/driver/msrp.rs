@@ -1087,6 +1087,56 @@ pub enum MessageSource {
     /// Read as the socket takes the data; with `size: None` in the options,
     /// the message ends where the reader does.
     Reader(Box<dyn AsyncRead + Send + Unpin>),
+    /// Owned blocks from a producer (a file read ahead on its own thread),
+    /// taken as the socket takes the data; a block as large as a chunk
+    /// goes out without being copied. The message ends where the blocks do.
+    Blocks(BlockSource),
+}
+
+/// See [`MessageSource::Blocks`].
+pub struct BlockSource {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    block: Vec<u8>,
+    pos: usize,
+}
+
+impl BlockSource {
+    pub fn new(rx: mpsc::Receiver<io::Result<Vec<u8>>>) -> BlockSource {
+        BlockSource {
+            rx,
+            block: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Up to `max` bytes into `buf` (emptied first); true when the blocks
+    /// ended.
+    async fn fill(&mut self, max: usize, buf: &mut Vec<u8>) -> io::Result<bool> {
+        buf.clear();
+        while buf.len() < max {
+            if self.pos == self.block.len() {
+                match self.rx.recv().await {
+                    None => return Ok(true),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(b)) => {
+                        self.block = b;
+                        self.pos = 0;
+                    }
+                }
+                if buf.is_empty() && self.block.len() <= max {
+                    // The whole block is the chunk: hand it over.
+                    std::mem::swap(buf, &mut self.block);
+                    self.block.clear();
+                    self.pos = 0;
+                    continue;
+                }
+            }
+            let n = (self.block.len() - self.pos).min(max - buf.len());
+            buf.extend_from_slice(&self.block[self.pos..self.pos + n]);
+            self.pos += n;
+        }
+        Ok(false)
+    }
 }
 
 /// How to send a message.
@@ -1208,7 +1258,7 @@ impl MSRPSession {
     ) -> Result<String, MsrpIoError> {
         let size = match &source {
             MessageSource::Bytes(b) => Some(b.len() as u64),
-            MessageSource::Reader(_) => options.size,
+            MessageSource::Reader(_) | MessageSource::Blocks(_) => options.size,
         };
         let message_id = options
             .message_id
@@ -1286,6 +1336,7 @@ async fn fill(
             buf.extend_from_slice(&b[start..end]);
             Ok(end == b.len())
         }
+        MessageSource::Blocks(b) => b.fill(max, buf).await,
         MessageSource::Reader(r) => {
             buf.reserve(max);
             while buf.len() < max {

@@ -1228,7 +1228,7 @@ async fn pump(session: Arc<MSRPSession>, shared: Arc<Shared>, reading: Reading, 
                     }
                 }
             }
-            SessionEvent::Core(CoreEvent::MessageAborted { message_id }) => {
+            SessionEvent::Core(CoreEvent::MessageAborted { message_id, .. }) => {
                 incoming.remove(&message_id);
             }
             SessionEvent::Core(CoreEvent::MessageSent { message_id }) => {

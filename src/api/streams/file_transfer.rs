@@ -36,7 +36,11 @@
 //!
 //! Settings: `file_transfer.directory` (where received files go; default
 //! the user's download directory), `file_transfer.hashes` (what a pushed
-//! file's selector carries: `sha-1`, the SDK's, and/or `sha-256`).
+//! file's selector carries: `sha-1`, the SDK's, and/or `sha-256`),
+//! `file_transfer.max_rate` (bytes per second a sender keeps to; 0: no
+//! limit). A relay may need a rate: hop-by-hop responses do not say that
+//! the far end keeps up, and a relay that queues what the receiver does
+//! not take may drop the connection when its queue fills.
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -46,7 +50,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio::io::AsyncSeekExt;
 
 use super::msrp_base::{complete, is_msrp_proto, remote_msrp, Link};
 use crate::api::engine::setting;
@@ -121,6 +124,8 @@ struct State {
     /// Bytes the receiver already has (resume), 0-based.
     resume_from: u64,
     session: Option<Arc<MSRPSession>>,
+    /// Bytes per second we send at most (`file_transfer.max_rate`).
+    max_rate: Option<u64>,
 }
 
 /// What the event pump and the application share.
@@ -226,6 +231,7 @@ impl FileTransferStream {
                 partial: None,
                 resume_from: 0,
                 session: None,
+                max_rate: None,
             }),
             shared: Arc::new(Shared {
                 sender: Sender {
@@ -554,6 +560,18 @@ impl MediaStream for FileTransferStream {
             };
             let incoming = ctx.direction == "incoming";
             let hashes = hash_settings(ctx)?;
+            let max_rate = match setting(&ctx.settings, "file_transfer.max_rate") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(0) => None,
+                    Some(r) => Some(r),
+                    None => {
+                        return Err(Error::InvalidArgument(format!(
+                            "file_transfer.max_rate must be bytes per second, not {v}"
+                        )))
+                    }
+                },
+            };
             // The sender hashes its file now, for the selector (or to check
             // it is the one the peer asked for).
             let mut selector = selector;
@@ -635,6 +653,7 @@ impl MediaStream for FileTransferStream {
             };
             let link = Link::prepare(ctx, link_offer).await?;
             let mut st = self.state.lock();
+            st.max_rate = max_rate;
             st.sdp.selector = selector;
             if let Some((dir, partial, have)) = receive_at {
                 st.directory = Some(dir);
@@ -732,6 +751,9 @@ impl MediaStream for FileTransferStream {
             let config = SessionConfig {
                 chunk_size: CHUNK_SIZE,
                 defer_completion: true,
+                // Checking the hash and flushing a large file to disk may
+                // take longer than the sender's transaction timeout.
+                verdict_by_report: true,
                 max_incoming_message: total,
                 max_incoming_messages: 4,
                 incoming_offset: if role.sends() { 0 } else { resume_from },
@@ -766,13 +788,17 @@ impl MediaStream for FileTransferStream {
                     st.source.clone()
                 }
                 .ok_or_else(|| Error::InvalidState("no file to send".into()))?;
-                let mut f = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| io_err("cannot read", &path, e))?;
-                f.seek(std::io::SeekFrom::Start(resume_from))
-                    .await
-                    .map_err(|e| io_err("cannot read", &path, e))?;
-                Some(f)
+                let p = path.clone();
+                let max_rate = self.state.lock().max_rate;
+                let reader = tokio::task::spawn_blocking(move || {
+                    let mut f = std::fs::File::open(&p)?;
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(resume_from))?;
+                    file_io::read_ahead(f, max_rate)
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("file reader: {e}")))?
+                .map_err(|e| io_err("cannot read", &path, e))?;
+                Some(reader)
             } else {
                 None
             };
@@ -804,7 +830,7 @@ impl MediaStream for FileTransferStream {
                     .store(resume_from, Ordering::Relaxed);
                 session
                     .send_message(
-                        MessageSource::Reader(Box::new(f)),
+                        MessageSource::Blocks(f),
                         SendOptions {
                             content_type: ct,
                             size: Some(size),
@@ -925,7 +951,7 @@ impl Pump {
                         continue;
                     }
                     let end = offset + data.len() as u64;
-                    let written = match &self.writer {
+                    let written = match &mut self.writer {
                         Some(w) => w.write(offset, data).await,
                         None => Ok(()),
                     };
@@ -962,12 +988,18 @@ impl Pump {
                         .session
                         .complete_message(&message_id, code, comment.as_deref());
                 }
-                SessionEvent::Core(CoreEvent::MessageAborted { message_id }) => {
+                SessionEvent::Core(CoreEvent::MessageAborted {
+                    message_id,
+                    by_sender,
+                }) => {
                     if self.file.as_deref() == Some(message_id.as_str()) {
                         if let Some(w) = self.writer.take() {
                             w.stop().await;
                         }
-                        self.fail("the sender cancelled the transfer");
+                        // A closed connection is told by Closed, next.
+                        if by_sender {
+                            self.fail("the sender cancelled the transfer");
+                        }
                     }
                 }
                 SessionEvent::Core(CoreEvent::ChunkResponse {

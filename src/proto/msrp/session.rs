@@ -57,6 +57,12 @@ pub struct SessionConfig {
     /// already here: a resumed file transfer (RFC 5547 a=file-range),
     /// whose sender starts there.
     pub incoming_offset: u64,
+    /// With `defer_completion`: answer the last chunk at once and hold only
+    /// the REPORT, which then carries the verdict (200, or the refusal as
+    /// a failure REPORT). For verdicts that take long (a file's hash
+    /// checked and flushed to disk) and must not run into the sender's
+    /// transaction timeout.
+    pub verdict_by_report: bool,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +76,7 @@ impl Default for SessionConfig {
             accept_types: None,
             defer_completion: false,
             incoming_offset: 0,
+            verdict_by_report: false,
         }
     }
 }
@@ -141,8 +148,9 @@ pub enum Event {
     },
     /// Every byte of the message arrived and the last chunk ended with `$`.
     MessageComplete { message_id: String, size: u64 },
-    /// The sender aborted the message (`#`) or the session ended first.
-    MessageAborted { message_id: String },
+    /// The sender aborted the message (`#`, `by_sender`) or the session
+    /// ended first.
+    MessageAborted { message_id: String, by_sender: bool },
     /// One of our chunks got its transaction response (or timed out: 408).
     ChunkResponse {
         message_id: String,
@@ -247,6 +255,8 @@ struct Held {
     /// The last chunk's transaction: (id, reply-to hop, failure report).
     transaction: Option<(String, Option<MsrpUri>, ReportMode)>,
     success_report: ReportMode,
+    /// The message's Failure-Report, for a verdict that comes as a REPORT.
+    failure_report: ReportMode,
     from_path: Vec<MsrpUri>,
     size: u64,
 }
@@ -701,6 +711,7 @@ impl SessionCore {
                         self.incoming.remove(mid);
                         self.events.push_back(Event::MessageAborted {
                             message_id: mid.clone(),
+                            by_sender: true,
                         });
                     }
                     ContFlag::End => {
@@ -720,12 +731,22 @@ impl SessionCore {
                 .and_then(|m| m.complete())
         });
         if let (Some(size), true, Some(mid)) = (done, self.config.defer_completion, &c.message) {
-            // The application decides how this chunk is answered.
+            // The application decides how this message is answered.
             let m = self.incoming.remove(mid).expect("checked just above");
+            let by_report = self.config.verdict_by_report;
+            if by_report && c.respond {
+                self.respond(
+                    &c.transaction_id,
+                    c.reply_to.as_ref(),
+                    c.failure_report,
+                    c.code,
+                    c.comment.as_deref(),
+                );
+            }
             self.held.insert(
                 mid.clone(),
                 Held {
-                    transaction: c.respond.then(|| {
+                    transaction: (c.respond && !by_report).then(|| {
                         (
                             c.transaction_id.clone(),
                             c.reply_to.clone(),
@@ -733,6 +754,7 @@ impl SessionCore {
                         )
                     }),
                     success_report: m.success_report,
+                    failure_report: c.failure_report,
                     from_path: m.from_path,
                     size,
                 },
@@ -796,6 +818,11 @@ impl SessionCore {
         };
         if let Some((tid, reply_to, fr)) = &h.transaction {
             self.respond(tid, reply_to.as_ref(), *fr, code, comment);
+        } else if code != 200 && h.failure_report != ReportMode::No {
+            // The chunk was answered already: the refusal is a failure
+            // REPORT (RFC 4975 section 7.1.2).
+            let comment = comment.unwrap_or(reason_phrase(code)).to_string();
+            self.send_report(message_id, &h.from_path, code, &comment, h.size);
         }
         if code == 200 && h.success_report == ReportMode::Yes {
             self.send_report(message_id, &h.from_path, 200, "OK", h.size);
@@ -952,8 +979,10 @@ impl SessionCore {
         self.held.clear();
         self.current = None;
         for mid in mids {
-            self.events
-                .push_back(Event::MessageAborted { message_id: mid });
+            self.events.push_back(Event::MessageAborted {
+                message_id: mid,
+                by_sender: false,
+            });
         }
     }
 

@@ -455,7 +455,8 @@ fn an_aborted_message_is_reported_as_such() {
     assert!(n.a.abort_message("m4"));
     n.send_from_a(&[]);
     assert!(n.events[1].contains(&Event::MessageAborted {
-        message_id: "m4".into()
+        message_id: "m4".into(),
+        by_sender: true
     }));
     assert_eq!(n.b.incoming_in_progress(), 0);
     assert_eq!(n.a.queued(), 0);
@@ -548,6 +549,59 @@ fn content_types_outside_accept_types_get_415() {
 }
 
 #[test]
+fn a_verdict_by_report_answers_the_chunk_at_once() {
+    let mut n = Pair::with(SessionConfig {
+        chunk_size: 100,
+        defer_completion: true,
+        verdict_by_report: true,
+        ..SessionConfig::default()
+    });
+    let codes = |n: &Pair, mid: &str| -> Vec<u16> {
+        n.events[0]
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChunkResponse {
+                    message_id, code, ..
+                } if message_id == mid => Some(*code),
+                _ => None,
+            })
+            .collect()
+    };
+    let reports = |n: &Pair, mid: &str| -> Vec<u16> {
+        n.events[0]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Report {
+                    message_id, code, ..
+                } if message_id == mid => Some(*code),
+                _ => None,
+            })
+            .collect()
+    };
+    n.a.send_message(message("file", 250, ReportMode::Yes, ReportMode::Yes));
+    n.send_from_a(&[b'f'; 250]);
+    // Every chunk answered, the verdict still pending: no REPORT, and no
+    // transaction left to time out.
+    assert_eq!(codes(&n, "file"), vec![200, 200, 200]);
+    assert_eq!(n.a.pending_transactions(), 0);
+    assert!(reports(&n, "file").is_empty());
+    assert!(n.b.complete_message("file", 200, None));
+    n.exchange();
+    assert_eq!(reports(&n, "file"), vec![200]);
+    // A refusal comes as a failure REPORT with the reason.
+    n.a.send_message(message("bad", 10, ReportMode::Yes, ReportMode::Yes));
+    n.send_from_a(&[b'b'; 10]);
+    assert!(n.b.complete_message("bad", 400, Some("hash mismatch")));
+    n.exchange();
+    assert_eq!(codes(&n, "bad"), vec![200]);
+    assert_eq!(reports(&n, "bad"), vec![400]);
+    assert!(n.events[0].iter().any(|e| matches!(
+        e,
+        Event::Report { message_id, comment: Some(c), .. } if message_id == "bad" && c.contains("hash")
+    )));
+}
+
+#[test]
 fn deferred_completion_waits_for_the_verdict() {
     let mut n = Pair::with(SessionConfig {
         chunk_size: 100,
@@ -636,7 +690,8 @@ fn unanswered_chunks_time_out_and_a_closed_connection_fails_everything() {
     n.b.handle_closed();
     let evs: Vec<Event> = std::iter::from_fn(|| n.b.poll_event()).collect();
     assert!(evs.contains(&Event::MessageAborted {
-        message_id: "m6".into()
+        message_id: "m6".into(),
+        by_sender: false
     }));
 }
 
