@@ -6,8 +6,10 @@
  * in its SDP, and sends a greeting to the address the other side's SDP gave.
  * Alice then puts the call on hold, takes it off hold, adds and removes a
  * second ping stream, adds a chat stream (MSRP over TLS with CPIM) and
- * greets bob, who answers; both see their message delivered. Then alice
- * hangs up.
+ * greets bob, who answers; both see their message delivered. Alice then
+ * sends bob a file on the same session (MSRP file transfer, RFC 5547):
+ * bob's side saves it once its SHA-1 matches the offer, and the program
+ * checks the saved bytes. Then alice hangs up.
  *
  *   gcc -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE loopback.c \
  *       $(pkg-config --cflags --libs sipsimple) -lpthread -o loopback
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -197,6 +200,8 @@ static atomic_uint_fast64_t alice_session_id;
 static atomic_int started, ended, held;
 static atomic_uint_fast64_t bob_session_id;
 static atomic_int chats_received, chats_delivered;
+static atomic_int files_sent, files_received;
+static char received_path[4096];
 
 static void on_notification(const SipsimpleNotification *n, void *ud) {
     (void)ud;
@@ -208,7 +213,7 @@ static void on_notification(const SipsimpleNotification *n, void *ud) {
         !check(sipsimple_notification_data_json(n, &data), "data"))
         goto out;
     if (strncmp(name, "SIPSession", 10) != 0 && strncmp(name, "MediaStream", 11) != 0 &&
-        strncmp(name, "ChatStream", 10) != 0)
+        strncmp(name, "ChatStream", 10) != 0 && strncmp(name, "FileTransferStream", 18) != 0)
         goto out;
     const char *who = strcmp(kind, "Session") != 0 ? "      " : sender == alice_session_id ? "alice " : "bob   ";
     printf("[%s] %-34s %s\n", who, name, data);
@@ -241,6 +246,21 @@ static void on_notification(const SipsimpleNotification *n, void *ud) {
         }
     } else if (strcmp(name, "ChatStreamDidDeliverMessage") == 0) {
         atomic_fetch_add(&chats_delivered, 1);
+    } else if (strcmp(name, "FileTransferStreamDidFinish") == 0) {
+        int32_t error = 1, verified = 0;
+        char *direction = NULL, *path = NULL;
+        if (check(sipsimple_notification_get_bool(n, "error", &error), "error") && !error &&
+            check(sipsimple_notification_get_string(n, "direction", &direction), "direction")) {
+            if (strcmp(direction, "send") == 0) {
+                atomic_fetch_add(&files_sent, 1);
+            } else if (check(sipsimple_notification_get_bool(n, "hash_verified", &verified), "hash") && verified &&
+                       check(sipsimple_notification_get_string(n, "file_path", &path), "file path")) {
+                snprintf(received_path, sizeof received_path, "%s", path);
+                atomic_fetch_add(&files_received, 1);
+            }
+        }
+        sipsimple_string_free(direction);
+        sipsimple_string_free(path);
     } else if (strcmp(name, "SIPSessionDidStart") == 0) {
         atomic_fetch_add(&started, 1);
     } else if (strcmp(name, "SIPSessionDidChangeHoldState") == 0) {
@@ -274,6 +294,22 @@ static int wait_established(SipsimpleSession *s) {
         usleep(10000);
     }
     return 0;
+}
+
+/* The bytes of the demo's file. */
+static unsigned char file_byte(size_t i) { return (unsigned char)((i * 2654435761u) >> 24); }
+
+/* Whether the file at `path` holds exactly `size` demo bytes. */
+static int same_file(const char *path, size_t size) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t i = 0;
+    int c, ok = 1;
+    while ((c = fgetc(f)) != EOF)
+        ok &= i < size && (unsigned char)c == file_byte(i++);
+    fclose(f);
+    return ok && i == size;
 }
 
 static SipsimpleApplication *start_endpoint(SipsimpleStorage *storage) {
@@ -345,6 +381,39 @@ int main(void) {
         goto done;
     printf("alice's message %s was delivered\n", message_id);
     sipsimple_string_free(message_id);
+    /* File transfer: alice offers a file on the same session; bob's side
+     * writes it to the download directory and keeps it once its SHA-1
+     * matches the offer's file-selector. */
+    char work[] = "/tmp/sipsimple-demo-XXXXXX", outbox[64], inbox[64], file[96], setting[96], *changed = NULL;
+    const size_t file_size = 200 * 1024 + 7;
+    if (!mkdtemp(work))
+        goto done;
+    snprintf(outbox, sizeof outbox, "%s/outbox", work);
+    snprintf(inbox, sizeof inbox, "%s/inbox", work);
+    snprintf(file, sizeof file, "%s/report.bin", outbox);
+    snprintf(setting, sizeof setting, "\"%s\"", inbox);
+    FILE *f = mkdir(outbox, 0700) == 0 ? fopen(file, "wb") : NULL;
+    if (!f)
+        goto done;
+    for (size_t i = 0; i < file_size; i++)
+        fputc(file_byte(i), f);
+    fclose(f);
+    int sent_ok = check(sipsimple_application_setting_set(bob, "file_transfer.directory", setting, &changed),
+                        "download directory") &&
+                  check(sipsimple_session_send_file(call, file), "send file") &&
+                  wait_for(&files_received, 1, "bob to keep the file") && wait_for(&files_sent, 1, "alice to finish");
+    sipsimple_string_free(changed);
+    int same = sent_ok && same_file(received_path, file_size);
+    if (sent_ok)
+        printf("bob saved %s: %zu bytes, hash checked, %s\n", received_path, file_size,
+               same ? "the same bytes alice sent" : "NOT THE SAME BYTES");
+    remove(received_path);
+    remove(file);
+    rmdir(outbox);
+    rmdir(inbox);
+    rmdir(work);
+    if (!same || !wait_established(call))
+        goto done;
     char *info = NULL;
     if (check(sipsimple_session_info(call, &info), "info"))
         printf("alice's session: %s\n", info);
@@ -369,8 +438,9 @@ done:
         sipsimple_notification_center_remove_observer(token);
     check(sipsimple_stream_type_unregister("ping"), "unregister ping");
     sipsimple_storage_free(storage);
-    printf("%s: %d sessions started, %d greetings, %d chat messages delivered, %d streams ended\n",
+    printf("%s: %d sessions started, %d greetings, %d chat messages delivered, %d file transferred, %d streams "
+           "ended\n",
            ok ? "done" : "FAILED", atomic_load(&started), atomic_load(&pings_received),
-           atomic_load(&chats_delivered), atomic_load(&streams_ended));
+           atomic_load(&chats_delivered), atomic_load(&files_received), atomic_load(&streams_ended));
     return ok && atomic_load(&streams_ended) >= 4 ? 0 : 1;
 }

@@ -44,6 +44,11 @@
 #define MAX_MEDIA 64
 
 /**
+ * Longest name we create, in bytes.
+ */
+#define MAX_SAFE_NAME 200
+
+/**
  * Status codes of the C ABI. Numbers are append-only: a retired code stays
  * reserved and is never reused.
  */
@@ -556,6 +561,39 @@ SipsimpleStatus sipsimple_session_unhold(struct SipsimpleSession *s);
  * Propose a new stream of a registered type (re-INVITE).
  */
 SipsimpleStatus sipsimple_session_add_stream(struct SipsimpleSession *s, const char *stream_type);
+
+/**
+ * Call `uri` (`routes` as for sipsimple_session_connect) to send it the
+ * file at `path` (push). The transfer's notifications come from the
+ * stream: FileTransferStreamDidChangeProgress and, once, DidFinish.
+ */
+SipsimpleStatus sipsimple_session_connect_file(struct SipsimpleSession *s,
+                                               const char *uri,
+                                               const char *routes,
+                                               const char *path);
+
+/**
+ * Call `uri` to fetch the file `file_selector` names (RFC 5547 text:
+ * `name:"report.pdf" size:1234 hash:sha1:..`); it is saved in
+ * `file_transfer.directory`.
+ */
+SipsimpleStatus sipsimple_session_connect_pull(struct SipsimpleSession *s,
+                                               const char *uri,
+                                               const char *routes,
+                                               const char *file_selector);
+
+/**
+ * Offer the file at `path` on this established session (a new file
+ * transfer stream, proposed by re-INVITE).
+ */
+SipsimpleStatus sipsimple_session_send_file(struct SipsimpleSession *s, const char *path);
+
+/**
+ * Answer the peer's request for a file (an incoming session or proposal
+ * with a pull) with the file at `path`, before accepting. It must be the
+ * file asked for (checked by name, size and hash).
+ */
+SipsimpleStatus sipsimple_session_set_file_source(struct SipsimpleSession *s, const char *path);
 
 /**
  * Send `length` bytes of `content` (`content_type`, NULL: "text/plain";

@@ -636,6 +636,10 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_connect() != 4402:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_connect_file() != 21159:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_connect_pull() != 60454:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_end() != 47278:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_hold() != 29021:
@@ -656,9 +660,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_display_notification() != 63323:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_send_file() != 64613:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_message() != 48579:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_ring_indication() != 3069:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_set_file_source() != 21849:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_state() != 42262:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -887,6 +895,12 @@ _UniffiLib.uniffi_sipsimple_checksum_method_session_add_stream.restype = ctypes.
 _UniffiLib.uniffi_sipsimple_checksum_method_session_connect.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_connect.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_connect_file.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_connect_file.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_connect_pull.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_connect_pull.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_end.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_end.restype = ctypes.c_uint16
@@ -917,12 +931,18 @@ _UniffiLib.uniffi_sipsimple_checksum_method_session_send_composing_indication.re
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_display_notification.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_display_notification.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_file.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_file.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_message.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_message.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_ring_indication.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_ring_indication.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_set_file_source.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_set_file_source.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_state.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_state.restype = ctypes.c_uint16
@@ -1291,6 +1311,22 @@ _UniffiLib.uniffi_sipsimple_fn_method_session_connect.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_session_connect.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_connect_file.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_connect_file.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_connect_pull.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_connect_pull.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_session_end.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1347,6 +1383,12 @@ _UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification.argtypes
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_file.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_file.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_session_send_message.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1359,6 +1401,12 @@ _UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_set_file_source.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_set_file_source.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_session_state.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -3199,6 +3247,16 @@ class SessionProtocol(typing.Protocol):
         new streams of the registered `stream_types`.
 """
         raise NotImplementedError
+    def connect_file(self, uri: str,routes: typing.List[str],path: str) -> None:
+        """
+        Call `uri` through `routes` to send it the file at `path` (push).
+"""
+        raise NotImplementedError
+    def connect_pull(self, uri: str,routes: typing.List[str],file_selector: str) -> None:
+        """
+        Call `uri` to fetch the file `file_selector` names (RFC 5547 text).
+"""
+        raise NotImplementedError
     def end(self, ) -> None:
         raise NotImplementedError
     def hold(self, ) -> None:
@@ -3238,6 +3296,11 @@ class SessionProtocol(typing.Protocol):
         displayed (RFC 5438), when it asked for that.
 """
         raise NotImplementedError
+    def send_file(self, path: str) -> None:
+        """
+        Offer the file at `path` on this established session.
+"""
+        raise NotImplementedError
     def send_message(self, content: bytes,content_type: typing.Optional[str]) -> str:
         """
         Send a message on the session's chat stream (queued until it
@@ -3245,6 +3308,12 @@ class SessionProtocol(typing.Protocol):
 """
         raise NotImplementedError
     def send_ring_indication(self, ) -> None:
+        raise NotImplementedError
+    def set_file_source(self, path: str) -> None:
+        """
+        Answer the peer's request for a file with the file at `path`
+        (before accepting).
+"""
         raise NotImplementedError
     def state(self, ) -> str:
         """
@@ -3354,6 +3423,54 @@ class Session(SessionProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_session_connect,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def connect_file(self, uri: str,routes: typing.List[str],path: str) -> None:
+        """
+        Call `uri` through `routes` to send it the file at `path` (push).
+"""
+        
+        _UniffiFfiConverterString.check_lower(uri)
+
+        _UniffiFfiConverterSequenceString.check_lower(routes)
+
+        _UniffiFfiConverterString.check_lower(path)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(uri),
+            _UniffiFfiConverterSequenceString.lower(routes),
+            _UniffiFfiConverterString.lower(path),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_connect_file,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def connect_pull(self, uri: str,routes: typing.List[str],file_selector: str) -> None:
+        """
+        Call `uri` to fetch the file `file_selector` names (RFC 5547 text).
+"""
+        
+        _UniffiFfiConverterString.check_lower(uri)
+
+        _UniffiFfiConverterSequenceString.check_lower(routes)
+
+        _UniffiFfiConverterString.check_lower(file_selector)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(uri),
+            _UniffiFfiConverterSequenceString.lower(routes),
+            _UniffiFfiConverterString.lower(file_selector),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_connect_pull,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -3514,6 +3631,24 @@ class Session(SessionProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def send_file(self, path: str) -> None:
+        """
+        Offer the file at `path` on this established session.
+"""
+        
+        _UniffiFfiConverterString.check_lower(path)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(path),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_send_file,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def send_message(self, content: bytes,content_type: typing.Optional[str]) -> str:
         """
         Send a message on the session's chat stream (queued until it
@@ -3545,6 +3680,25 @@ class Session(SessionProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_file_source(self, path: str) -> None:
+        """
+        Answer the peer's request for a file with the file at `path`
+        (before accepting).
+"""
+        
+        _UniffiFfiConverterString.check_lower(path)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(path),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_set_file_source,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

@@ -2218,6 +2218,16 @@ public protocol SessionProtocol: AnyObject, Sendable {
      */
     func connect(uri: String, routes: [String], streamTypes: [String]) throws 
     
+    /**
+     * Call `uri` through `routes` to send it the file at `path` (push).
+     */
+    func connectFile(uri: String, routes: [String], path: String) throws 
+    
+    /**
+     * Call `uri` to fetch the file `file_selector` names (RFC 5547 text).
+     */
+    func connectPull(uri: String, routes: [String], fileSelector: String) throws 
+    
     func end() throws 
     
     func hold() throws 
@@ -2258,12 +2268,23 @@ public protocol SessionProtocol: AnyObject, Sendable {
     func sendDisplayNotification(messageId: String) throws 
     
     /**
+     * Offer the file at `path` on this established session.
+     */
+    func sendFile(path: String) throws 
+    
+    /**
      * Send a message on the session's chat stream (queued until it
      * starts); returns the id the delivery notifications carry.
      */
     func sendMessage(content: Data, contentType: String?) throws  -> String
     
     func sendRingIndication() throws 
+    
+    /**
+     * Answer the peer's request for a file with the file at `path`
+     * (before accepting).
+     */
+    func setFileSource(path: String) throws 
     
     /**
      * "NULL", "connecting", "incoming", "accepting", "established",
@@ -2377,6 +2398,34 @@ open func connect(uri: String, routes: [String], streamTypes: [String])throws   
 }
 }
     
+    /**
+     * Call `uri` through `routes` to send it the file at `path` (push).
+     */
+open func connectFile(uri: String, routes: [String], path: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_connect_file(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(uri),
+        FfiConverterSequenceString.lower(routes),
+        FfiConverterString.lower(path),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Call `uri` to fetch the file `file_selector` names (RFC 5547 text).
+     */
+open func connectPull(uri: String, routes: [String], fileSelector: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_connect_pull(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(uri),
+        FfiConverterSequenceString.lower(routes),
+        FfiConverterString.lower(fileSelector),uniffiCallStatus
+    )
+}
+}
+    
 open func end()throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
         uniffiCallStatus in
     uniffi_sipsimple_fn_method_session_end(
@@ -2486,6 +2535,18 @@ open func sendDisplayNotification(messageId: String)throws   {try rustCallWithEr
 }
     
     /**
+     * Offer the file at `path` on this established session.
+     */
+open func sendFile(path: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_send_file(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Send a message on the session's chat stream (queued until it
      * starts); returns the id the delivery notifications carry.
      */
@@ -2504,6 +2565,19 @@ open func sendRingIndication()throws   {try rustCallWithError(FfiConverterTypeSi
         uniffiCallStatus in
     uniffi_sipsimple_fn_method_session_send_ring_indication(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Answer the peer's request for a file with the file at `path`
+     * (before accepting).
+     */
+open func setFileSource(path: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_set_file_source(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),uniffiCallStatus
     )
 }
 }
@@ -4206,6 +4280,12 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_session_connect() != 4402) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_method_session_connect_file() != 21159) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_connect_pull() != 60454) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_sipsimple_checksum_method_session_end() != 47278) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4236,10 +4316,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_session_send_display_notification() != 63323) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_method_session_send_file() != 64613) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_sipsimple_checksum_method_session_send_message() != 48579) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_send_ring_indication() != 3069) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_set_file_source() != 21849) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_state() != 42262) {

@@ -713,6 +713,16 @@ void uniffi_sipsimple_fn_method_session_add_stream(uint64_t ptr, RustBuffer stre
 void uniffi_sipsimple_fn_method_session_connect(uint64_t ptr, RustBuffer uri, RustBuffer routes, RustBuffer stream_types, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_CONNECT_FILE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_CONNECT_FILE
+void uniffi_sipsimple_fn_method_session_connect_file(uint64_t ptr, RustBuffer uri, RustBuffer routes, RustBuffer path, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_CONNECT_PULL
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_CONNECT_PULL
+void uniffi_sipsimple_fn_method_session_connect_pull(uint64_t ptr, RustBuffer uri, RustBuffer routes, RustBuffer file_selector, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_END
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_END
 void uniffi_sipsimple_fn_method_session_end(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -763,6 +773,11 @@ void uniffi_sipsimple_fn_method_session_send_composing_indication(uint64_t ptr, 
 void uniffi_sipsimple_fn_method_session_send_display_notification(uint64_t ptr, RustBuffer message_id, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_FILE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_FILE
+void uniffi_sipsimple_fn_method_session_send_file(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_MESSAGE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_MESSAGE
 RustBuffer uniffi_sipsimple_fn_method_session_send_message(uint64_t ptr, RustBuffer content, RustBuffer content_type, RustCallStatus *_Nonnull out_status
@@ -771,6 +786,11 @@ RustBuffer uniffi_sipsimple_fn_method_session_send_message(uint64_t ptr, RustBuf
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_RING_INDICATION
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_RING_INDICATION
 void uniffi_sipsimple_fn_method_session_send_ring_indication(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SET_FILE_SOURCE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SET_FILE_SOURCE
+void uniffi_sipsimple_fn_method_session_set_file_source(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STATE
@@ -1458,6 +1478,18 @@ uint16_t uniffi_sipsimple_checksum_method_session_connect(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_CONNECT_FILE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_CONNECT_FILE
+uint16_t uniffi_sipsimple_checksum_method_session_connect_file(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_CONNECT_PULL
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_CONNECT_PULL
+uint16_t uniffi_sipsimple_checksum_method_session_connect_pull(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_END
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_END
 uint16_t uniffi_sipsimple_checksum_method_session_end(void
@@ -1518,6 +1550,12 @@ uint16_t uniffi_sipsimple_checksum_method_session_send_display_notification(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_FILE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_FILE
+uint16_t uniffi_sipsimple_checksum_method_session_send_file(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_MESSAGE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_MESSAGE
 uint16_t uniffi_sipsimple_checksum_method_session_send_message(void
@@ -1527,6 +1565,12 @@ uint16_t uniffi_sipsimple_checksum_method_session_send_message(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_RING_INDICATION
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_RING_INDICATION
 uint16_t uniffi_sipsimple_checksum_method_session_send_ring_indication(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SET_FILE_SOURCE
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SET_FILE_SOURCE
+uint16_t uniffi_sipsimple_checksum_method_session_set_file_source(void
     
 );
 #endif

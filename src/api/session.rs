@@ -364,6 +364,35 @@ impl Session {
         chat.send_message(content.to_vec(), content_type, None, None, Vec::new())
     }
 
+    /// Call `to` (through `routes`, as [`Self::connect`]) to send it the
+    /// file at `path`: a session with one file transfer stream (push).
+    pub fn connect_file(
+        &self,
+        to: &str,
+        routes: &[String],
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<StreamHandle> {
+        let s = super::streams::FileTransferStream::push(path)?;
+        self.connect(to, routes, vec![s.clone()])?;
+        Ok(s)
+    }
+
+    /// Call `to` to fetch the file `selector` names (RFC 5547 file-selector
+    /// text: `name:"report.pdf" size:1234 hash:sha1:...`): a session with
+    /// one file transfer stream (pull).
+    pub fn connect_pull(
+        &self,
+        to: &str,
+        routes: &[String],
+        selector: &str,
+    ) -> Result<StreamHandle> {
+        let sel = crate::proto::sdp::file_transfer::FileSelector::parse(selector)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let s = super::streams::FileTransferStream::pull(sel)?;
+        self.connect(to, routes, vec![s.clone()])?;
+        Ok(s)
+    }
+
     /// Offer the file at `path` to the peer of this established session:
     /// a new file transfer stream (push), proposed like any added stream.
     pub fn send_file(&self, path: impl AsRef<std::path::Path>) -> Result<StreamHandle> {

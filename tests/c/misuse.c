@@ -269,6 +269,20 @@ int main(void) {
         EXPECT(sipsimple_session_send_display_notification(NULL, "m1"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_session_send_display_notification(ses, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_session_send_display_notification(ses, "m1"), SIPSIMPLE_STATUS_INVALID_STATE);
+        /* File transfer calls with bad arguments or in the wrong state. */
+        EXPECT(sipsimple_session_connect_file(NULL, "sip:x@127.0.0.1:9", NULL, "/etc/hostname"),
+               SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_connect_file(ses, "sip:x@127.0.0.1:9", NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_connect_file(ses, "sip:x@127.0.0.1:9", NULL, "/nonexistent/file"),
+               SIPSIMPLE_STATUS_IO);
+        EXPECT(sipsimple_session_connect_file(ses, "sip:x@127.0.0.1:9", NULL, "/"), SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_session_connect_pull(ses, "sip:x@127.0.0.1:9", NULL, "size:x"),
+               SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_session_connect_pull(ses, "sip:x@127.0.0.1:9", NULL, "size:5"),
+               SIPSIMPLE_STATUS_INVALID_ARGUMENT);
+        EXPECT(sipsimple_session_send_file(ses, "/nonexistent/file"), SIPSIMPLE_STATUS_IO);
+        EXPECT(sipsimple_session_set_file_source(ses, "/etc/hostname"), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_set_file_source(ses, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         /* Bad arguments to connect. */
         EXPECT(sipsimple_session_connect(ses, NULL, NULL, "audio"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_session_connect(ses, "not a uri", NULL, "audio"), SIPSIMPLE_STATUS_INVALID_ARGUMENT);

@@ -2,6 +2,7 @@
 two applications calling each other over 127.0.0.1, an incoming session
 answered from inside an observer callback, hold, end, and errors for
 calls made in the wrong state."""
+import json
 import re
 import socket
 import threading
@@ -237,6 +238,73 @@ def test_chat_from_python():
             call.send_composing_indication("typing", None)
         call.end()
         events.wait("SIPSessionDidEnd", incoming)
+    finally:
+        center.remove_observer(token)
+        alice.stop()
+        bob.stop()
+
+
+def test_file_transfer_from_python(tmp_path):
+    """Alice sends Bob a file (push) and pulls it back by its selector; the
+    receivers keep each file once its hash matches."""
+    alice, bob = start_app(), start_app()
+    inbox_a, inbox_b = tmp_path / "alice", tmp_path / "bob"
+    alice.setting_set("file_transfer.directory", json.dumps(str(inbox_a)))
+    bob.setting_set("file_transfer.directory", json.dumps(str(inbox_b)))
+    src = tmp_path / "notes.txt"
+    data = b"".join(b"line %d\n" % i for i in range(20000))
+    src.write_bytes(data)
+    events = Events(bob)
+    center = ss.NotificationCenter()
+    token = center.add_observer(events, None, None)
+    try:
+        account = ss.Account("alice@example.com", "Alice")
+        port = bob.sip_local_port("udp")
+        push = alice.new_session(account)
+        with pytest.raises(ss.SipSimpleError.Io):
+            push.connect_file("sip:bob@127.0.0.1:%d" % port, [], str(tmp_path / "missing"))
+        push = alice.new_session(account)
+        push.connect_file("sip:bob@127.0.0.1:%d" % port, [], str(src))
+
+        def finished(direction):
+            with events.lock:
+                return [json.loads(x[2]) for x in events.seen
+                        if x[0] == "FileTransferStreamDidFinish" and json.loads(x[2])["direction"] == direction]
+
+        end = time.time() + 20
+        while time.time() < end and not finished("receive"):
+            time.sleep(0.01)
+        got = finished("receive")[0]
+        assert got["error"] is False and got["hash_verified"] is True
+        assert open(got["file_path"], "rb").read() == data
+        push.end()
+
+        # Pull it back from Bob by name and hash; Bob answers with the file
+        # from inside his callback.
+        class Server(ss.NotificationObserver):
+            def handle_notification(self, n):
+                if n.name() == "SIPSessionNewIncoming":
+                    s = bob.get_session(n.sender_id())
+                    if s is not None:
+                        s.set_file_source(got["file_path"])
+                        s.accept(None)
+
+        center.remove_observer(token)
+        token = center.add_observer(Server(), "SIPSessionNewIncoming", None)
+        token2 = center.add_observer(events, "FileTransferStreamDidFinish", None)
+        pull = alice.new_session(account)
+        pull.connect_pull("sip:bob@127.0.0.1:%d" % port, [], 'name:"notes.txt" hash:%s' % got["hash"])
+        end = time.time() + 20
+        while time.time() < end and len(finished("receive")) < 2:
+            time.sleep(0.01)
+        back = finished("receive")[1]
+        assert back["error"] is False and back["hash_verified"] is True
+        assert back["file_path"].startswith(str(inbox_a))
+        assert open(back["file_path"], "rb").read() == data
+        with pytest.raises(ss.SipSimpleError.InvalidArgument):
+            alice.new_session(account).connect_pull("sip:bob@127.0.0.1:%d" % port, [], "size:x")
+        pull.end()
+        center.remove_observer(token2)
     finally:
         center.remove_observer(token)
         alice.stop()

@@ -756,6 +756,11 @@ impl MediaStream for FileTransferStream {
                 verdict_by_report: true,
                 max_incoming_message: total,
                 max_incoming_messages: 4,
+                // A chunk's response waits behind everything in flight
+                // before it (our queues, both socket buffers, the
+                // receiver's disk): a receiver whose disk is flushing
+                // gigabytes can take longer than MSRP's usual 30 s.
+                transaction_timeout: std::time::Duration::from_secs(120),
                 incoming_offset: if role.sends() { 0 } else { resume_from },
                 ..SessionConfig::default()
             };

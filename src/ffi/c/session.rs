@@ -274,6 +274,72 @@ pub extern "C" fn sipsimple_session_add_stream(
     })
 }
 
+/// Call `uri` (`routes` as for sipsimple_session_connect) to send it the
+/// file at `path` (push). The transfer's notifications come from the
+/// stream: FileTransferStreamDidChangeProgress and, once, DidFinish.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_connect_file(
+    s: *mut SipsimpleSession,
+    uri: *const c_char,
+    routes: *const c_char,
+    path: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let uri = in_str(uri, "uri")?;
+        let routes = opt_str(routes, "routes")?
+            .map(parse_type_list)
+            .unwrap_or_default();
+        sess.connect_file(uri, &routes, in_str(path, "path")?)?;
+        Ok(())
+    })
+}
+
+/// Call `uri` to fetch the file `file_selector` names (RFC 5547 text:
+/// `name:"report.pdf" size:1234 hash:sha1:..`); it is saved in
+/// `file_transfer.directory`.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_connect_pull(
+    s: *mut SipsimpleSession,
+    uri: *const c_char,
+    routes: *const c_char,
+    file_selector: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let uri = in_str(uri, "uri")?;
+        let routes = opt_str(routes, "routes")?
+            .map(parse_type_list)
+            .unwrap_or_default();
+        sess.connect_pull(uri, &routes, in_str(file_selector, "file_selector")?)?;
+        Ok(())
+    })
+}
+
+/// Offer the file at `path` on this established session (a new file
+/// transfer stream, proposed by re-INVITE).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_send_file(
+    s: *mut SipsimpleSession,
+    path: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        session(s)?.send_file(in_str(path, "path")?)?;
+        Ok(())
+    })
+}
+
+/// Answer the peer's request for a file (an incoming session or proposal
+/// with a pull) with the file at `path`, before accepting. It must be the
+/// file asked for (checked by name, size and hash).
+#[no_mangle]
+pub extern "C" fn sipsimple_session_set_file_source(
+    s: *mut SipsimpleSession,
+    path: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| Ok(session(s)?.set_file_source(in_str(path, "path")?)?))
+}
+
 /// Send `length` bytes of `content` (`content_type`, NULL: "text/plain";
 /// text must be UTF-8) on the session's chat stream; before the stream
 /// starts the message queues. `out_message_id` (may be NULL) receives the

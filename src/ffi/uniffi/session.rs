@@ -255,6 +255,40 @@ impl Session {
         Ok(self.inner.add_stream(s)?)
     }
 
+    /// Call `uri` through `routes` to send it the file at `path` (push).
+    pub fn connect_file(
+        &self,
+        uri: String,
+        routes: Vec<String>,
+        path: String,
+    ) -> Result<(), SipSimpleError> {
+        self.inner.connect_file(&uri, &routes, &path)?;
+        Ok(())
+    }
+
+    /// Call `uri` to fetch the file `file_selector` names (RFC 5547 text).
+    pub fn connect_pull(
+        &self,
+        uri: String,
+        routes: Vec<String>,
+        file_selector: String,
+    ) -> Result<(), SipSimpleError> {
+        self.inner.connect_pull(&uri, &routes, &file_selector)?;
+        Ok(())
+    }
+
+    /// Offer the file at `path` on this established session.
+    pub fn send_file(&self, path: String) -> Result<(), SipSimpleError> {
+        self.inner.send_file(&path)?;
+        Ok(())
+    }
+
+    /// Answer the peer's request for a file with the file at `path`
+    /// (before accepting).
+    pub fn set_file_source(&self, path: String) -> Result<(), SipSimpleError> {
+        Ok(self.inner.set_file_source(&path)?)
+    }
+
     /// Send a message on the session's chat stream (queued until it
     /// starts); returns the id the delivery notifications carry.
     pub fn send_message(

@@ -895,6 +895,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_connect(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_session_connect_file(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_connect_pull(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_session_end(
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_hold(
@@ -915,9 +919,13 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_display_notification(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_session_send_file(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_message(
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_ring_indication(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_set_file_source(
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_state(
     ): Int
@@ -1120,6 +1128,10 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_connect(`ptr`: Long,`uri`: RustBuffer.ByValue,`routes`: RustBuffer.ByValue,`streamTypes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_sipsimple_fn_method_session_connect_file(`ptr`: Long,`uri`: RustBuffer.ByValue,`routes`: RustBuffer.ByValue,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_connect_pull(`ptr`: Long,`uri`: RustBuffer.ByValue,`routes`: RustBuffer.ByValue,`fileSelector`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_sipsimple_fn_method_session_end(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_hold(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1140,9 +1152,13 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_send_display_notification(`ptr`: Long,`messageId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_sipsimple_fn_method_session_send_file(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_sipsimple_fn_method_session_send_message(`ptr`: Long,`content`: RustBuffer.ByValue,`contentType`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_session_send_ring_indication(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_set_file_source(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_state(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1464,6 +1480,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_session_connect() and 0xFFFF) != 4402) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_method_session_connect_file() and 0xFFFF) != 21159) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_connect_pull() and 0xFFFF) != 60454) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_session_end() and 0xFFFF) != 47278) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1494,10 +1516,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_session_send_display_notification() and 0xFFFF) != 63323) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_method_session_send_file() and 0xFFFF) != 64613) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_session_send_message() and 0xFFFF) != 48579) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_send_ring_indication() and 0xFFFF) != 3069) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_set_file_source() and 0xFFFF) != 21849) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_state() and 0xFFFF) != 42262) {
@@ -4584,6 +4612,16 @@ public interface SessionInterface {
      */
     fun `connect`(`uri`: kotlin.String, `routes`: List<kotlin.String>, `streamTypes`: List<kotlin.String>)
     
+    /**
+     * Call `uri` through `routes` to send it the file at `path` (push).
+     */
+    fun `connectFile`(`uri`: kotlin.String, `routes`: List<kotlin.String>, `path`: kotlin.String)
+    
+    /**
+     * Call `uri` to fetch the file `file_selector` names (RFC 5547 text).
+     */
+    fun `connectPull`(`uri`: kotlin.String, `routes`: List<kotlin.String>, `fileSelector`: kotlin.String)
+    
     fun `end`()
     
     fun `hold`()
@@ -4624,12 +4662,23 @@ public interface SessionInterface {
     fun `sendDisplayNotification`(`messageId`: kotlin.String)
     
     /**
+     * Offer the file at `path` on this established session.
+     */
+    fun `sendFile`(`path`: kotlin.String)
+    
+    /**
      * Send a message on the session's chat stream (queued until it
      * starts); returns the id the delivery notifications carry.
      */
     fun `sendMessage`(`content`: kotlin.ByteArray, `contentType`: kotlin.String?): kotlin.String
     
     fun `sendRingIndication`()
+    
+    /**
+     * Answer the peer's request for a file with the file at `path`
+     * (before accepting).
+     */
+    fun `setFileSource`(`path`: kotlin.String)
     
     /**
      * "NULL", "connecting", "incoming", "accepting", "established",
@@ -4814,6 +4863,44 @@ open class Session: Disposable, AutoCloseable, SessionInterface
     
 
     
+    /**
+     * Call `uri` through `routes` to send it the file at `path` (push).
+     */
+    @Throws(SipSimpleException::class)override fun `connectFile`(`uri`: kotlin.String, `routes`: List<kotlin.String>, `path`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_connect_file(
+        it,
+        
+        FfiConverterString.lower(`uri`),
+        FfiConverterSequenceString.lower(`routes`),
+        FfiConverterString.lower(`path`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Call `uri` to fetch the file `file_selector` names (RFC 5547 text).
+     */
+    @Throws(SipSimpleException::class)override fun `connectPull`(`uri`: kotlin.String, `routes`: List<kotlin.String>, `fileSelector`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_connect_pull(
+        it,
+        
+        FfiConverterString.lower(`uri`),
+        FfiConverterSequenceString.lower(`routes`),
+        FfiConverterString.lower(`fileSelector`),_status)
+}
+    }
+    
+    
+
+    
     @Throws(SipSimpleException::class)override fun `end`()
         = 
     callWithHandle {
@@ -4970,6 +5057,23 @@ open class Session: Disposable, AutoCloseable, SessionInterface
 
     
     /**
+     * Offer the file at `path` on this established session.
+     */
+    @Throws(SipSimpleException::class)override fun `sendFile`(`path`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_send_file(
+        it,
+        
+        FfiConverterString.lower(`path`),_status)
+}
+    }
+    
+    
+
+    
+    /**
      * Send a message on the session's chat stream (queued until it
      * starts); returns the id the delivery notifications carry.
      */
@@ -4996,6 +5100,24 @@ open class Session: Disposable, AutoCloseable, SessionInterface
     UniffiLib.uniffi_sipsimple_fn_method_session_send_ring_indication(
         it,
         _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Answer the peer's request for a file with the file at `path`
+     * (before accepting).
+     */
+    @Throws(SipSimpleException::class)override fun `setFileSource`(`path`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_set_file_source(
+        it,
+        
+        FfiConverterString.lower(`path`),_status)
 }
     }
     
