@@ -1,5 +1,5 @@
-//! A 1 GiB file pushed between two applications over loopback, over msrp
-//! and over msrps: the receiver's hash check passes, the saved file is the
+//! A 1 GiB file pushed between two applications over loopback, over
+//! msrps: the receiver's hash check passes, the saved file is the
 //! sent one, and the process's peak heap stays a few MiB above where it
 //! started (files stream from and to disk; neither side holds the file).
 //!
@@ -165,11 +165,9 @@ fn one_gib(msrp: Value) {
     bob.stop();
 }
 
-#[test]
-fn one_gib_file_over_tcp() {
-    one_gib(json!({"transport": "tcp"}));
-}
-
+// One 1 GiB run (over TLS, the account default): each writes 2 GiB to
+// disk, and a second one adds minutes when the disk is slow, without
+// testing anything new (msrp is covered by the other file transfer tests).
 #[test]
 fn one_gib_file_over_tls() {
     one_gib(json!({"transport": "tls"}));

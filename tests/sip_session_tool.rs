@@ -17,6 +17,8 @@ struct Tool {
     events: mpsc::Receiver<Value>,
     seen: Vec<Value>,
     port: u16,
+    /// The tool's own messages (stderr with --json).
+    said: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Tool {
@@ -44,9 +46,12 @@ impl Tool {
         });
         let (ptx, prx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = said.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                keep.lock().unwrap().push(line.clone());
                 if let Some(p) = line.strip_prefix("listening on UDP port ") {
                     let _ = ptx.send(p.trim().parse::<u16>().unwrap());
                 }
@@ -62,6 +67,7 @@ impl Tool {
             events,
             seen: Vec::new(),
             port,
+            said,
         }
     }
 
@@ -277,6 +283,64 @@ fn two_tools_chat_through_kamailio() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
+    alice.quit();
+    bob.quit();
+}
+
+/// Two sip-session processes send each other a file on one session, each
+/// way, with the hash checked by the receiver and the sender's progress
+/// shown as a bar.
+#[test]
+fn two_tools_transfer_files_both_ways() {
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let arg = |d: &tempfile::TempDir| d.path().to_str().unwrap().to_string();
+    let mut bob = Tool::start(&["--auto-answer", "--download-dir", &arg(&dirs[1])]);
+    let mut alice = Tool::start(&["--auto-answer", "--download-dir", &arg(&dirs[0])]);
+    let make = |name: &str, size: usize| {
+        let p = dirs[2].path().join(name);
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        (p, data)
+    };
+    let (to_bob, to_bob_data) = make("for bob.bin", 3_000_017);
+    let (to_alice, to_alice_data) = make("for-alice.txt", 2_000_003);
+    alice.send(&format!("/call sip:bob@127.0.0.1:{} chat", bob.port));
+    alice.wait("SIPSessionDidStart", 1);
+    bob.wait("SIPSessionDidStart", 1);
+    alice.send(&format!("/send {}", to_bob.display()));
+    let got = bob.wait("FileTransferStreamDidFinish", 1);
+    assert_eq!(got["data"]["error"], false, "{got}");
+    assert_eq!(got["data"]["hash_verified"], true);
+    let saved = std::path::PathBuf::from(got["data"]["file_path"].as_str().unwrap());
+    assert_eq!(saved, dirs[1].path().join("for bob.bin"));
+    assert_eq!(std::fs::read(&saved).unwrap(), to_bob_data);
+    let sent = alice.wait("FileTransferStreamDidFinish", 1);
+    assert_eq!(sent["data"]["error"], false);
+    alice.wait("FileTransferStreamDidChangeProgress", 1);
+    // The other way, on the same session.
+    bob.send(&format!("/send {}", to_alice.display()));
+    let got = alice.wait("FileTransferStreamDidFinish", 2);
+    assert_eq!(got["data"]["direction"], "receive", "{got}");
+    assert_eq!(got["data"]["hash_verified"], true);
+    let saved = std::path::PathBuf::from(got["data"]["file_path"].as_str().unwrap());
+    assert_eq!(std::fs::read(&saved).unwrap(), to_alice_data);
+    bob.wait("FileTransferStreamDidFinish", 2);
+    // The progress bar ends at 100%.
+    let said = alice.said.lock().unwrap().clone();
+    assert!(
+        said.iter()
+            .any(|l| l.starts_with('[') && l.contains("100%") && l.contains("send")),
+        "{said:?}"
+    );
+    // A file that is not there is an error, not a crash.
+    alice.send("/send /nonexistent/file");
+    alice.send("/send");
+    alice.send("/end");
+    bob.wait("SIPSessionDidEnd", 1);
     alice.quit();
     bob.quit();
 }

@@ -15,6 +15,7 @@
 //!   --json                 every notification as one JSON object per line
 //!   --input-device D       audio.input_device (null, tone:<Hz>, wav:<path>)
 //!   --output-device D      audio.output_device (null, wav:<path>)
+//!   --download-dir DIR     save received files in DIR (file_transfer.directory)
 //!
 //! Commands on stdin, one per line (the current session is the newest):
 //!   /call URI [TYPE...]    new outgoing session (default stream: audio;
@@ -27,14 +28,18 @@
 //!                          (any line not starting with `/` does the same
 //!                          when the session has a chat stream)
 //!   /composing [active|idle]  tell the peer we are typing (or stopped)
+//!   /send FILE             send FILE to the current session's peer (a file
+//!                          transfer stream added to the session)
+//!   /send URI FILE         send FILE to URI in a new session
 //!   /end                   end the current session
 //!   /sessions              list sessions;  /switch ID  make one current
 //!   /sleep SECONDS         pause reading commands (for scripts)
 //!   /quit                  end every session, stop, exit 0
 //!
 //! Without --json, messages go to stdout as text (incoming chat as
-//! `<sender> TEXT`); with --json, stdout has only notifications and stderr
-//! carries the tool's own messages.
+//! `<sender> TEXT`, file transfers as a progress bar and where the file
+//! was saved); with --json, stdout has only notifications and stderr
+//! carries the tool's own messages and the progress bar.
 
 #[path = "common/tool.rs"]
 mod tool;
@@ -60,6 +65,7 @@ struct Options {
     json: bool,
     input: Option<String>,
     output: Option<String>,
+    download_dir: Option<String>,
     target: Option<String>,
     types: Vec<String>,
 }
@@ -68,7 +74,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: sip-session [--config-dir DIR] [--account ID|bonjour] [--sip-port N] \
          [--transport udp|tcp|tls] [--auto-answer] [--json] [--input-device D] \
-         [--output-device D] [URI [STREAM_TYPE...]]"
+         [--output-device D] [--download-dir DIR] [URI [STREAM_TYPE...]]"
     );
     std::process::exit(2)
 }
@@ -84,6 +90,7 @@ fn parse_args() -> Result<Options, lexopt::Error> {
         json: false,
         input: None,
         output: None,
+        download_dir: None,
         target: None,
         types: Vec::new(),
     };
@@ -98,6 +105,7 @@ fn parse_args() -> Result<Options, lexopt::Error> {
             Long("json") => o.json = true,
             Long("input-device") => o.input = Some(p.value()?.string()?),
             Long("output-device") => o.output = Some(p.value()?.string()?),
+            Long("download-dir") => o.download_dir = Some(p.value()?.string()?),
             Long("help") | Short('h') => usage(),
             Value(v) if o.target.is_none() => o.target = Some(v.string()?),
             Value(v) => o.types.push(v.string()?),
@@ -125,7 +133,29 @@ impl Out {
         }
     }
 
+    /// A file transfer's progress bar, on the terminal side of the output.
+    fn progress(&self, n: &Notification) {
+        let d = &n.data;
+        let (done, total) = (
+            d.get_i64("transferred_bytes").unwrap_or(0).max(0) as u64,
+            d.get_i64("total_bytes").unwrap_or(0).max(0) as u64,
+        );
+        let line = progress_bar(
+            d.get_str("direction").unwrap_or(""),
+            d.get_i64("percent").unwrap_or(0).clamp(0, 100) as u64,
+            done,
+            total,
+        );
+        self.say(&line);
+    }
+
     fn notification(&self, n: &Notification) {
+        if n.name == "FileTransferStreamDidChangeProgress" {
+            self.progress(n);
+            if !self.json {
+                return;
+            }
+        }
         let _g = self.lock.lock();
         let mut out = std::io::stdout().lock();
         if self.json {
@@ -137,6 +167,28 @@ impl Out {
                 n.data.get_str("sender").unwrap_or("<peer>"),
                 n.data.get_str("content").unwrap_or("(binary content)")
             );
+        } else if n.name == "FileTransferStreamDidFinish" {
+            let d = &n.data;
+            let name = d.get_str("file_name").unwrap_or("file");
+            let line = match (d.get_bool("error"), d.get_str("file_path")) {
+                (Some(false), Some(p)) => format!(
+                    "received {name}: saved as {p} ({} bytes, hash {})",
+                    d.get_i64("total_bytes").unwrap_or(0),
+                    if d.get_bool("hash_verified") == Some(true) {
+                        "checked"
+                    } else {
+                        "not given"
+                    }
+                ),
+                (Some(false), None) => format!("sent {name}"),
+                _ => format!(
+                    "transfer of {name} failed: {}",
+                    d.get_str("reason").unwrap_or("?")
+                ),
+            };
+            let _ = writeln!(out, "{line}");
+        } else if n.name == "FileTransferStreamDidChangeProgress" {
+            // Shown by progress() below.
         } else if n.name == "ChatStreamGotComposingIndication" {
             let _ = writeln!(
                 out,
@@ -158,6 +210,20 @@ impl Out {
         }
         let _ = out.flush();
     }
+}
+
+/// `[#########           ]  45%  4.5 MB / 10.0 MB (send)`
+fn progress_bar(direction: &str, percent: u64, done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (percent * WIDTH / 100) as usize;
+    let mb = |b: u64| b as f64 / 1e6;
+    format!(
+        "[{}{}] {percent:3}% {:.1} MB / {:.1} MB ({direction})",
+        "#".repeat(filled),
+        " ".repeat(WIDTH as usize - filled),
+        mb(done),
+        mb(total)
+    )
 }
 
 /// Sessions by the order they appeared; the last one is current unless
@@ -205,6 +271,9 @@ fn settings(o: &Options) -> Result<(Arc<dyn Storage>, Option<String>), String> {
     }
     if let Some(d) = &o.output {
         overrides.push(("audio.output_device", json!(d)));
+    }
+    if let Some(d) = &o.download_dir {
+        overrides.push(("file_transfer.directory", json!(d)));
     }
     let cfg = Configuration::open(storage).map_err(|e| e.to_string())?;
     let bonjour = |id: &str| id == "bonjour" || id == sipsimple::api::account::BONJOUR_ID;
@@ -303,6 +372,35 @@ fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<boo
                 return Err("usage: /chat TEXT".into());
             }
             send_chat(s, text, out)?;
+        }
+        "/send" => {
+            // The file name is the rest of the line (it may hold spaces);
+            // a first word that is a SIP URI names a new peer.
+            let text = line["/send".len()..].trim();
+            let (uri, file) = match text.split_once(' ') {
+                Some((u, f)) if u.starts_with("sip:") || u.starts_with("sips:") => {
+                    (Some(u), f.trim())
+                }
+                _ => (None, text),
+            };
+            if file.is_empty() {
+                return Err("usage: /send [URI] FILE".into());
+            }
+            match uri {
+                Some(uri) => {
+                    let session = s.manager.new_session(account);
+                    session.connect_file(uri, &[], file).map_err(err)?;
+                    out.say(&format!(
+                        "sending {file} to {uri} (session {})",
+                        session.id().0
+                    ));
+                    *s.current.lock() = Some(session);
+                }
+                None => {
+                    s.current()?.send_file(file).map_err(err)?;
+                    out.say(&format!("offering {file}"));
+                }
+            }
         }
         "/composing" => {
             let state = rest.first().map(String::as_str).unwrap_or("active");
