@@ -12,7 +12,7 @@ for d in ../shared/testdata/rfc4475 ../../shared/testdata/rfc4475; do
   [ -d "$d" ] && torture=$d && break
 done
 export RUSTC_BOOTSTRAP=1
-for target in sip_datagram sip_stream sip_uri sip_auth sip_transaction sdp rtp msrp cpim iscomposing imdn file_selector; do
+for target in sip_datagram sip_stream sip_uri sip_auth sip_transaction sdp rtp msrp cpim iscomposing imdn file_selector srtp; do
   corpus=fuzz/corpus/$target
   mkdir -p "$corpus"
   if [ -n "$torture" ]; then cp "$torture"/*.dat "$corpus"/ 2>/dev/null || true; fi

@@ -1,7 +1,9 @@
 //! Audio calls between two applications over 127.0.0.1 with the built-in
 //! AudioStream: each side sends a tone and records what it hears to WAV;
 //! the recordings are checked for the other side's frequency and level.
-//! Hold stops sending; unhold resumes.
+//! Hold stops sending; unhold resumes. SRTP (SDES) by each side's
+//! `rtp.srtp_encryption`: best effort by default, RTP/SAVP when
+//! mandatory, refused when one side demands what the other disabled.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,17 +13,24 @@ use serde_json::json;
 use sipsimple::driver::audio_device::{level_dbfs, tone_ratio};
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
-    Account, MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter, SIPApplication,
-    Session, SessionState, Storage,
+    MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter, SIPApplication, Session,
+    SessionState, Storage,
 };
 
-fn app(input: &str, output: &str, codecs: &[&str]) -> SIPApplication {
+/// An application whose account `user@example.com` has SRTP `srtp`
+/// (disabled, optional, mandatory); it is also the account incoming
+/// sessions get.
+fn app(user: &str, input: &str, output: &str, codecs: &[&str], srtp: &str) -> SIPApplication {
     let s = MemoryStorage::new();
     s.save(
         json!({
             "sip": {"transport_list": ["udp"]},
             "audio": {"input_device": input, "output_device": output},
             "rtp": {"audio_codec_list": codecs},
+            "accounts": {format!("{user}@example.com"): {
+                "registration": {"enabled": false},
+                "rtp": {"srtp_encryption": srtp},
+            }},
         })
         .as_object()
         .unwrap(),
@@ -29,6 +38,14 @@ fn app(input: &str, output: &str, codecs: &[&str]) -> SIPApplication {
     .unwrap();
     let app = SIPApplication::new();
     app.start(Arc::new(s)).unwrap();
+    let account = app
+        .account_manager()
+        .unwrap()
+        .get_account(&format!("{user}@example.com"))
+        .unwrap();
+    app.session_manager()
+        .unwrap()
+        .set_default_account(Some(account));
     app
 }
 
@@ -53,11 +70,41 @@ fn audio_info(s: &Session) -> serde_json::Value {
 }
 
 fn call_and_check(codecs_a: &[&str], codecs_b: &[&str], expect: &str) {
+    call_with_srtp(
+        codecs_a,
+        codecs_b,
+        expect,
+        ["optional", "optional"],
+        Some("AES_CM_128_HMAC_SHA1_80"),
+    );
+}
+
+/// A call with each side's SRTP policy; `srtp` is the suite both must
+/// report (None: plain RTP).
+fn call_with_srtp(
+    codecs_a: &[&str],
+    codecs_b: &[&str],
+    expect: &str,
+    policies: [&str; 2],
+    srtp: Option<&str>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let wav_a = dir.path().join("alice-hears.wav");
     let wav_b = dir.path().join("bob-hears.wav");
-    let alice = app("tone:440", &format!("wav:{}", wav_a.display()), codecs_a);
-    let bob = app("tone:1000", &format!("wav:{}", wav_b.display()), codecs_b);
+    let alice = app(
+        "alice",
+        "tone:440",
+        &format!("wav:{}", wav_a.display()),
+        codecs_a,
+        policies[0],
+    );
+    let bob = app(
+        "bob",
+        "tone:1000",
+        &format!("wav:{}", wav_b.display()),
+        codecs_b,
+        policies[1],
+    );
     let incoming: Arc<Mutex<Option<u64>>> = Arc::default();
     let slot = incoming.clone();
     let bob2 = bob.clone();
@@ -71,7 +118,11 @@ fn call_and_check(codecs_a: &[&str], codecs_b: &[&str], expect: &str) {
             }
         },
     );
-    let account = Account::new("alice@example.com", None).unwrap();
+    let account = alice
+        .account_manager()
+        .unwrap()
+        .get_account("alice@example.com")
+        .unwrap();
     let a = alice.session_manager().unwrap().new_session(&account);
     let port = bob.sip_local_address(TransportKind::Udp).unwrap().port();
     a.connect(
@@ -90,6 +141,11 @@ fn call_and_check(codecs_a: &[&str], codecs_b: &[&str], expect: &str) {
     };
     assert_eq!(audio_info(&a)["codec"], expect);
     assert_eq!(audio_info(&b)["codec"], expect);
+    for s in [&a, &b] {
+        let info = audio_info(s);
+        assert_eq!(info["srtp_active"], srtp.is_some(), "{info}");
+        assert_eq!(info["srtp_profile"].as_str(), srtp, "{info}");
+    }
     std::thread::sleep(Duration::from_millis(1500));
     // Hold: Alice stops sending, and Bob (held) stops too.
     a.hold().unwrap();
@@ -133,6 +189,8 @@ fn call_and_check(codecs_a: &[&str], codecs_b: &[&str], expect: &str) {
         "{info}"
     );
     assert_eq!(info["statistics"]["packets_lost"], 0, "{info}");
+    assert_eq!(info["statistics"]["srtp_auth_failures"], 0, "{info}");
+    assert_eq!(info["statistics"]["srtp_replays"], 0, "{info}");
     a.end().unwrap();
     wait("ended", || {
         a.state() == SessionState::Terminated && b.state() == SessionState::Terminated
@@ -176,4 +234,72 @@ fn pcmu_call_carries_both_tones() {
 fn pcma_when_the_offer_lists_it_first() {
     // The offer lists PCMA first; the answer keeps the offerer's order.
     call_and_check(&["PCMA", "PCMU"], &["PCMU", "PCMA"], "PCMA");
+}
+
+#[test]
+fn srtp_mandatory_on_one_side_gives_rtp_savp_both_ways() {
+    call_with_srtp(
+        &["PCMU"],
+        &["PCMU"],
+        "PCMU",
+        ["mandatory", "optional"],
+        Some("AES_CM_128_HMAC_SHA1_80"),
+    );
+    call_with_srtp(
+        &["PCMA"],
+        &["PCMA"],
+        "PCMA",
+        ["optional", "mandatory"],
+        Some("AES_CM_128_HMAC_SHA1_80"),
+    );
+}
+
+#[test]
+fn plain_rtp_when_either_side_disables_srtp() {
+    call_with_srtp(&["PCMU"], &["PCMU"], "PCMU", ["disabled", "optional"], None);
+    call_with_srtp(&["PCMU"], &["PCMU"], "PCMU", ["optional", "disabled"], None);
+}
+
+/// Demanding SRTP of a peer that disabled it fails the call, either way
+/// round, with the reason in the failure.
+#[test]
+fn mandatory_against_disabled_fails_the_call() {
+    for policies in [["mandatory", "disabled"], ["disabled", "mandatory"]] {
+        let alice = app("alice", "tone:440", "null", &["PCMU"], policies[0]);
+        let bob = app("bob", "tone:1000", "null", &["PCMU"], policies[1]);
+        let failed: Arc<Mutex<Option<serde_json::Value>>> = Arc::default();
+        let slot = failed.clone();
+        let bob2 = bob.clone();
+        let tok =
+            NotificationCenter::default().add_observer(None, None, move |n: &Notification| {
+                if n.name == "SIPSessionNewIncoming" {
+                    if let Some(s) = bob2.session_manager().unwrap().session(n.sender.id) {
+                        let _ = s.accept(s.proposed_streams());
+                    }
+                }
+                if n.name == "SIPSessionDidFail" {
+                    slot.lock()
+                        .get_or_insert(serde_json::from_str(&n.data.to_json()).unwrap());
+                }
+            });
+        let account = alice
+            .account_manager()
+            .unwrap()
+            .get_account("alice@example.com")
+            .unwrap();
+        let a = alice.session_manager().unwrap().new_session(&account);
+        let port = bob.sip_local_address(TransportKind::Udp).unwrap().port();
+        a.connect(
+            &format!("sip:bob@127.0.0.1:{port}"),
+            &[],
+            vec![MediaStreamRegistry::default().create("audio").unwrap()],
+        )
+        .unwrap();
+        wait("the call to fail", || a.state() == SessionState::Terminated);
+        let f = failed.lock().clone().expect("SIPSessionDidFail");
+        assert!(f["code"].as_u64().unwrap() >= 400, "{policies:?}: {f}");
+        NotificationCenter::default().remove_observer(tok);
+        alice.stop();
+        bob.stop();
+    }
 }

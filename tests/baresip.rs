@@ -2,7 +2,8 @@
 //! 127.0.0.1: baresip calls us, we call baresip (auto-answer). Each side
 //! sends a tone; each recording must carry the other side's tone. baresip
 //! plays a WAV file as its microphone and dumps what it decodes to WAV
-//! (its sndfile module), so both directions are checked as signal.
+//! (its sndfile module), so both directions are checked as signal. The
+//! same with SRTP mandatory on both sides (SDES, RTP/SAVP).
 //!
 //! Without baresip these tests say so and pass, except under CI.
 
@@ -17,8 +18,7 @@ use serde_json::json;
 use sipsimple::driver::audio_device::{tone_ratio, AudioSource, Tone};
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
-    Account, MediaStreamRegistry, MemoryStorage, NotificationCenter, SIPApplication, SessionState,
-    Storage,
+    MediaStreamRegistry, MemoryStorage, NotificationCenter, SIPApplication, SessionState, Storage,
 };
 
 fn baresip_available() -> bool {
@@ -34,21 +34,28 @@ fn free_udp_port() -> u16 {
 }
 
 /// A baresip configuration in `dir`: 8 kHz mono, PCMU, a 600 Hz WAV as
-/// microphone, decoded audio dumped into `dir`.
-fn baresip_dir(dir: &Path, port: u16) {
+/// microphone, decoded audio dumped into `dir`; `mediaenc` (such as
+/// `srtp-mand`) for its account.
+fn baresip_dir(dir: &Path, port: u16, mediaenc: Option<&str>) {
     let config = format!(
         "poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_transports udp\n\
          audio_player aubridge,nil\naudio_source aufile,{d}/tone.wav\naudio_alert aubridge,nil\n\
          ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
          module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\nmodule aufile.so\n\
-         module aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
+         module aubridge.so\nmodule sndfile.so\nmodule srtp.so\nmodule_app account.so\n\
+         module_app menu.so\n\
          snd_path {d}\n",
         d = dir.display()
     );
     std::fs::write(dir.join("config"), config).unwrap();
     std::fs::write(
         dir.join("accounts"),
-        "<sip:baresip@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU\n",
+        format!(
+            "<sip:baresip@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU{}\n",
+            mediaenc
+                .map(|m| format!(";mediaenc={m}"))
+                .unwrap_or_default()
+        ),
     )
     .unwrap();
     let spec = hound::WavSpec {
@@ -91,12 +98,18 @@ fn wait_exit(mut child: Child) {
     }
 }
 
-fn app(wav: &Path) -> SIPApplication {
+/// Our endpoint; its account `us@example.com` (also the one incoming
+/// sessions get) has `rtp.srtp_encryption` `srtp`.
+fn app(wav: &Path, srtp: &str) -> SIPApplication {
     let s = MemoryStorage::new();
     s.save(
         json!({
             "sip": {"transport_list": ["udp"]},
             "audio": {"input_device": "tone:1000", "output_device": format!("wav:{}", wav.display())},
+            "accounts": {"us@example.com": {
+                "registration": {"enabled": false},
+                "rtp": {"srtp_encryption": srtp},
+            }},
         })
         .as_object()
         .unwrap(),
@@ -104,7 +117,20 @@ fn app(wav: &Path) -> SIPApplication {
     .unwrap();
     let app = SIPApplication::new();
     app.start(Arc::new(s)).unwrap();
+    let account = app
+        .account_manager()
+        .unwrap()
+        .get_account("us@example.com")
+        .unwrap();
+    app.session_manager()
+        .unwrap()
+        .set_default_account(Some(account));
     app
+}
+
+/// The audio stream's info of `s`.
+fn audio_info(s: &sipsimple::Session) -> serde_json::Value {
+    s.info_json()["streams"][0]["info"].clone()
 }
 
 fn samples(path: &Path) -> Vec<i16> {
@@ -133,23 +159,33 @@ fn check_tone(path: &Path, freq: f64) {
     assert!(r > 0.9, "{}: {freq} Hz ratio {r}", path.display());
 }
 
-#[test]
-fn baresip_calls_us() {
+fn baresip_calls_us(srtp: bool) {
     if !baresip_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("we-hear.wav");
-    let us = app(&ours);
+    let us = app(&ours, if srtp { "mandatory" } else { "optional" });
     let port = us.sip_local_address(TransportKind::Udp).unwrap().port();
     let us2 = us.clone();
+    let seen: Arc<parking_lot::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let seen2 = seen.clone();
     let tok =
         NotificationCenter::default().add_observer(Some("SIPSessionNewIncoming"), None, move |n| {
             if let Some(s) = us2.session_manager().unwrap().session(n.sender.id) {
                 s.accept(s.proposed_streams()).unwrap();
+                let s2 = s.clone();
+                let seen3 = seen2.clone();
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while s2.state() != SessionState::Established && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    seen3.lock().push(audio_info(&s2));
+                });
             }
         });
-    baresip_dir(dir.path(), free_udp_port());
+    baresip_dir(dir.path(), free_udp_port(), srtp.then_some("srtp-mand"));
     let b = baresip(dir.path(), 4, Some(&format!("sip:us@127.0.0.1:{port}")));
     wait_exit(b);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -159,23 +195,55 @@ fn baresip_calls_us() {
     }
     NotificationCenter::default().remove_observer(tok);
     us.stop();
+    let info = seen
+        .lock()
+        .first()
+        .cloned()
+        .expect("the session's audio info");
+    assert_eq!(info["srtp_active"], srtp, "{info}");
+    if srtp {
+        assert_eq!(info["statistics"]["srtp_auth_failures"], 0, "{info}");
+    }
     check_tone(&ours, 600.0);
     check_tone(&baresip_decoded(dir.path()), 1000.0);
 }
 
 #[test]
-fn we_call_baresip() {
+fn baresip_calls_us_plain() {
+    baresip_calls_us(false);
+}
+
+#[test]
+fn baresip_calls_us_with_mandatory_srtp() {
+    baresip_calls_us(true);
+}
+
+#[test]
+fn we_call_baresip_plain() {
+    we_call_baresip(false);
+}
+
+#[test]
+fn we_call_baresip_with_mandatory_srtp() {
+    we_call_baresip(true);
+}
+
+fn we_call_baresip(srtp: bool) {
     if !baresip_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("we-hear.wav");
-    let us = app(&ours);
+    let us = app(&ours, if srtp { "mandatory" } else { "optional" });
     let bport = free_udp_port();
-    baresip_dir(dir.path(), bport);
+    baresip_dir(dir.path(), bport, srtp.then_some("srtp-mand"));
     let b = baresip(dir.path(), 8, None);
     std::thread::sleep(Duration::from_millis(700));
-    let account = Account::new("alice@example.com", None).unwrap();
+    let account = us
+        .account_manager()
+        .unwrap()
+        .get_account("us@example.com")
+        .unwrap();
     let s = us.session_manager().unwrap().new_session(&account);
     s.connect(
         &format!("sip:baresip@127.0.0.1:{bport}"),
@@ -197,6 +265,15 @@ fn we_call_baresip() {
         .unwrap_or_default()
         .contains("baresip"));
     std::thread::sleep(Duration::from_secs(3));
+    let info = audio_info(&s);
+    assert_eq!(info["srtp_active"], srtp, "{info}");
+    if srtp {
+        assert!(
+            info["statistics"]["packets_received"].as_u64().unwrap() > 50,
+            "{info}"
+        );
+        assert_eq!(info["statistics"]["srtp_auth_failures"], 0, "{info}");
+    }
     s.end().unwrap();
     while s.state() != SessionState::Terminated {
         std::thread::sleep(Duration::from_millis(20));

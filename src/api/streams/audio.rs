@@ -1,10 +1,22 @@
 //! AudioStream (type `audio`): RTP over UDP with G.711 (PCMU, PCMA) at 8
-//! kHz, 20 ms packets, symmetric RTP, hold without sending, statistics.
+//! kHz, 20 ms packets, symmetric RTP, hold without sending, statistics,
+//! and SRTP keyed by SDES (RFC 4568: AES_CM_128_HMAC_SHA1_80 and _32).
 //!
 //! Settings: `audio.input_device` and `audio.output_device` (see
 //! `driver::audio_device`: `null`, `tone:<Hz>`, `wav:<path>`),
 //! `rtp.audio_codec_list` (names in order of preference, default
-//! `["PCMU", "PCMA"]`), `rtp.port_range` (`[min, max]`, default any).
+//! `["PCMU", "PCMA"]`), `rtp.port_range` (`[min, max]`, default any); the
+//! account's `rtp.srtp_encryption`:
+//!
+//! - `disabled`: RTP/AVP, no a=crypto; an RTP/SAVP offer is refused;
+//! - `optional` (default): offers RTP/AVP with a=crypto (best effort), so
+//!   peers that know SDES encrypt and the rest still talk; answers with
+//!   SRTP when the offer has a usable a=crypto;
+//! - `mandatory`: offers RTP/SAVP; an offer or answer without a usable
+//!   a=crypto fails the stream.
+//!
+//! Packets that fail SRTP authentication or replay checks are dropped and
+//! counted (`srtp_auth_failures`, `srtp_replays`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +32,7 @@ use crate::api::error::{Error, Result};
 use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
 use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource};
 use crate::proto::codec::g711::Law;
+use crate::proto::rtp::srtp::{CryptoAttribute, MasterKey, SrtpContext, SrtpError, SrtpProfile};
 use crate::proto::rtp::{ReceiveStats, RtpHeader, RtpPacket};
 use crate::proto::sdp::{Attribute, MediaDescription, SessionDescription};
 
@@ -102,6 +115,53 @@ pub struct AudioStatistics {
     pub packets_lost: u64,
     pub jitter_ms: f64,
     pub malformed: u64,
+    /// SRTP packets whose authentication tag did not check.
+    pub srtp_auth_failures: u64,
+    /// SRTP packets seen before (or too old to tell).
+    pub srtp_replays: u64,
+}
+
+/// The account's `rtp.srtp_encryption`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum SrtpPolicy {
+    Disabled,
+    #[default]
+    Optional,
+    Mandatory,
+}
+
+fn srtp_policy(ctx: &StreamContext) -> Result<SrtpPolicy> {
+    let v = ctx
+        .account
+        .as_ref()
+        .map(|a| a.get("rtp.srtp_encryption"))
+        .transpose()?
+        .unwrap_or(Value::Null);
+    match v.as_str() {
+        None | Some("optional") => Ok(SrtpPolicy::Optional),
+        Some("disabled") => Ok(SrtpPolicy::Disabled),
+        Some("mandatory") => Ok(SrtpPolicy::Mandatory),
+        Some(other) => Err(Error::InvalidArgument(format!(
+            "rtp.srtp_encryption {other:?} is not disabled, optional or mandatory"
+        ))),
+    }
+}
+
+/// The a=crypto lines of a media section we can run, in order.
+fn usable_crypto(m: &MediaDescription) -> Vec<CryptoAttribute> {
+    m.attribute_values("crypto")
+        .filter_map(CryptoAttribute::parse)
+        .collect()
+}
+
+/// Both directions' SRTP: ours to send, the peer's to receive.
+struct Srtp {
+    profile: SrtpProfile,
+    /// The peer's key, to keep the receive state across re-offers of the
+    /// same key.
+    remote_key: MasterKey,
+    tx: SrtpContext,
+    rx: SrtpContext,
 }
 
 #[derive(Default)]
@@ -115,6 +175,9 @@ struct State {
     input: String,
     output: String,
     task: Option<tokio::task::JoinHandle<()>>,
+    policy: SrtpPolicy,
+    /// Our SRTP master key (none when SRTP is disabled).
+    key: Option<MasterKey>,
 }
 
 /// The audio stream of a session.
@@ -126,6 +189,7 @@ pub struct AudioStream {
     stats: Arc<Mutex<(AudioStatistics, ReceiveStats)>>,
     remote_received: Arc<Mutex<Option<SocketAddr>>>,
     remote_target: Arc<Mutex<Option<SocketAddr>>>,
+    srtp: Arc<Mutex<Option<Srtp>>>,
 }
 
 impl AudioStream {
@@ -137,7 +201,18 @@ impl AudioStream {
             stats: Arc::default(),
             remote_received: Arc::default(),
             remote_target: Arc::default(),
+            srtp: Arc::default(),
         }
+    }
+
+    /// Whether media is encrypted (SRTP negotiated).
+    pub fn srtp_active(&self) -> bool {
+        self.srtp.lock().is_some()
+    }
+
+    /// The SRTP crypto suite in use.
+    pub fn srtp_profile(&self) -> Option<&'static str> {
+        self.srtp.lock().as_ref().map(|s| s.profile.name())
     }
 
     pub fn codec(&self) -> Option<&'static str> {
@@ -190,6 +265,7 @@ impl AudioStream {
             .and_then(|c| c.ip())
             .ok_or_else(|| Error::InvalidArgument("the remote SDP has no IP address".into()))?;
         let target = SocketAddr::new(ip, rm.port);
+        self.negotiate_srtp(&st, lm, rm)?;
         st.codec = Some(codec);
         st.remote_sdp_addr = Some(target);
         // Latched address wins once media arrived from elsewhere.
@@ -203,6 +279,48 @@ impl AudioStream {
             !sending || self.held.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
+        Ok(())
+    }
+}
+
+impl AudioStream {
+    /// SRTP from our m= line and the peer's: the suite both named (by the
+    /// answer's tag), our key to send, theirs to receive.
+    fn negotiate_srtp(
+        &self,
+        st: &State,
+        lm: &MediaDescription,
+        rm: &MediaDescription,
+    ) -> Result<()> {
+        let ours = usable_crypto(lm);
+        let theirs = usable_crypto(rm);
+        let pair = ours.iter().find_map(|o| {
+            theirs
+                .iter()
+                .find(|t| t.tag == o.tag && t.profile == o.profile)
+                .map(|t| (o, t))
+        });
+        let (Some(key), Some((o, t))) = (st.key.as_ref(), pair) else {
+            if st.policy == SrtpPolicy::Mandatory {
+                return Err(Error::InvalidArgument(
+                    "SRTP is mandatory and the peer gave no usable a=crypto".into(),
+                ));
+            }
+            *self.srtp.lock() = None;
+            return Ok(());
+        };
+        let mut g = self.srtp.lock();
+        let same = g
+            .as_ref()
+            .is_some_and(|s| s.profile == o.profile && s.remote_key == t.key);
+        if !same {
+            *g = Some(Srtp {
+                profile: o.profile,
+                remote_key: t.key.clone(),
+                tx: SrtpContext::new(o.profile, key),
+                rx: SrtpContext::new(o.profile, &t.key),
+            });
+        }
         Ok(())
     }
 }
@@ -242,6 +360,14 @@ impl MediaStream for AudioStream {
     fn initialize<'a>(&'a self, ctx: &'a StreamContext) -> StreamFuture<'a, ()> {
         Box::pin(async move {
             let prefs = codec_prefs(&ctx.settings)?;
+            let policy = srtp_policy(ctx)?;
+            let key = match policy {
+                SrtpPolicy::Disabled => None,
+                _ => Some(
+                    MasterKey::random()
+                        .map_err(|e| Error::Internal(format!("no random SRTP key: {e}")))?,
+                ),
+            };
             let input = device(&ctx.settings, "audio.input_device");
             let output = device(&ctx.settings, "audio.output_device");
             // Fail now, not mid-call, if a device cannot be opened.
@@ -262,6 +388,8 @@ impl MediaStream for AudioStream {
             st.prefs = prefs;
             st.input = input;
             st.output = output;
+            st.policy = policy;
+            st.key = key;
             Ok(())
         })
     }
@@ -274,9 +402,54 @@ impl MediaStream for AudioStream {
             Some(r) => vec![first_common(r, &st.prefs)
                 .ok_or_else(|| Error::InvalidArgument("no common audio codec".into()))?],
         };
+        // The crypto lines to put in, and the transport.
+        let (proto, crypto): (&str, Vec<CryptoAttribute>) =
+            match (remote, &st.key) {
+                (None, None) => ("RTP/AVP", Vec::new()),
+                (None, Some(key)) => (
+                    if st.policy == SrtpPolicy::Mandatory {
+                        "RTP/SAVP"
+                    } else {
+                        "RTP/AVP"
+                    },
+                    SrtpProfile::ALL
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| CryptoAttribute {
+                            tag: i as u32 + 1,
+                            profile: *p,
+                            key: key.clone(),
+                        })
+                        .collect(),
+                ),
+                (Some(r), key) => {
+                    let savp = r.proto.eq_ignore_ascii_case("RTP/SAVP");
+                    let offered = usable_crypto(r);
+                    match (key, offered.first()) {
+                        (Some(key), Some(c)) => (
+                            if savp { "RTP/SAVP" } else { "RTP/AVP" },
+                            vec![CryptoAttribute {
+                                tag: c.tag,
+                                profile: c.profile,
+                                key: key.clone(),
+                            }],
+                        ),
+                        _ if savp => return Err(Error::InvalidArgument(
+                            "the RTP/SAVP offer has no a=crypto we can run, or SRTP is disabled"
+                                .into(),
+                        )),
+                        _ if st.policy == SrtpPolicy::Mandatory => {
+                            return Err(Error::InvalidArgument(
+                                "SRTP is mandatory and the offer has no usable a=crypto".into(),
+                            ))
+                        }
+                        _ => ("RTP/AVP", Vec::new()),
+                    }
+                }
+            };
         let fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
         let fmt_refs: Vec<&str> = fmts.iter().map(String::as_str).collect();
-        let mut m = MediaDescription::new("audio", port, "RTP/AVP", &fmt_refs);
+        let mut m = MediaDescription::new("audio", port, proto, &fmt_refs);
         for (pt, law) in &codecs {
             m.push_attribute(Attribute::value(
                 "rtpmap",
@@ -285,6 +458,9 @@ impl MediaStream for AudioStream {
         }
         m.push_attribute(Attribute::value("ptime", PTIME_MS.to_string()));
         m.push_attribute(Attribute::value("rtcp", (port + 1).to_string()));
+        for c in crypto {
+            m.push_attribute(Attribute::value("crypto", c.to_value()));
+        }
         Ok(m)
     }
 
@@ -316,6 +492,7 @@ impl MediaStream for AudioStream {
                 stats: self.stats.clone(),
                 received_from: self.remote_received.clone(),
                 target: self.remote_target.clone(),
+                srtp: self.srtp.clone(),
             };
             st.task = Some(tokio::spawn(media.run()));
             Ok(())
@@ -353,7 +530,8 @@ impl MediaStream for AudioStream {
             "local_rtp_address": self.local_rtp_address().map(|a| a.to_string()),
             "remote_rtp_address_sdp": self.remote_rtp_address_sdp().map(|a| a.to_string()),
             "remote_rtp_address_received": self.remote_rtp_address_received().map(|a| a.to_string()),
-            "srtp_active": false,
+            "srtp_active": self.srtp_active(),
+            "srtp_profile": self.srtp_profile(),
             "on_hold": self.held.load(Ordering::Relaxed),
             "statistics": {
                 "packets_sent": s.packets_sent,
@@ -363,6 +541,8 @@ impl MediaStream for AudioStream {
                 "packets_lost": s.packets_lost,
                 "jitter_ms": s.jitter_ms,
                 "malformed": s.malformed,
+                "srtp_auth_failures": s.srtp_auth_failures,
+                "srtp_replays": s.srtp_replays,
             },
         })
     }
@@ -380,6 +560,7 @@ struct Media {
     stats: Arc<Mutex<(AudioStatistics, ReceiveStats)>>,
     received_from: Arc<Mutex<Option<SocketAddr>>>,
     target: Arc<Mutex<Option<SocketAddr>>>,
+    srtp: Arc<Mutex<Option<Srtp>>>,
 }
 
 impl Media {
@@ -411,6 +592,12 @@ impl Media {
                         RtpHeader { marker: first, payload_type: self.pt, sequence: seq, timestamp: ts, ssrc }
                             .write(&payload, &mut packet);
                         first = false;
+                        if let Some(s) = self.srtp.lock().as_mut() {
+                            match s.tx.protect(&packet) {
+                                Ok(p) => packet = p,
+                                Err(_) => continue,
+                            }
+                        }
                         if self.sock.send_to(&packet, to).await.is_ok() {
                             let mut s = self.stats.lock();
                             s.0.packets_sent += 1;
@@ -423,9 +610,25 @@ impl Media {
                 }
                 r = self.sock.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
-                    match RtpPacket::parse(&buf[..n]) {
+                    let clear = match self.srtp.lock().as_mut() {
+                        None => None,
+                        Some(s) => match s.rx.unprotect(&buf[..n]) {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                let mut st = self.stats.lock();
+                                match e {
+                                    SrtpError::AuthenticationFailed => st.0.srtp_auth_failures += 1,
+                                    SrtpError::Replayed | SrtpError::TooOld => st.0.srtp_replays += 1,
+                                    SrtpError::TooShort | SrtpError::Malformed => st.0.malformed += 1,
+                                }
+                                continue;
+                            }
+                        },
+                    };
+                    let data: &[u8] = clear.as_deref().unwrap_or(&buf[..n]);
+                    match RtpPacket::parse(data) {
                         Ok(p) if p.header.payload_type == self.law.payload_type() || p.header.payload_type == self.pt => {
-                            self.stats.lock().1.on_packet(Instant::now(), p.header.sequence, p.header.timestamp, RATE, n);
+                            self.stats.lock().1.on_packet(Instant::now(), p.header.sequence, p.header.timestamp, RATE, data.len());
                             pcm.clear();
                             self.law.decode(p.payload, &mut pcm);
                             self.sink.write(&pcm);
@@ -460,7 +663,7 @@ impl MediaStreamFactory for AudioFactory {
 
     fn new_from_sdp(&self, sdp: &SessionDescription, index: usize) -> Option<Arc<dyn MediaStream>> {
         let m = sdp.media.get(index)?;
-        if m.media != "audio" || m.proto != "RTP/AVP" {
+        if m.media != "audio" || !["RTP/AVP", "RTP/SAVP"].contains(&m.proto.as_str()) {
             return None;
         }
         first_common(m, &[Law::Mu, Law::A])?;

@@ -1,6 +1,8 @@
-//! RTP (RFC 3550): packets and the receive statistics of one source.
+//! RTP (RFC 3550): packets, the receive statistics of one source, and
+//! SRTP (RFC 3711).
 
 pub mod packet;
+pub mod srtp;
 pub mod stats;
 
 pub use packet::{RtpError, RtpHeader, RtpPacket};
