@@ -34,6 +34,11 @@
 #include <stdlib.h>
 
 /**
+ * The payload type we offer (dynamic).
+ */
+#define DEFAULT_PAYLOAD_TYPE 101
+
+/**
  * Limits that bound what one description may hold.
  */
 #define MAX_SDP_BYTES (64 * 1024)
@@ -170,6 +175,11 @@ typedef struct SipsimpleSession SipsimpleSession;
 typedef struct SipsimpleStorage SipsimpleStorage;
 
 /**
+ * The crypto suites of RFC 4568 we run.
+ */
+typedef struct SrtpProfile SrtpProfile;
+
+/**
  * Called for each notification an observer registered for. `notification` is
  * valid until the callback returns.
  */
@@ -243,6 +253,8 @@ typedef struct SipsimpleStreamCallbacks {
    */
   void (*end)(uint64_t stream_id, void *user_data);
 } SipsimpleStreamCallbacks;
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -561,6 +573,13 @@ SipsimpleStatus sipsimple_session_unhold(struct SipsimpleSession *s);
  * Propose a new stream of a registered type (re-INVITE).
  */
 SipsimpleStatus sipsimple_session_add_stream(struct SipsimpleSession *s, const char *stream_type);
+
+/**
+ * Send DTMF `digits` (0-9, *, #, A-D) on the session's audio stream as
+ * RFC 4733 telephone events. The peer's session posts SIPSessionGotDTMF
+ * (`digit`) for each.
+ */
+SipsimpleStatus sipsimple_session_send_dtmf(struct SipsimpleSession *s, const char *digits);
 
 /**
  * Call `uri` (`routes` as for sipsimple_session_connect) to send it the

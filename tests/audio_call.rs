@@ -105,6 +105,18 @@ fn call_with_srtp(
         codecs_b,
         policies[1],
     );
+    let dtmf: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let d2 = dtmf.clone();
+    let dtok = NotificationCenter::default().add_observer(
+        Some("SIPSessionGotDTMF"),
+        None,
+        move |n: &Notification| {
+            d2.lock().push((
+                n.sender.id.0,
+                n.data.get_str("digit").unwrap_or("?").to_string(),
+            ));
+        },
+    );
     let incoming: Arc<Mutex<Option<u64>>> = Arc::default();
     let slot = incoming.clone();
     let bob2 = bob.clone();
@@ -183,6 +195,23 @@ fn call_with_srtp(
             .unwrap()
             > sent
     );
+    // DTMF both ways, each digit once, in order.
+    a.send_dtmf("123#").unwrap();
+    b.send_dtmf("*0D").unwrap();
+    assert!(a.send_dtmf("12x").is_err());
+    let digits = |s: &Session| -> String {
+        dtmf.lock()
+            .iter()
+            .filter(|(id, _)| *id == s.id().0)
+            .map(|(_, d)| d.as_str())
+            .collect()
+    };
+    wait("DTMF both ways", || {
+        digits(&b) == "123#" && digits(&a) == "*0D"
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(digits(&b), "123#");
+    assert_eq!(digits(&a), "*0D");
     let info = audio_info(&b);
     assert!(
         info["statistics"]["packets_received"].as_u64().unwrap() >= 70,
@@ -196,6 +225,7 @@ fn call_with_srtp(
         a.state() == SessionState::Terminated && b.state() == SessionState::Terminated
     });
     NotificationCenter::default().remove_observer(tok);
+    NotificationCenter::default().remove_observer(dtok);
     alice.stop();
     bob.stop();
     // The recordings carry the other side's tone at about its level.

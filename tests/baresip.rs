@@ -76,12 +76,17 @@ fn baresip_dir(dir: &Path, port: u16, mediaenc: Option<&str>) {
 
 fn baresip(dir: &Path, seconds: u32, dial: Option<&str>) -> Child {
     let mut cmd = Command::new("baresip");
-    cmd.arg("-f").arg(dir).args(["-t", &seconds.to_string()]);
+    cmd.arg("-f")
+        .arg(dir)
+        .args(["-v", "-t", &seconds.to_string()]);
     if let Some(uri) = dial {
         cmd.args(["-e", &format!("/dial {uri}")]);
     }
+    // What it prints (the DTMF it received, among the rest) goes to a file
+    // the test reads.
+    let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
     cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(log)
         .stderr(Stdio::null())
         .spawn()
         .expect("baresip starts")
@@ -237,7 +242,7 @@ fn we_call_baresip(srtp: bool) {
     let us = app(&ours, if srtp { "mandatory" } else { "optional" });
     let bport = free_udp_port();
     baresip_dir(dir.path(), bport, srtp.then_some("srtp-mand"));
-    let b = baresip(dir.path(), 8, None);
+    let mut b = baresip(dir.path(), 8, None);
     std::thread::sleep(Duration::from_millis(700));
     let account = us
         .account_manager()
@@ -264,7 +269,26 @@ fn we_call_baresip(srtp: bool) {
         .remote_user_agent()
         .unwrap_or_default()
         .contains("baresip"));
+    // DTMF both ways: we send 4 and 7; baresip sends what is typed on its
+    // terminal during a call.
+    let got: Arc<parking_lot::Mutex<String>> = Arc::default();
+    let g2 = got.clone();
+    let sid = s.id();
+    let dtok = NotificationCenter::default().add_observer(
+        Some("SIPSessionGotDTMF"),
+        Some(sid),
+        move |n| g2.lock().push_str(n.data.get_str("digit").unwrap_or("?")),
+    );
+    s.send_dtmf("47").unwrap();
+    {
+        use std::io::Write;
+        let stdin = b.stdin.as_mut().unwrap();
+        stdin.write_all(b"159").unwrap();
+        stdin.flush().unwrap();
+    }
     std::thread::sleep(Duration::from_secs(3));
+    NotificationCenter::default().remove_observer(dtok);
+    assert_eq!(got.lock().as_str(), "159", "baresip's DTMF reached us");
     let info = audio_info(&s);
     assert_eq!(info["srtp_active"], srtp, "{info}");
     if srtp {
@@ -280,6 +304,14 @@ fn we_call_baresip(srtp: bool) {
     }
     wait_exit(b);
     us.stop();
+    // baresip heard our DTMF (it says so with -v).
+    let log = std::fs::read_to_string(dir.path().join("baresip.log")).unwrap();
+    for d in ['4', '7'] {
+        assert!(
+            log.contains(&format!("received event: '{d}' (end=1)")),
+            "baresip did not get DTMF {d}: {log}"
+        );
+    }
     check_tone(&ours, 600.0);
     check_tone(&baresip_decoded(dir.path()), 1000.0);
 }

@@ -133,6 +133,9 @@ fn two_tools_call_hold_and_hang_up_with_audio() {
     assert_eq!(started["data"]["streams"][0]["type"], "audio");
     bob.wait("SIPSessionDidStart", 1);
     std::thread::sleep(Duration::from_millis(1200));
+    alice.send("/dtmf 12#");
+    let d = bob.wait("SIPSessionGotDTMF", 3);
+    assert_eq!(d["data"]["digit"], "#");
     alice.send("/hold");
     let h = bob.wait("SIPSessionDidChangeHoldState", 1);
     assert_eq!(h["data"]["on_hold"], true);

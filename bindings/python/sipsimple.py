@@ -660,6 +660,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_display_notification() != 63323:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_send_dtmf() != 15124:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_file() != 64613:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_send_message() != 48579:
@@ -931,6 +933,9 @@ _UniffiLib.uniffi_sipsimple_checksum_method_session_send_composing_indication.re
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_display_notification.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_display_notification.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_dtmf.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_send_dtmf.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_file.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_send_file.restype = ctypes.c_uint16
@@ -1383,6 +1388,12 @@ _UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification.argtypes
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_dtmf.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_send_dtmf.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_session_send_file.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -3296,6 +3307,11 @@ class SessionProtocol(typing.Protocol):
         displayed (RFC 5438), when it asked for that.
 """
         raise NotImplementedError
+    def send_dtmf(self, digits: str) -> None:
+        """
+        Send DTMF `digits` (0-9, *, #, A-D) on the audio stream.
+"""
+        raise NotImplementedError
     def send_file(self, path: str) -> None:
         """
         Offer the file at `path` on this established session.
@@ -3628,6 +3644,24 @@ class Session(SessionProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_session_send_display_notification,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def send_dtmf(self, digits: str) -> None:
+        """
+        Send DTMF `digits` (0-9, *, #, A-D) on the audio stream.
+"""
+        
+        _UniffiFfiConverterString.check_lower(digits)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(digits),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_send_dtmf,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

@@ -2268,6 +2268,11 @@ public protocol SessionProtocol: AnyObject, Sendable {
     func sendDisplayNotification(messageId: String) throws 
     
     /**
+     * Send DTMF `digits` (0-9, *, #, A-D) on the audio stream.
+     */
+    func sendDtmf(digits: String) throws 
+    
+    /**
      * Offer the file at `path` on this established session.
      */
     func sendFile(path: String) throws 
@@ -2530,6 +2535,18 @@ open func sendDisplayNotification(messageId: String)throws   {try rustCallWithEr
     uniffi_sipsimple_fn_method_session_send_display_notification(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(messageId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Send DTMF `digits` (0-9, *, #, A-D) on the audio stream.
+     */
+open func sendDtmf(digits: String)throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_send_dtmf(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(digits),uniffiCallStatus
     )
 }
 }
@@ -4314,6 +4331,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_send_display_notification() != 63323) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_send_dtmf() != 15124) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_send_file() != 64613) {

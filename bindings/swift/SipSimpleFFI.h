@@ -773,6 +773,11 @@ void uniffi_sipsimple_fn_method_session_send_composing_indication(uint64_t ptr, 
 void uniffi_sipsimple_fn_method_session_send_display_notification(uint64_t ptr, RustBuffer message_id, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_DTMF
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_DTMF
+void uniffi_sipsimple_fn_method_session_send_dtmf(uint64_t ptr, RustBuffer digits, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_FILE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_SEND_FILE
 void uniffi_sipsimple_fn_method_session_send_file(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
@@ -1547,6 +1552,12 @@ uint16_t uniffi_sipsimple_checksum_method_session_send_composing_indication(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_DISPLAY_NOTIFICATION
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_DISPLAY_NOTIFICATION
 uint16_t uniffi_sipsimple_checksum_method_session_send_display_notification(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_DTMF
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_SEND_DTMF
+uint16_t uniffi_sipsimple_checksum_method_session_send_dtmf(void
     
 );
 #endif

@@ -393,6 +393,21 @@ impl Session {
         Ok(s)
     }
 
+    /// Send DTMF `digits` (0-9, *, #, A-D) on the session's audio stream
+    /// (RFC 4733 telephone events).
+    pub fn send_dtmf(&self, digits: &str) -> Result<()> {
+        let h = self
+            .streams()
+            .into_iter()
+            .find(|h| h.stream_type() == super::streams::audio::TYPE)
+            .ok_or_else(|| Error::InvalidState("the session has no audio stream".into()))?;
+        h.implementation()
+            .as_any()
+            .and_then(|a| a.downcast_ref::<super::streams::AudioStream>())
+            .ok_or_else(|| Error::InvalidState("the audio stream is not the built-in one".into()))?
+            .send_dtmf(digits)
+    }
+
     /// Offer the file at `path` to the peer of this established session:
     /// a new file transfer stream (push), proposed like any added stream.
     pub fn send_file(&self, path: impl AsRef<std::path::Path>) -> Result<StreamHandle> {

@@ -28,6 +28,7 @@
 //!                          (any line not starting with `/` does the same
 //!                          when the session has a chat stream)
 //!   /composing [active|idle]  tell the peer we are typing (or stopped)
+//!   /dtmf DIGITS           send DTMF (0-9, *, #, A-D) on the audio stream
 //!   /send FILE             send FILE to the current session's peer (a file
 //!                          transfer stream added to the session)
 //!   /send URI FILE         send FILE to URI in a new session
@@ -372,6 +373,13 @@ fn command(line: &str, s: &Sessions, account: &Account, out: &Out) -> Result<boo
                 return Err("usage: /chat TEXT".into());
             }
             send_chat(s, text, out)?;
+        }
+        "/dtmf" => {
+            let digits = rest.concat();
+            if digits.is_empty() {
+                return Err("usage: /dtmf DIGITS".into());
+            }
+            s.current()?.send_dtmf(&digits).map_err(err)?;
         }
         "/send" => {
             // The file name is the rest of the line (it may hold spaces);

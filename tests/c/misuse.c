@@ -269,6 +269,9 @@ int main(void) {
         EXPECT(sipsimple_session_send_display_notification(NULL, "m1"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_session_send_display_notification(ses, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
         EXPECT(sipsimple_session_send_display_notification(ses, "m1"), SIPSIMPLE_STATUS_INVALID_STATE);
+        EXPECT(sipsimple_session_send_dtmf(NULL, "1"), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_send_dtmf(ses, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+        EXPECT(sipsimple_session_send_dtmf(ses, "1"), SIPSIMPLE_STATUS_INVALID_STATE);
         /* File transfer calls with bad arguments or in the wrong state. */
         EXPECT(sipsimple_session_connect_file(NULL, "sip:x@127.0.0.1:9", NULL, "/etc/hostname"),
                SIPSIMPLE_STATUS_NULL_ARGUMENT);

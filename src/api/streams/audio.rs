@@ -17,6 +17,12 @@
 //!
 //! Packets that fail SRTP authentication or replay checks are dropped and
 //! counted (`srtp_auth_failures`, `srtp_replays`).
+//!
+//! DTMF as RTP telephone events (RFC 4733, `telephone-event/8000` offered
+//! as payload type 101): [`AudioStream::send_dtmf`] sends 100 ms events
+//! (audio pauses meanwhile); each received event posts AudioStreamGotDTMF
+//! from the stream and SIPSessionGotDTMF from the session, `digit` in the
+//! data.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,14 +35,20 @@ use tokio::net::UdpSocket;
 
 use crate::api::engine::setting;
 use crate::api::error::{Error, Result};
+use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
 use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource};
 use crate::proto::codec::g711::Law;
+use crate::proto::rtp::dtmf::{self, DtmfReceiver, DtmfSender};
 use crate::proto::rtp::srtp::{CryptoAttribute, MasterKey, SrtpContext, SrtpError, SrtpProfile};
 use crate::proto::rtp::{ReceiveStats, RtpHeader, RtpPacket};
 use crate::proto::sdp::{Attribute, MediaDescription, SessionDescription};
 
 pub const TYPE: &str = "audio";
+pub const GOT_DTMF: &str = "AudioStreamGotDTMF";
+pub const SESSION_GOT_DTMF: &str = "SIPSessionGotDTMF";
+/// How long each DTMF digit lasts.
+const DTMF_MS: u32 = 100;
 const RATE: u32 = 8000;
 const PTIME_MS: u64 = 20;
 const FRAME: usize = (RATE as u64 * PTIME_MS / 1000) as usize;
@@ -178,6 +190,16 @@ struct State {
     policy: SrtpPolicy,
     /// Our SRTP master key (none when SRTP is disabled).
     key: Option<MasterKey>,
+    /// The session the stream belongs to (for SIPSessionGotDTMF).
+    session: Option<ObjectId>,
+}
+
+/// The telephone-event payload type of a media section, if it has one.
+fn telephone_event(m: &MediaDescription) -> Option<u8> {
+    m.rtpmaps().into_iter().find_map(|r| {
+        (r.encoding.eq_ignore_ascii_case(dtmf::ENCODING) && r.clock_rate == RATE)
+            .then_some(r.payload_type)
+    })
 }
 
 /// The audio stream of a session.
@@ -190,11 +212,18 @@ pub struct AudioStream {
     remote_received: Arc<Mutex<Option<SocketAddr>>>,
     remote_target: Arc<Mutex<Option<SocketAddr>>>,
     srtp: Arc<Mutex<Option<Srtp>>>,
+    id: ObjectId,
+    dtmf: Arc<Mutex<DtmfSender>>,
+    /// The peer's telephone-event payload type (None: no DTMF).
+    dtmf_pt: Arc<Mutex<Option<u8>>>,
 }
 
 impl AudioStream {
     pub fn new() -> AudioStream {
         AudioStream {
+            id: ObjectId::new(),
+            dtmf: Arc::new(Mutex::new(DtmfSender::new(DTMF_MS, FRAME as u16))),
+            dtmf_pt: Arc::default(),
             state: Mutex::new(State::default()),
             muted: Arc::new(AtomicBool::new(false)),
             held: AtomicBool::new(false),
@@ -203,6 +232,27 @@ impl AudioStream {
             remote_target: Arc::default(),
             srtp: Arc::default(),
         }
+    }
+
+    /// Send DTMF `digits` (0-9, *, #, A-D) as RFC 4733 events, one after
+    /// the other.
+    pub fn send_dtmf(&self, digits: &str) -> Result<()> {
+        if self.state.lock().task.is_none() {
+            return Err(Error::InvalidState(
+                "the audio stream has not started".into(),
+            ));
+        }
+        if self.dtmf_pt.lock().is_none() {
+            return Err(Error::InvalidState(
+                "the peer did not offer or accept telephone-event".into(),
+            ));
+        }
+        if !self.dtmf.lock().push(digits) {
+            return Err(Error::InvalidArgument(format!(
+                "{digits:?} is not a string of DTMF digits (0-9, *, #, A-D)"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether media is encrypted (SRTP negotiated).
@@ -266,6 +316,7 @@ impl AudioStream {
             .ok_or_else(|| Error::InvalidArgument("the remote SDP has no IP address".into()))?;
         let target = SocketAddr::new(ip, rm.port);
         self.negotiate_srtp(&st, lm, rm)?;
+        *self.dtmf_pt.lock() = telephone_event(rm).filter(|_| telephone_event(lm).is_some());
         st.codec = Some(codec);
         st.remote_sdp_addr = Some(target);
         // Latched address wins once media arrived from elsewhere.
@@ -353,6 +404,14 @@ impl MediaStream for AudioStream {
         TYPE
     }
 
+    fn object_id(&self) -> Option<ObjectId> {
+        Some(self.id)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn hold_supported(&self) -> bool {
         true
     }
@@ -390,6 +449,7 @@ impl MediaStream for AudioStream {
             st.output = output;
             st.policy = policy;
             st.key = key;
+            st.session = Some(ctx.session);
             Ok(())
         })
     }
@@ -447,13 +507,31 @@ impl MediaStream for AudioStream {
                     }
                 }
             };
-        let fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
+        // DTMF: offered as 101, answered with the offer's payload type.
+        let dtmf_pt = match remote {
+            None => Some(dtmf::DEFAULT_PAYLOAD_TYPE),
+            Some(r) => telephone_event(r),
+        };
+        let mut fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
+        if let Some(pt) = dtmf_pt {
+            fmts.push(pt.to_string());
+        }
         let fmt_refs: Vec<&str> = fmts.iter().map(String::as_str).collect();
         let mut m = MediaDescription::new("audio", port, proto, &fmt_refs);
         for (pt, law) in &codecs {
             m.push_attribute(Attribute::value(
                 "rtpmap",
                 format!("{pt} {}/{RATE}", law.name()),
+            ));
+        }
+        if let Some(pt) = dtmf_pt {
+            m.push_attribute(Attribute::value(
+                "rtpmap",
+                format!("{pt} {}/{RATE}", dtmf::ENCODING),
+            ));
+            m.push_attribute(Attribute::value(
+                "fmtp",
+                format!("{pt} {}", dtmf::FMTP_EVENTS),
             ));
         }
         m.push_attribute(Attribute::value("ptime", PTIME_MS.to_string()));
@@ -493,6 +571,17 @@ impl MediaStream for AudioStream {
                 received_from: self.remote_received.clone(),
                 target: self.remote_target.clone(),
                 srtp: self.srtp.clone(),
+                dtmf: self.dtmf.clone(),
+                dtmf_pt: self.dtmf_pt.clone(),
+                dtmf_in: DtmfReceiver::default(),
+                stream: Sender {
+                    id: self.id,
+                    kind: "MediaStream",
+                },
+                session: st.session.map(|id| Sender {
+                    id,
+                    kind: "Session",
+                }),
             };
             st.task = Some(tokio::spawn(media.run()));
             Ok(())
@@ -531,6 +620,7 @@ impl MediaStream for AudioStream {
             "remote_rtp_address_sdp": self.remote_rtp_address_sdp().map(|a| a.to_string()),
             "remote_rtp_address_received": self.remote_rtp_address_received().map(|a| a.to_string()),
             "srtp_active": self.srtp_active(),
+            "dtmf_payload_type": *self.dtmf_pt.lock(),
             "srtp_profile": self.srtp_profile(),
             "on_hold": self.held.load(Ordering::Relaxed),
             "statistics": {
@@ -561,9 +651,23 @@ struct Media {
     received_from: Arc<Mutex<Option<SocketAddr>>>,
     target: Arc<Mutex<Option<SocketAddr>>>,
     srtp: Arc<Mutex<Option<Srtp>>>,
+    dtmf: Arc<Mutex<DtmfSender>>,
+    dtmf_pt: Arc<Mutex<Option<u8>>>,
+    dtmf_in: DtmfReceiver,
+    stream: Sender,
+    session: Option<Sender>,
 }
 
 impl Media {
+    fn got_dtmf(&self, digit: char) {
+        let nc = NotificationCenter::default();
+        let data = || NotificationData::new().with("digit", digit.to_string());
+        nc.post_notification(GOT_DTMF, &self.stream, data());
+        if let Some(s) = &self.session {
+            nc.post_notification(SESSION_GOT_DTMF, s, data());
+        }
+    }
+
     async fn run(mut self) {
         let mut tick = tokio::time::interval(Duration::from_millis(PTIME_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -586,11 +690,20 @@ impl Media {
                     self.source.read(&mut frame);
                     let target = *self.target.lock();
                     if let (false, Some(to)) = (self.muted.load(Ordering::Relaxed), target) {
-                        payload.clear();
-                        self.law.encode(&frame, &mut payload);
+                        let dtmf_pt = *self.dtmf_pt.lock();
+                        let event = dtmf_pt.and_then(|pt| self.dtmf.lock().next(ts).map(|e| (pt, e)));
                         packet.clear();
-                        RtpHeader { marker: first, payload_type: self.pt, sequence: seq, timestamp: ts, ssrc }
-                            .write(&payload, &mut packet);
+                        match event {
+                            // A telephone event replaces the frame's audio.
+                            Some((pt, e)) => RtpHeader { marker: e.marker, payload_type: pt, sequence: seq, timestamp: e.timestamp, ssrc }
+                                .write(&e.payload, &mut packet),
+                            None => {
+                                payload.clear();
+                                self.law.encode(&frame, &mut payload);
+                                RtpHeader { marker: first, payload_type: self.pt, sequence: seq, timestamp: ts, ssrc }
+                                    .write(&payload, &mut packet);
+                            }
+                        }
                         first = false;
                         if let Some(s) = self.srtp.lock().as_mut() {
                             match s.tx.protect(&packet) {
@@ -626,7 +739,14 @@ impl Media {
                         },
                     };
                     let data: &[u8] = clear.as_deref().unwrap_or(&buf[..n]);
+                    let dtmf_pt = *self.dtmf_pt.lock();
                     match RtpPacket::parse(data) {
+                        Ok(p) if Some(p.header.payload_type) == dtmf_pt => {
+                            self.stats.lock().1.on_event_packet(Instant::now(), p.header.sequence, data.len());
+                            if let Some(d) = self.dtmf_in.on_packet(p.header.timestamp, p.payload) {
+                                self.got_dtmf(d);
+                            }
+                        }
                         Ok(p) if p.header.payload_type == self.law.payload_type() || p.header.payload_type == self.pt => {
                             self.stats.lock().1.on_packet(Instant::now(), p.header.sequence, p.header.timestamp, RATE, data.len());
                             pcm.clear();

@@ -274,6 +274,17 @@ pub extern "C" fn sipsimple_session_add_stream(
     })
 }
 
+/// Send DTMF `digits` (0-9, *, #, A-D) on the session's audio stream as
+/// RFC 4733 telephone events. The peer's session posts SIPSessionGotDTMF
+/// (`digit`) for each.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_send_dtmf(
+    s: *mut SipsimpleSession,
+    digits: *const c_char,
+) -> SipsimpleStatus {
+    guard(|| Ok(session(s)?.send_dtmf(in_str(digits, "digits")?)?))
+}
+
 /// Call `uri` (`routes` as for sipsimple_session_connect) to send it the
 /// file at `path` (push). The transfer's notifications come from the
 /// stream: FileTransferStreamDidChangeProgress and, once, DidFinish.

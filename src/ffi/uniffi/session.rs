@@ -255,6 +255,11 @@ impl Session {
         Ok(self.inner.add_stream(s)?)
     }
 
+    /// Send DTMF `digits` (0-9, *, #, A-D) on the audio stream.
+    pub fn send_dtmf(&self, digits: String) -> Result<(), SipSimpleError> {
+        Ok(self.inner.send_dtmf(&digits)?)
+    }
+
     /// Call `uri` through `routes` to send it the file at `path` (push).
     pub fn connect_file(
         &self,

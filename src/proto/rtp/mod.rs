@@ -1,6 +1,7 @@
 //! RTP (RFC 3550): packets, the receive statistics of one source, and
 //! SRTP (RFC 3711).
 
+pub mod dtmf;
 pub mod packet;
 pub mod srtp;
 pub mod stats;

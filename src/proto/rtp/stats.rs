@@ -24,6 +24,28 @@ impl ReceiveStats {
     /// Account for a packet with `seq` and RTP `timestamp` that arrived at
     /// `now`, for a clock of `rate` Hz.
     pub fn on_packet(&mut self, now: Instant, seq: u16, timestamp: u32, rate: u32, bytes: usize) {
+        self.count(now, seq, bytes);
+        // Jitter (A.8): transit time differences in timestamp units.
+        let first = self.first_arrival.unwrap_or(now);
+        let arrival = (now.duration_since(first).as_secs_f64() * rate as f64) as i64;
+        let transit = arrival - timestamp as i64;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).unsigned_abs();
+            // J += (|D| - J) / 16, in Q4.
+            let j = self.jitter_q4 as i64;
+            self.jitter_q4 = (j + d as i64 - ((j + 8) >> 4)).max(0) as u64;
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// Account for a packet whose timestamp says nothing of its arrival
+    /// time (an RFC 4733 telephone event keeps its event's start): it
+    /// counts for loss, not for jitter.
+    pub fn on_event_packet(&mut self, now: Instant, seq: u16, bytes: usize) {
+        self.count(now, seq, bytes);
+    }
+
+    fn count(&mut self, now: Instant, seq: u16, bytes: usize) {
         self.packets += 1;
         self.bytes += bytes as u64;
         if !self.started {
@@ -42,17 +64,6 @@ impl ReceiveStats {
                 self.max_seq = seq;
             }
         }
-        // Jitter (A.8): transit time differences in timestamp units.
-        let first = self.first_arrival.unwrap_or(now);
-        let arrival = (now.duration_since(first).as_secs_f64() * rate as f64) as i64;
-        let transit = arrival - timestamp as i64;
-        if let Some(last) = self.last_transit {
-            let d = (transit - last).unsigned_abs();
-            // J += (|D| - J) / 16, in Q4.
-            let j = self.jitter_q4 as i64;
-            self.jitter_q4 = (j + d as i64 - ((j + 8) >> 4)).max(0) as u64;
-        }
-        self.last_transit = Some(transit);
     }
 
     /// The extended highest sequence number received (A.1).

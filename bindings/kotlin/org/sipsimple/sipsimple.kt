@@ -919,6 +919,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_display_notification(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_session_send_dtmf(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_file(
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_send_message(
@@ -1151,6 +1153,8 @@ internal object UniffiLib {
     external fun uniffi_sipsimple_fn_method_session_send_composing_indication(`ptr`: Long,`state`: RustBuffer.ByValue,`refresh`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_send_display_notification(`ptr`: Long,`messageId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_sipsimple_fn_method_session_send_dtmf(`ptr`: Long,`digits`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_send_file(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1514,6 +1518,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_send_display_notification() and 0xFFFF) != 63323) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_send_dtmf() and 0xFFFF) != 15124) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_send_file() and 0xFFFF) != 64613) {
@@ -4662,6 +4669,11 @@ public interface SessionInterface {
     fun `sendDisplayNotification`(`messageId`: kotlin.String)
     
     /**
+     * Send DTMF `digits` (0-9, *, #, A-D) on the audio stream.
+     */
+    fun `sendDtmf`(`digits`: kotlin.String)
+    
+    /**
      * Offer the file at `path` on this established session.
      */
     fun `sendFile`(`path`: kotlin.String)
@@ -5050,6 +5062,23 @@ open class Session: Disposable, AutoCloseable, SessionInterface
         it,
         
         FfiConverterString.lower(`messageId`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Send DTMF `digits` (0-9, *, #, A-D) on the audio stream.
+     */
+    @Throws(SipSimpleException::class)override fun `sendDtmf`(`digits`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_send_dtmf(
+        it,
+        
+        FfiConverterString.lower(`digits`),_status)
 }
     }
     
