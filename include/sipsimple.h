@@ -582,6 +582,20 @@ SipsimpleStatus sipsimple_session_add_stream(struct SipsimpleSession *s, const c
 SipsimpleStatus sipsimple_session_send_dtmf(struct SipsimpleSession *s, const char *digits);
 
 /**
+ * Record the call's audio to `file` (NULL: a file named after the time
+ * and the peer in `audio.recordings_directory`): a 2-channel WAV, what
+ * we send and what we hear. `out_file` (may be NULL) gets the file used.
+ */
+SipsimpleStatus sipsimple_session_start_recording_audio(struct SipsimpleSession *s,
+                                                        const char *file,
+                                                        char **out_file);
+
+/**
+ * Stop recording; the file is complete when this returns.
+ */
+SipsimpleStatus sipsimple_session_stop_recording_audio(struct SipsimpleSession *s);
+
+/**
  * Call `uri` (`routes` as for sipsimple_session_connect) to send it the
  * file at `path` (push). The transfer's notifications come from the
  * stream: FileTransferStreamDidChangeProgress and, once, DidFinish.

@@ -333,3 +333,102 @@ fn mandatory_against_disabled_fails_the_call() {
         bob.stop();
     }
 }
+
+/// Recording a call: a 2-channel WAV with what we send and what we hear,
+/// announced before and after each step; the file is complete when
+/// stop returns.
+#[test]
+fn recording_holds_both_sides_of_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = app("alice", "tone:440", "null", &["PCMU"], "optional");
+    let bob = app("bob", "tone:1000", "null", &["PCMU"], "optional");
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let s2 = seen.clone();
+    let bob2 = bob.clone();
+    let tok = NotificationCenter::default().add_observer(None, None, move |n: &Notification| {
+        if n.name == "SIPSessionNewIncoming" {
+            if let Some(s) = bob2.session_manager().unwrap().session(n.sender.id) {
+                let _ = s.accept(s.proposed_streams());
+            }
+        }
+        if n.name.contains("RecordingAudio") {
+            s2.lock().push((
+                n.name.clone(),
+                n.data.get_str("file_name").unwrap_or("").to_string(),
+            ));
+        }
+    });
+    let account = alice
+        .account_manager()
+        .unwrap()
+        .get_account("alice@example.com")
+        .unwrap();
+    let a = alice.session_manager().unwrap().new_session(&account);
+    let port = bob.sip_local_address(TransportKind::Udp).unwrap().port();
+    a.connect(
+        &format!("sip:bob@127.0.0.1:{port}"),
+        &[],
+        vec![MediaStreamRegistry::default().create("audio").unwrap()],
+    )
+    .unwrap();
+    wait("established", || a.state() == SessionState::Established);
+    let path = dir.path().join("call.wav");
+    let used = a
+        .start_recording_audio(Some(path.to_str().unwrap()))
+        .unwrap();
+    assert_eq!(used, path.to_str().unwrap());
+    assert!(
+        a.start_recording_audio(None).is_err(),
+        "one recording at a time"
+    );
+    assert_eq!(audio_info(&a)["recording_file_name"], used.as_str());
+    std::thread::sleep(Duration::from_millis(1500));
+    a.stop_recording_audio().unwrap();
+    assert!(a.stop_recording_audio().is_err());
+    // A second recording without a name goes to the recordings directory.
+    let dir2 = tempfile::tempdir().unwrap();
+    let settings = alice.settings().unwrap();
+    settings
+        .set(
+            "audio.recordings_directory",
+            json!(dir2.path().display().to_string()),
+        )
+        .unwrap();
+    settings.save().unwrap();
+    let auto = a.start_recording_audio(None).unwrap();
+    assert!(
+        auto.starts_with(dir2.path().to_str().unwrap()) && auto.ends_with(".wav"),
+        "{auto}"
+    );
+    a.end().unwrap();
+    wait("ended", || a.state() == SessionState::Terminated);
+    NotificationCenter::default().remove_observer(tok);
+    alice.stop();
+    bob.stop();
+    let names: Vec<String> = seen
+        .lock()
+        .iter()
+        .filter(|(_, f)| f == &used)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for step in [
+        "WillStartRecordingAudio",
+        "DidStartRecordingAudio",
+        "WillStopRecordingAudio",
+        "DidStopRecordingAudio",
+    ] {
+        assert!(names.contains(&format!("SIPSession{step}")), "{names:?}");
+        assert!(names.contains(&format!("AudioStream{step}")), "{names:?}");
+    }
+    let mut r = hound::WavReader::open(&path).unwrap();
+    assert_eq!(r.spec().channels, 2);
+    let all: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+    let ours: Vec<i16> = all.iter().step_by(2).copied().collect();
+    let heard: Vec<i16> = all.iter().skip(1).step_by(2).copied().collect();
+    assert!(ours.len() >= 8000, "{} frames", ours.len());
+    let tail = |v: &[i16]| v[v.len() - 8000..].to_vec();
+    assert!(tone_ratio(&tail(&ours), 8000, 440.0) > 0.9);
+    assert!(tone_ratio(&tail(&heard), 8000, 1000.0) > 0.9);
+    // Ending the call finished the unnamed recording too.
+    assert!(hound::WavReader::open(&auto).is_ok());
+}

@@ -20,7 +20,7 @@ use sipsimple::{
 fn app() -> SIPApplication {
     let s = MemoryStorage::new();
     s.save(
-        json!({"sip": {"transport_list": ["udp", "tcp"]}})
+        json!({"sip": {"transport_list": ["udp", "tcp"]}, "audio": {"no_audio_timeout": 1}})
             .as_object()
             .unwrap(),
     )
@@ -162,6 +162,33 @@ fn our_sessions_call_sipp_uas() {
     }
     let (code, errors) = sipp.wait();
     assert_eq!(code, 0, "SIPp uas: {errors}");
+    us.stop();
+}
+
+/// SIPp's built-in UAS answers with SDP but sends no RTP: after
+/// `audio.no_audio_timeout` (1 s here) the session says so, once.
+#[test]
+fn silence_from_the_peer_gives_got_no_audio() {
+    if !sipp_available() {
+        return;
+    }
+    let us = app();
+    let port = free_port();
+    let sipp = run_sipp(port, &["-sn", "uas", "-m", "1", "-t", "u1"], None);
+    std::thread::sleep(Duration::from_millis(500));
+    let (counts, tok) = observe(&us, false);
+    let s = call(&us, &format!("sip:service@127.0.0.1:{port}"));
+    wait("established", 10, || s.state() == SessionState::Established);
+    wait("SIPSessionGotNoAudio", 5, || {
+        counts.count("SIPSessionGotNoAudio") == 1
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(counts.count("SIPSessionGotNoAudio"), 1, "said once");
+    s.end().unwrap();
+    wait("terminated", 10, || s.state() == SessionState::Terminated);
+    let (code, errors) = sipp.wait();
+    assert_eq!(code, 0, "SIPp uas: {errors}");
+    NotificationCenter::default().remove_observer(tok);
     us.stop();
 }
 

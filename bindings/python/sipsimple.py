@@ -670,7 +670,11 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_set_file_source() != 21849:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_start_recording_audio() != 19635:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_state() != 42262:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_sipsimple_checksum_method_session_stop_recording_audio() != 64362:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_method_session_stream_types() != 4856:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -948,9 +952,15 @@ _UniffiLib.uniffi_sipsimple_checksum_method_session_send_ring_indication.restype
 _UniffiLib.uniffi_sipsimple_checksum_method_session_set_file_source.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_set_file_source.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_start_recording_audio.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_start_recording_audio.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_state.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_state.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_checksum_method_session_stop_recording_audio.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_method_session_stop_recording_audio.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_method_session_stream_types.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_session_stream_types.restype = ctypes.c_uint16
@@ -1418,11 +1428,22 @@ _UniffiLib.uniffi_sipsimple_fn_method_session_set_file_source.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_session_set_file_source.restype = None
+_UniffiLib.uniffi_sipsimple_fn_method_session_start_recording_audio.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_start_recording_audio.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_sipsimple_fn_method_session_state.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_sipsimple_fn_method_session_state.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_sipsimple_fn_method_session_stop_recording_audio.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_method_session_stop_recording_audio.restype = None
 _UniffiLib.uniffi_sipsimple_fn_method_session_stream_types.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -3331,10 +3352,21 @@ class SessionProtocol(typing.Protocol):
         (before accepting).
 """
         raise NotImplementedError
+    def start_recording_audio(self, file: typing.Optional[str]) -> str:
+        """
+        Record the call's audio (None: a file named after the time and the
+        peer); returns the file used.
+"""
+        raise NotImplementedError
     def state(self, ) -> str:
         """
         "NULL", "connecting", "incoming", "accepting", "established",
         "proposing", "received_proposal", "terminating" or "terminated".
+"""
+        raise NotImplementedError
+    def stop_recording_audio(self, ) -> None:
+        """
+        Stop recording the call.
 """
         raise NotImplementedError
     def stream_types(self, ) -> typing.List[str]:
@@ -3736,6 +3768,25 @@ class Session(SessionProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def start_recording_audio(self, file: typing.Optional[str]) -> str:
+        """
+        Record the call's audio (None: a file named after the time and the
+        peer); returns the file used.
+"""
+        
+        _UniffiFfiConverterOptionalString.check_lower(file)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalString.lower(file),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_start_recording_audio,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def state(self, ) -> str:
         """
         "NULL", "connecting", "incoming", "accepting", "established",
@@ -3749,6 +3800,21 @@ class Session(SessionProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_sipsimple_fn_method_session_state,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def stop_recording_audio(self, ) -> None:
+        """
+        Stop recording the call.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeSipSimpleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_sipsimple_fn_method_session_stop_recording_audio,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

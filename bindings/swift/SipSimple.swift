@@ -2292,10 +2292,21 @@ public protocol SessionProtocol: AnyObject, Sendable {
     func setFileSource(path: String) throws 
     
     /**
+     * Record the call's audio (None: a file named after the time and the
+     * peer); returns the file used.
+     */
+    func startRecordingAudio(file: String?) throws  -> String
+    
+    /**
      * "NULL", "connecting", "incoming", "accepting", "established",
      * "proposing", "received_proposal", "terminating" or "terminated".
      */
     func state()  -> String
+    
+    /**
+     * Stop recording the call.
+     */
+    func stopRecordingAudio() throws 
     
     func streamTypes()  -> [String]
     
@@ -2600,6 +2611,20 @@ open func setFileSource(path: String)throws   {try rustCallWithError(FfiConverte
 }
     
     /**
+     * Record the call's audio (None: a file named after the time and the
+     * peer); returns the file used.
+     */
+open func startRecordingAudio(file: String?)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_start_recording_audio(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionString.lower(file),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * "NULL", "connecting", "incoming", "accepting", "established",
      * "proposing", "received_proposal", "terminating" or "terminated".
      */
@@ -2610,6 +2635,17 @@ open func state() -> String  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Stop recording the call.
+     */
+open func stopRecordingAudio()throws   {try rustCallWithError(FfiConverterTypeSipSimpleError_lift) {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_method_session_stop_recording_audio(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
 }
     
 open func streamTypes() -> [String]  {
@@ -4348,7 +4384,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_sipsimple_checksum_method_session_set_file_source() != 21849) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_sipsimple_checksum_method_session_start_recording_audio() != 19635) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_sipsimple_checksum_method_session_state() != 42262) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_sipsimple_checksum_method_session_stop_recording_audio() != 64362) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_method_session_stream_types() != 4856) {

@@ -798,9 +798,19 @@ void uniffi_sipsimple_fn_method_session_send_ring_indication(uint64_t ptr, RustC
 void uniffi_sipsimple_fn_method_session_set_file_source(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_START_RECORDING_AUDIO
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_START_RECORDING_AUDIO
+RustBuffer uniffi_sipsimple_fn_method_session_start_recording_audio(uint64_t ptr, RustBuffer file, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STATE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STATE
 RustBuffer uniffi_sipsimple_fn_method_session_state(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STOP_RECORDING_AUDIO
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STOP_RECORDING_AUDIO
+void uniffi_sipsimple_fn_method_session_stop_recording_audio(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_METHOD_SESSION_STREAM_TYPES
@@ -1585,9 +1595,21 @@ uint16_t uniffi_sipsimple_checksum_method_session_set_file_source(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_START_RECORDING_AUDIO
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_START_RECORDING_AUDIO
+uint16_t uniffi_sipsimple_checksum_method_session_start_recording_audio(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_STATE
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_STATE
 uint16_t uniffi_sipsimple_checksum_method_session_state(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_STOP_RECORDING_AUDIO
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_METHOD_SESSION_STOP_RECORDING_AUDIO
+uint16_t uniffi_sipsimple_checksum_method_session_stop_recording_audio(void
     
 );
 #endif

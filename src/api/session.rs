@@ -393,19 +393,78 @@ impl Session {
         Ok(s)
     }
 
+    /// The session's (built-in) audio stream.
+    fn audio_stream(&self) -> Result<StreamHandle> {
+        self.streams()
+            .into_iter()
+            .find(|h| {
+                h.implementation()
+                    .as_any()
+                    .is_some_and(|a| a.is::<super::streams::AudioStream>())
+            })
+            .ok_or_else(|| Error::InvalidState("the session has no audio stream".into()))
+    }
+
+    fn with_audio<T>(
+        &self,
+        f: impl FnOnce(&super::streams::AudioStream) -> Result<T>,
+    ) -> Result<T> {
+        let h = self.audio_stream()?;
+        let a = h
+            .implementation()
+            .as_any()
+            .and_then(|a| a.downcast_ref::<super::streams::AudioStream>())
+            .ok_or_else(|| Error::Internal("not an audio stream".into()))?;
+        f(a)
+    }
+
     /// Send DTMF `digits` (0-9, *, #, A-D) on the session's audio stream
     /// (RFC 4733 telephone events).
     pub fn send_dtmf(&self, digits: &str) -> Result<()> {
-        let h = self
-            .streams()
-            .into_iter()
-            .find(|h| h.stream_type() == super::streams::audio::TYPE)
-            .ok_or_else(|| Error::InvalidState("the session has no audio stream".into()))?;
-        h.implementation()
-            .as_any()
-            .and_then(|a| a.downcast_ref::<super::streams::AudioStream>())
-            .ok_or_else(|| Error::InvalidState("the audio stream is not the built-in one".into()))?
-            .send_dtmf(digits)
+        self.with_audio(|a| a.send_dtmf(digits))
+    }
+
+    /// Record the call's audio to `file` (a 2-channel WAV: what we send,
+    /// what we hear), or to a file named after the time and the peer in
+    /// `audio.recordings_directory` (default `~/sipsimple-recordings`).
+    /// Returns the file written.
+    pub fn start_recording_audio(&self, file: Option<&str>) -> Result<String> {
+        let path = match file {
+            Some(f) => f.to_string(),
+            None => {
+                let settings = self.inner.env.settings.snapshot();
+                let dir = match super::engine::setting(&settings, "audio.recordings_directory") {
+                    Some(Value::String(d)) if !d.is_empty() => std::path::PathBuf::from(d),
+                    _ => std::env::var_os("HOME")
+                        .filter(|h| !h.is_empty())
+                        .map(|h| std::path::PathBuf::from(h).join("sipsimple-recordings"))
+                        .unwrap_or_else(std::env::temp_dir),
+                };
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+                let peer = self
+                    .remote_identity()
+                    .and_then(|r| {
+                        crate::proto::cpim::CpimAddress::parse(r.split(';').next().unwrap_or(&r))
+                            .ok()
+                    })
+                    .map(|a| a.uri)
+                    .unwrap_or_else(|| "call".into());
+                let when = crate::proto::cpim::format_datetime(SystemTime::now());
+                let name = crate::proto::sdp::file_transfer::sanitize_file_name(&format!(
+                    "{}-{}.wav",
+                    when.replace(':', "-"),
+                    peer.replace([':', '@'], "-")
+                ));
+                dir.join(name).display().to_string()
+            }
+        };
+        self.with_audio(|a| a.start_recording(&path))
+    }
+
+    /// Stop recording the call.
+    pub fn stop_recording_audio(&self) -> Result<()> {
+        self.with_audio(|a| a.stop_recording())
     }
 
     /// Offer the file at `path` to the peer of this established session:

@@ -73,6 +73,8 @@ pub static GLOBAL: &[Def] = defs! {
     "audio.input_device", Kind::Text, Value::from("null"), "null, tone:<Hz> or wav:<path>";
     "audio.output_device", Kind::Text, Value::from("null"), "null or wav:<path>";
     "rtp.audio_codec_list", Kind::List, serde_json::json!(["PCMU", "PCMA"]), "audio codecs in order";
+    "audio.no_audio_timeout", Kind::Number(0, 3600), Value::from(5), "seconds without audio before SIPSessionGotNoAudio (0: never)";
+    "audio.recordings_directory", Kind::OptText, Value::Null, "where recordings go when no file is named";
     "logs.trace_sip", Kind::Bool, Value::Bool(false), "post SIPEngineSIPTrace";
     "chat.max_message_size", Kind::Number(1, 1 << 40), Value::from(16 * 1024 * 1024), "largest incoming chat message, bytes";
     "chat.disposition_notifications", Kind::List, serde_json::json!([]), "IMDN asked for on sent chat messages (positive-delivery, negative-delivery, display)";

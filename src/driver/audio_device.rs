@@ -145,9 +145,11 @@ pub fn resample(input: &[i16], from: u32, to: u32) -> Vec<i16> {
         .collect()
 }
 
-/// Writes what it gets into a 16-bit mono WAV file.
+/// Writes what it gets into a 16-bit WAV file (mono unless made with
+/// [`WavSink::create_channels`]; frames are then interleaved).
 pub struct WavSink {
     writer: Option<hound::WavWriter<BufWriter<File>>>,
+    path: String,
 }
 
 impl WavSink {
@@ -155,8 +157,13 @@ impl WavSink {
     /// or an earlier call did), `name-2.wav`, `name-3.wav`, ... instead:
     /// nothing is overwritten.
     pub fn create(path: &str, rate: u32) -> Result<WavSink, DeviceError> {
+        WavSink::create_channels(path, rate, 1)
+    }
+
+    /// [`WavSink::create`] with `channels` interleaved channels.
+    pub fn create_channels(path: &str, rate: u32, channels: u16) -> Result<WavSink, DeviceError> {
         let spec = hound::WavSpec {
-            channels: 1,
+            channels,
             sample_rate: rate,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
@@ -166,7 +173,7 @@ impl WavSink {
             _ => (path.to_string(), String::new()),
         };
         let mut n = 1;
-        let file = loop {
+        let (file, chosen) = loop {
             let candidate = if n == 1 {
                 path.to_string()
             } else {
@@ -177,7 +184,7 @@ impl WavSink {
                 .create_new(true)
                 .open(&candidate)
             {
-                Ok(f) => break f,
+                Ok(f) => break (f, candidate),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
                 Err(e) => {
                     return Err(DeviceError::Wav {
@@ -193,7 +200,15 @@ impl WavSink {
                 source,
             }
         })?;
-        Ok(WavSink { writer: Some(w) })
+        Ok(WavSink {
+            writer: Some(w),
+            path: chosen,
+        })
+    }
+
+    /// The file actually written (the name asked for, or `name-N.wav`).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 }
 

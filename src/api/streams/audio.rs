@@ -23,6 +23,13 @@
 //! (audio pauses meanwhile); each received event posts AudioStreamGotDTMF
 //! from the stream and SIPSessionGotDTMF from the session, `digit` in the
 //! data.
+//!
+//! Recording: [`AudioStream::start_recording`] writes the call to a
+//! 2-channel WAV file at 8 kHz (channel 1: what we send, channel 2: what
+//! we hear), nothing while on hold, with AudioStream{Will,Did}StartRecordingAudio
+//! and {Will,Did}StopRecordingAudio (`file_name`), and the same as
+//! SIPSession... from the session. No packet within `audio.no_audio_timeout`
+//! seconds of the start (default 5; 0: never) posts SIPSessionGotNoAudio.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +44,7 @@ use crate::api::engine::setting;
 use crate::api::error::{Error, Result};
 use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
-use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource};
+use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource, WavSink};
 use crate::proto::codec::g711::Law;
 use crate::proto::rtp::dtmf::{self, DtmfReceiver, DtmfSender};
 use crate::proto::rtp::srtp::{CryptoAttribute, MasterKey, SrtpContext, SrtpError, SrtpProfile};
@@ -47,6 +54,13 @@ use crate::proto::sdp::{Attribute, MediaDescription, SessionDescription};
 pub const TYPE: &str = "audio";
 pub const GOT_DTMF: &str = "AudioStreamGotDTMF";
 pub const SESSION_GOT_DTMF: &str = "SIPSessionGotDTMF";
+pub const SESSION_GOT_NO_AUDIO: &str = "SIPSessionGotNoAudio";
+const RECORDING: [&str; 4] = [
+    "WillStartRecordingAudio",
+    "DidStartRecordingAudio",
+    "WillStopRecordingAudio",
+    "DidStopRecordingAudio",
+];
 /// How long each DTMF digit lasts.
 const DTMF_MS: u32 = 100;
 const RATE: u32 = 8000;
@@ -192,6 +206,33 @@ struct State {
     key: Option<MasterKey>,
     /// The session the stream belongs to (for SIPSessionGotDTMF).
     session: Option<ObjectId>,
+    no_audio_after: Option<Duration>,
+}
+
+/// A call being recorded: the file, and what we heard since the last
+/// frame we sent.
+struct Recorder {
+    sink: WavSink,
+    heard: std::collections::VecDeque<i16>,
+}
+
+impl Recorder {
+    /// One frame: ours, and as much of what we heard (silence if nothing).
+    fn frame(&mut self, ours: &[i16]) {
+        let mut both = Vec::with_capacity(ours.len() * 2);
+        for s in ours {
+            both.push(*s);
+            both.push(self.heard.pop_front().unwrap_or(0));
+        }
+        self.sink.write(&both);
+    }
+
+    fn heard(&mut self, pcm: &[i16]) {
+        self.heard.extend(pcm);
+        // Bounded: a peer sending faster than we play is not recorded ahead.
+        let excess = self.heard.len().saturating_sub(RATE as usize / 5);
+        self.heard.drain(..excess);
+    }
 }
 
 /// The telephone-event payload type of a media section, if it has one.
@@ -216,6 +257,7 @@ pub struct AudioStream {
     dtmf: Arc<Mutex<DtmfSender>>,
     /// The peer's telephone-event payload type (None: no DTMF).
     dtmf_pt: Arc<Mutex<Option<u8>>>,
+    recorder: Arc<Mutex<Option<Recorder>>>,
 }
 
 impl AudioStream {
@@ -224,6 +266,7 @@ impl AudioStream {
             id: ObjectId::new(),
             dtmf: Arc::new(Mutex::new(DtmfSender::new(DTMF_MS, FRAME as u16))),
             dtmf_pt: Arc::default(),
+            recorder: Arc::default(),
             state: Mutex::new(State::default()),
             muted: Arc::new(AtomicBool::new(false)),
             held: AtomicBool::new(false),
@@ -253,6 +296,68 @@ impl AudioStream {
             )));
         }
         Ok(())
+    }
+
+    fn post_recording(&self, which: usize, file: &str) {
+        let nc = NotificationCenter::default();
+        let data = || NotificationData::new().with("file_name", file);
+        let stream = Sender {
+            id: self.id,
+            kind: "MediaStream",
+        };
+        nc.post_notification(&format!("AudioStream{}", RECORDING[which]), &stream, data());
+        if let Some(id) = self.state.lock().session {
+            let session = Sender {
+                id,
+                kind: "Session",
+            };
+            nc.post_notification(&format!("SIPSession{}", RECORDING[which]), &session, data());
+        }
+    }
+
+    /// Record the call to a 2-channel WAV file at `path` (an existing file
+    /// is not overwritten: `name-2.wav` follows); returns the file used.
+    pub fn start_recording(&self, path: &str) -> Result<String> {
+        if self.state.lock().task.is_none() {
+            return Err(Error::InvalidState(
+                "the audio stream has not started".into(),
+            ));
+        }
+        if self.recorder.lock().is_some() {
+            return Err(Error::InvalidState(
+                "the call is being recorded already".into(),
+            ));
+        }
+        self.post_recording(0, path);
+        let sink = WavSink::create_channels(path, RATE, 2)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let file = sink.path().to_string();
+        *self.recorder.lock() = Some(Recorder {
+            sink,
+            heard: std::collections::VecDeque::new(),
+        });
+        self.post_recording(1, &file);
+        Ok(file)
+    }
+
+    /// Stop recording; the file is complete when this returns.
+    pub fn stop_recording(&self) -> Result<()> {
+        let Some(mut r) = self.recorder.lock().take() else {
+            return Err(Error::InvalidState("the call is not being recorded".into()));
+        };
+        let file = r.sink.path().to_string();
+        self.post_recording(2, &file);
+        r.sink.finish();
+        self.post_recording(3, &file);
+        Ok(())
+    }
+
+    /// The file being recorded to.
+    pub fn recording_file_name(&self) -> Option<String> {
+        self.recorder
+            .lock()
+            .as_ref()
+            .map(|r| r.sink.path().to_string())
     }
 
     /// Whether media is encrypted (SRTP negotiated).
@@ -450,6 +555,18 @@ impl MediaStream for AudioStream {
             st.policy = policy;
             st.key = key;
             st.session = Some(ctx.session);
+            st.no_audio_after = match setting(&ctx.settings, "audio.no_audio_timeout") {
+                None | Some(Value::Null) => Some(Duration::from_secs(5)),
+                Some(v) => match v.as_u64() {
+                    Some(0) => None,
+                    Some(n) => Some(Duration::from_secs(n)),
+                    None => {
+                        return Err(Error::InvalidArgument(format!(
+                            "audio.no_audio_timeout must be seconds, not {v}"
+                        )))
+                    }
+                },
+            };
             Ok(())
         })
     }
@@ -582,6 +699,8 @@ impl MediaStream for AudioStream {
                     id,
                     kind: "Session",
                 }),
+                recorder: self.recorder.clone(),
+                no_audio_after: st.no_audio_after,
             };
             st.task = Some(tokio::spawn(media.run()));
             Ok(())
@@ -603,6 +722,9 @@ impl MediaStream for AudioStream {
     }
 
     fn end(&self) {
+        if self.recorder.lock().is_some() {
+            let _ = self.stop_recording();
+        }
         let mut st = self.state.lock();
         if let Some(t) = st.task.take() {
             t.abort();
@@ -621,6 +743,7 @@ impl MediaStream for AudioStream {
             "remote_rtp_address_received": self.remote_rtp_address_received().map(|a| a.to_string()),
             "srtp_active": self.srtp_active(),
             "dtmf_payload_type": *self.dtmf_pt.lock(),
+            "recording_file_name": self.recording_file_name(),
             "srtp_profile": self.srtp_profile(),
             "on_hold": self.held.load(Ordering::Relaxed),
             "statistics": {
@@ -656,6 +779,8 @@ struct Media {
     dtmf_in: DtmfReceiver,
     stream: Sender,
     session: Option<Sender>,
+    recorder: Arc<Mutex<Option<Recorder>>>,
+    no_audio_after: Option<Duration>,
 }
 
 impl Media {
@@ -684,10 +809,25 @@ impl Media {
         let mut buf = vec![0u8; 2048];
         let mut pcm = Vec::with_capacity(FRAME * 2);
         let mut first = true;
+        let started = Instant::now();
+        let mut heard_any = false;
+        let mut no_audio_told = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     self.source.read(&mut frame);
+                    if !heard_any && !no_audio_told && self.no_audio_after.is_some_and(|t| started.elapsed() >= t) {
+                        no_audio_told = true;
+                        if let Some(s) = &self.session {
+                            tracing::info!(target: "sipsimple::audio", "no audio within {:?}", self.no_audio_after);
+                            NotificationCenter::default().post_notification(SESSION_GOT_NO_AUDIO, s, NotificationData::new());
+                        }
+                    }
+                    if !self.muted.load(Ordering::Relaxed) {
+                        if let Some(r) = self.recorder.lock().as_mut() {
+                            r.frame(&frame);
+                        }
+                    }
                     let target = *self.target.lock();
                     if let (false, Some(to)) = (self.muted.load(Ordering::Relaxed), target) {
                         let dtmf_pt = *self.dtmf_pt.lock();
@@ -749,9 +889,13 @@ impl Media {
                         }
                         Ok(p) if p.header.payload_type == self.law.payload_type() || p.header.payload_type == self.pt => {
                             self.stats.lock().1.on_packet(Instant::now(), p.header.sequence, p.header.timestamp, RATE, data.len());
+                            heard_any = true;
                             pcm.clear();
                             self.law.decode(p.payload, &mut pcm);
                             self.sink.write(&pcm);
+                            if let Some(r) = self.recorder.lock().as_mut() {
+                                r.heard(&pcm);
+                            }
                             // Symmetric RTP: answer where media comes from.
                             let mut rf = self.received_from.lock();
                             if *rf != Some(from) {

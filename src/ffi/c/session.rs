@@ -285,6 +285,34 @@ pub extern "C" fn sipsimple_session_send_dtmf(
     guard(|| Ok(session(s)?.send_dtmf(in_str(digits, "digits")?)?))
 }
 
+/// Record the call's audio to `file` (NULL: a file named after the time
+/// and the peer in `audio.recordings_directory`): a 2-channel WAV, what
+/// we send and what we hear. `out_file` (may be NULL) gets the file used.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_start_recording_audio(
+    s: *mut SipsimpleSession,
+    file: *const c_char,
+    out_file: *mut *mut c_char,
+) -> SipsimpleStatus {
+    guard(|| {
+        let sess = session(s)?;
+        let used = sess.start_recording_audio(opt_str(file, "file")?)?;
+        if out_file.is_null() {
+            Ok(())
+        } else {
+            out_string(out_file, &used)
+        }
+    })
+}
+
+/// Stop recording; the file is complete when this returns.
+#[no_mangle]
+pub extern "C" fn sipsimple_session_stop_recording_audio(
+    s: *mut SipsimpleSession,
+) -> SipsimpleStatus {
+    guard(|| Ok(session(s)?.stop_recording_audio()?))
+}
+
 /// Call `uri` (`routes` as for sipsimple_session_connect) to send it the
 /// file at `path` (push). The transfer's notifications come from the
 /// stream: FileTransferStreamDidChangeProgress and, once, DidFinish.

@@ -260,6 +260,17 @@ impl Session {
         Ok(self.inner.send_dtmf(&digits)?)
     }
 
+    /// Record the call's audio (None: a file named after the time and the
+    /// peer); returns the file used.
+    pub fn start_recording_audio(&self, file: Option<String>) -> Result<String, SipSimpleError> {
+        Ok(self.inner.start_recording_audio(file.as_deref())?)
+    }
+
+    /// Stop recording the call.
+    pub fn stop_recording_audio(&self) -> Result<(), SipSimpleError> {
+        Ok(self.inner.stop_recording_audio()?)
+    }
+
     /// Call `uri` through `routes` to send it the file at `path` (push).
     pub fn connect_file(
         &self,

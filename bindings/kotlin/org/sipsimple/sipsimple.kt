@@ -929,7 +929,11 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_set_file_source(
     ): Int
+    external fun uniffi_sipsimple_checksum_method_session_start_recording_audio(
+    ): Int
     external fun uniffi_sipsimple_checksum_method_session_state(
+    ): Int
+    external fun uniffi_sipsimple_checksum_method_session_stop_recording_audio(
     ): Int
     external fun uniffi_sipsimple_checksum_method_session_stream_types(
     ): Int
@@ -1164,8 +1168,12 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_sipsimple_fn_method_session_set_file_source(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_sipsimple_fn_method_session_start_recording_audio(`ptr`: Long,`file`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_session_state(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_sipsimple_fn_method_session_stop_recording_audio(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_sipsimple_fn_method_session_stream_types(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_method_session_unhold(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1535,7 +1543,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_sipsimple_checksum_method_session_set_file_source() and 0xFFFF) != 21849) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_sipsimple_checksum_method_session_start_recording_audio() and 0xFFFF) != 19635) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_method_session_state() and 0xFFFF) != 42262) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_sipsimple_checksum_method_session_stop_recording_audio() and 0xFFFF) != 64362) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_sipsimple_checksum_method_session_stream_types() and 0xFFFF) != 4856) {
@@ -4693,10 +4707,21 @@ public interface SessionInterface {
     fun `setFileSource`(`path`: kotlin.String)
     
     /**
+     * Record the call's audio (None: a file named after the time and the
+     * peer); returns the file used.
+     */
+    fun `startRecordingAudio`(`file`: kotlin.String?): kotlin.String
+    
+    /**
      * "NULL", "connecting", "incoming", "accepting", "established",
      * "proposing", "received_proposal", "terminating" or "terminated".
      */
     fun `state`(): kotlin.String
+    
+    /**
+     * Stop recording the call.
+     */
+    fun `stopRecordingAudio`()
     
     fun `streamTypes`(): List<kotlin.String>
     
@@ -5154,6 +5179,25 @@ open class Session: Disposable, AutoCloseable, SessionInterface
 
     
     /**
+     * Record the call's audio (None: a file named after the time and the
+     * peer); returns the file used.
+     */
+    @Throws(SipSimpleException::class)override fun `startRecordingAudio`(`file`: kotlin.String?): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_start_recording_audio(
+        it,
+        
+        FfiConverterOptionalString.lower(`file`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * "NULL", "connecting", "incoming", "accepting", "established",
      * "proposing", "received_proposal", "terminating" or "terminated".
      */override fun `state`(): kotlin.String {
@@ -5167,6 +5211,22 @@ open class Session: Disposable, AutoCloseable, SessionInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Stop recording the call.
+     */
+    @Throws(SipSimpleException::class)override fun `stopRecordingAudio`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SipSimpleException) { _status ->
+    UniffiLib.uniffi_sipsimple_fn_method_session_stop_recording_audio(
+        it,
+        _status)
+}
+    }
+    
     
 
     override fun `streamTypes`(): List<kotlin.String> {
