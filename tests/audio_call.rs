@@ -57,12 +57,11 @@ fn wait(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-fn read_wav(path: &std::path::Path) -> Vec<i16> {
-    hound::WavReader::open(path)
-        .unwrap()
-        .into_samples::<i16>()
-        .map(|s| s.unwrap())
-        .collect()
+/// A recording's samples and rate.
+fn read_wav(path: &std::path::Path) -> (Vec<i16>, u32) {
+    let r = hound::WavReader::open(path).unwrap();
+    let rate = r.spec().sample_rate;
+    (r.into_samples::<i16>().map(|s| s.unwrap()).collect(), rate)
 }
 
 fn audio_info(s: &Session) -> serde_json::Value {
@@ -85,6 +84,22 @@ fn call_with_srtp(
     codecs_a: &[&str],
     codecs_b: &[&str],
     expect: &str,
+    policies: [&str; 2],
+    srtp: Option<&str>,
+) {
+    let rate = match expect {
+        "opus" => 48_000,
+        "G722" => 16_000,
+        _ => 8000,
+    };
+    call_checked(codecs_a, codecs_b, expect, rate, policies, srtp);
+}
+
+fn call_checked(
+    codecs_a: &[&str],
+    codecs_b: &[&str],
+    expect: &str,
+    expect_rate: u32,
     policies: [&str; 2],
     srtp: Option<&str>,
 ) {
@@ -230,19 +245,21 @@ fn call_with_srtp(
     bob.stop();
     // The recordings carry the other side's tone at about its level.
     for (path, freq, other) in [(&wav_b, 440.0, 1000.0), (&wav_a, 1000.0, 440.0)] {
-        let samples = read_wav(path);
+        let (samples, rate) = read_wav(path);
+        assert_eq!(rate, expect_rate, "{}", path.display());
+        let r0 = rate as usize / 10;
         assert!(
-            samples.len() >= 8000,
+            samples.len() >= r0 + rate as usize,
             "{} samples in {}",
             samples.len(),
             path.display()
         );
         // Skip the first 100 ms, analyse one second.
-        let win = &samples[800..8800];
-        let r = tone_ratio(win, 8000, freq);
+        let win = &samples[r0..r0 + rate as usize];
+        let r = tone_ratio(win, rate, freq);
         assert!(r > 0.9, "{}: {freq} Hz ratio {r}", path.display());
         assert!(
-            tone_ratio(win, 8000, other) < 0.01,
+            tone_ratio(win, rate, other) < 0.01,
             "{}: own tone leaked",
             path.display()
         );
@@ -431,4 +448,14 @@ fn recording_holds_both_sides_of_the_call() {
     assert!(tone_ratio(&tail(&heard), 8000, 1000.0) > 0.9);
     // Ending the call finished the unnamed recording too.
     assert!(hound::WavReader::open(&auto).is_ok());
+}
+
+#[test]
+fn opus_call_carries_both_tones_at_48_khz() {
+    call_and_check(&["opus", "PCMU"], &["opus", "G722", "PCMU"], "opus");
+}
+
+#[test]
+fn g722_call_carries_both_tones_at_16_khz() {
+    call_and_check(&["G722", "PCMU"], &["opus", "G722", "PCMU"], "G722");
 }

@@ -33,25 +33,52 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// A baresip configuration in `dir`: 8 kHz mono, PCMU, a 600 Hz WAV as
-/// microphone, decoded audio dumped into `dir`; `mediaenc` (such as
-/// `srtp-mand`) for its account.
-fn baresip_dir(dir: &Path, port: u16, mediaenc: Option<&str>) {
+/// A codec both sides run: baresip's name for it, ours, its audio rate.
+#[derive(Clone, Copy)]
+struct Codec {
+    baresip: &'static str,
+    ours: &'static str,
+    rate: u32,
+}
+
+const PCMU: Codec = Codec {
+    baresip: "PCMU",
+    ours: "PCMU",
+    rate: 8000,
+};
+const G722: Codec = Codec {
+    baresip: "G722",
+    ours: "G722",
+    rate: 16_000,
+};
+const OPUS: Codec = Codec {
+    baresip: "opus/48000/2",
+    ours: "opus",
+    rate: 48_000,
+};
+
+/// A baresip configuration in `dir`: mono at the codec's rate, only that
+/// codec, a 600 Hz WAV as microphone, decoded audio dumped into `dir`;
+/// `mediaenc` (such as `srtp-mand`) for its account.
+fn baresip_dir(dir: &Path, port: u16, mediaenc: Option<&str>, codec: Codec) {
     let config = format!(
         "poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_transports udp\n\
          audio_player aubridge,nil\naudio_source aufile,{d}/tone.wav\naudio_alert aubridge,nil\n\
-         ausrc_srate 8000\nauplay_srate 8000\nausrc_channels 1\nauplay_channels 1\n\
+         ausrc_srate {rate}\nauplay_srate {rate}\nausrc_channels 1\nauplay_channels 1\n\
          module_path /usr/lib/baresip/modules\nmodule stdio.so\nmodule g711.so\nmodule aufile.so\n\
-         module aubridge.so\nmodule sndfile.so\nmodule srtp.so\nmodule_app account.so\n\
+         module aubridge.so\nmodule sndfile.so\nmodule srtp.so\nmodule g722.so\nmodule opus.so\n\
+         module_app account.so\n\
          module_app menu.so\n\
          snd_path {d}\n",
-        d = dir.display()
+        d = dir.display(),
+        rate = codec.rate
     );
     std::fs::write(dir.join("config"), config).unwrap();
     std::fs::write(
         dir.join("accounts"),
         format!(
-            "<sip:baresip@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU{}\n",
+            "<sip:baresip@127.0.0.1>;regint=0;answermode=auto;audio_codecs={}{}\n",
+            codec.baresip,
             mediaenc
                 .map(|m| format!(";mediaenc={m}"))
                 .unwrap_or_default()
@@ -60,13 +87,13 @@ fn baresip_dir(dir: &Path, port: u16, mediaenc: Option<&str>) {
     .unwrap();
     let spec = hound::WavSpec {
         channels: 1,
-        sample_rate: 8000,
+        sample_rate: codec.rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(dir.join("tone.wav"), spec).unwrap();
-    let mut t = Tone::new(600.0, 8000, 0.3);
-    let mut buf = vec![0i16; 8000 * 6];
+    let mut t = Tone::new(600.0, codec.rate, 0.3);
+    let mut buf = vec![0i16; codec.rate as usize * 6];
     t.read(&mut buf);
     for s in buf {
         w.write_sample(s).unwrap();
@@ -105,12 +132,13 @@ fn wait_exit(mut child: Child) {
 
 /// Our endpoint; its account `us@example.com` (also the one incoming
 /// sessions get) has `rtp.srtp_encryption` `srtp`.
-fn app(wav: &Path, srtp: &str) -> SIPApplication {
+fn app(wav: &Path, srtp: &str, codec: Codec) -> SIPApplication {
     let s = MemoryStorage::new();
     s.save(
         json!({
             "sip": {"transport_list": ["udp"]},
             "audio": {"input_device": "tone:1000", "output_device": format!("wav:{}", wav.display())},
+            "rtp": {"audio_codec_list": [codec.ours]},
             "accounts": {"us@example.com": {
                 "registration": {"enabled": false},
                 "rtp": {"srtp_encryption": srtp},
@@ -138,14 +166,6 @@ fn audio_info(s: &sipsimple::Session) -> serde_json::Value {
     s.info_json()["streams"][0]["info"].clone()
 }
 
-fn samples(path: &Path) -> Vec<i16> {
-    hound::WavReader::open(path)
-        .unwrap()
-        .into_samples::<i16>()
-        .map(|s| s.unwrap())
-        .collect()
-}
-
 fn baresip_decoded(dir: &Path) -> PathBuf {
     std::fs::read_dir(dir)
         .unwrap()
@@ -156,21 +176,34 @@ fn baresip_decoded(dir: &Path) -> PathBuf {
 }
 
 fn check_tone(path: &Path, freq: f64) {
-    let s = samples(path);
-    assert!(s.len() >= 12000, "{}: {} samples", path.display(), s.len());
+    let r = hound::WavReader::open(path).unwrap();
+    let rate = r.spec().sample_rate as usize;
+    // baresip decodes Opus to stereo: the first channel.
+    let channels = r.spec().channels as usize;
+    let s: Vec<i16> = r
+        .into_samples::<i16>()
+        .map(|s| s.unwrap())
+        .step_by(channels)
+        .collect();
+    assert!(
+        s.len() >= rate * 3 / 2,
+        "{}: {} samples",
+        path.display(),
+        s.len()
+    );
     // The last second before the end (skips ringing and start-up).
-    let win = &s[s.len() - 10000..s.len() - 2000];
-    let r = tone_ratio(win, 8000, freq);
-    assert!(r > 0.9, "{}: {freq} Hz ratio {r}", path.display());
+    let win = &s[s.len() - rate * 5 / 4..s.len() - rate / 4];
+    let ratio = tone_ratio(win, rate as u32, freq);
+    assert!(ratio > 0.9, "{}: {freq} Hz ratio {ratio}", path.display());
 }
 
-fn baresip_calls_us(srtp: bool) {
+fn baresip_calls_us(srtp: bool, codec: Codec) {
     if !baresip_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("we-hear.wav");
-    let us = app(&ours, if srtp { "mandatory" } else { "optional" });
+    let us = app(&ours, if srtp { "mandatory" } else { "optional" }, codec);
     let port = us.sip_local_address(TransportKind::Udp).unwrap().port();
     let us2 = us.clone();
     let seen: Arc<parking_lot::Mutex<Vec<serde_json::Value>>> = Arc::default();
@@ -190,7 +223,12 @@ fn baresip_calls_us(srtp: bool) {
                 });
             }
         });
-    baresip_dir(dir.path(), free_udp_port(), srtp.then_some("srtp-mand"));
+    baresip_dir(
+        dir.path(),
+        free_udp_port(),
+        srtp.then_some("srtp-mand"),
+        codec,
+    );
     let b = baresip(dir.path(), 4, Some(&format!("sip:us@127.0.0.1:{port}")));
     wait_exit(b);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -206,6 +244,7 @@ fn baresip_calls_us(srtp: bool) {
         .cloned()
         .expect("the session's audio info");
     assert_eq!(info["srtp_active"], srtp, "{info}");
+    assert_eq!(info["codec"], codec.ours, "{info}");
     if srtp {
         assert_eq!(info["statistics"]["srtp_auth_failures"], 0, "{info}");
     }
@@ -214,34 +253,54 @@ fn baresip_calls_us(srtp: bool) {
 }
 
 #[test]
-fn baresip_calls_us_plain() {
-    baresip_calls_us(false);
+fn baresip_calls_us_pcmu() {
+    baresip_calls_us(false, PCMU);
+}
+
+#[test]
+fn baresip_calls_us_g722() {
+    baresip_calls_us(false, G722);
+}
+
+#[test]
+fn baresip_calls_us_opus() {
+    baresip_calls_us(false, OPUS);
 }
 
 #[test]
 fn baresip_calls_us_with_mandatory_srtp() {
-    baresip_calls_us(true);
+    baresip_calls_us(true, OPUS);
 }
 
 #[test]
-fn we_call_baresip_plain() {
-    we_call_baresip(false);
+fn we_call_baresip_pcmu() {
+    we_call_baresip(false, PCMU);
+}
+
+#[test]
+fn we_call_baresip_g722() {
+    we_call_baresip(false, G722);
+}
+
+#[test]
+fn we_call_baresip_opus() {
+    we_call_baresip(false, OPUS);
 }
 
 #[test]
 fn we_call_baresip_with_mandatory_srtp() {
-    we_call_baresip(true);
+    we_call_baresip(true, G722);
 }
 
-fn we_call_baresip(srtp: bool) {
+fn we_call_baresip(srtp: bool, codec: Codec) {
     if !baresip_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("we-hear.wav");
-    let us = app(&ours, if srtp { "mandatory" } else { "optional" });
+    let us = app(&ours, if srtp { "mandatory" } else { "optional" }, codec);
     let bport = free_udp_port();
-    baresip_dir(dir.path(), bport, srtp.then_some("srtp-mand"));
+    baresip_dir(dir.path(), bport, srtp.then_some("srtp-mand"), codec);
     let mut b = baresip(dir.path(), 8, None);
     std::thread::sleep(Duration::from_millis(700));
     let account = us
@@ -291,6 +350,7 @@ fn we_call_baresip(srtp: bool) {
     assert_eq!(got.lock().as_str(), "159", "baresip's DTMF reached us");
     let info = audio_info(&s);
     assert_eq!(info["srtp_active"], srtp, "{info}");
+    assert_eq!(info["codec"], codec.ours, "{info}");
     if srtp {
         assert!(
             info["statistics"]["packets_received"].as_u64().unwrap() > 50,

@@ -72,7 +72,7 @@ pub static GLOBAL: &[Def] = defs! {
     "tls.verify_server", Kind::Bool, Value::Bool(true), "verify TLS server certificates";
     "audio.input_device", Kind::Text, Value::from("null"), "null, tone:<Hz> or wav:<path>";
     "audio.output_device", Kind::Text, Value::from("null"), "null or wav:<path>";
-    "rtp.audio_codec_list", Kind::List, serde_json::json!(["PCMU", "PCMA"]), "audio codecs in order";
+    "rtp.audio_codec_list", Kind::List, serde_json::json!(["opus", "G722", "PCMU", "PCMA"]), "audio codecs in order (opus, G722, PCMU, PCMA)";
     "audio.no_audio_timeout", Kind::Number(0, 3600), Value::from(5), "seconds without audio before SIPSessionGotNoAudio (0: never)";
     "audio.recordings_directory", Kind::OptText, Value::Null, "where recordings go when no file is named";
     "logs.trace_sip", Kind::Bool, Value::Bool(false), "post SIPEngineSIPTrace";

@@ -1,12 +1,15 @@
-//! AudioStream (type `audio`): RTP over UDP with G.711 (PCMU, PCMA) at 8
-//! kHz, 20 ms packets, symmetric RTP, hold without sending, statistics,
-//! and SRTP keyed by SDES (RFC 4568: AES_CM_128_HMAC_SHA1_80 and _32).
+//! AudioStream (type `audio`): RTP over UDP with Opus (48 kHz), G.722 (16
+//! kHz) and G.711 (PCMU, PCMA, 8 kHz) in 20 ms packets, the audio devices
+//! running at the negotiated codec's rate; symmetric RTP, hold without
+//! sending, statistics, and SRTP keyed by SDES (RFC 4568:
+//! AES_CM_128_HMAC_SHA1_80 and _32).
 //!
 //! Settings: `audio.input_device` and `audio.output_device` (see
 //! `driver::audio_device`: `null`, `tone:<Hz>`, `wav:<path>`),
 //! `rtp.audio_codec_list` (names in order of preference, default
-//! `["PCMU", "PCMA"]`), `rtp.port_range` (`[min, max]`, default any); the
-//! account's `rtp.srtp_encryption`:
+//! `["opus", "G722", "PCMU", "PCMA"]`; the account's own list wins),
+//! `rtp.port_range` (`[min, max]`, default any); the account's
+//! `rtp.srtp_encryption`:
 //!
 //! - `disabled`: RTP/AVP, no a=crypto; an RTP/SAVP offer is refused;
 //! - `optional` (default): offers RTP/AVP with a=crypto (best effort), so
@@ -45,7 +48,7 @@ use crate::api::error::{Error, Result};
 use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
 use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource, WavSink};
-use crate::proto::codec::g711::Law;
+use crate::proto::codec::{AudioCodec, CodecKind, PTIME_MS};
 use crate::proto::rtp::dtmf::{self, DtmfReceiver, DtmfSender};
 use crate::proto::rtp::srtp::{CryptoAttribute, MasterKey, SrtpContext, SrtpError, SrtpProfile};
 use crate::proto::rtp::{ReceiveStats, RtpHeader, RtpPacket};
@@ -63,56 +66,66 @@ const RECORDING: [&str; 4] = [
 ];
 /// How long each DTMF digit lasts.
 const DTMF_MS: u32 = 100;
-const RATE: u32 = 8000;
-const PTIME_MS: u64 = 20;
-const FRAME: usize = (RATE as u64 * PTIME_MS / 1000) as usize;
+/// Codecs in order of preference unless the settings say otherwise.
+const DEFAULT_CODECS: [CodecKind; 4] = [
+    CodecKind::Opus,
+    CodecKind::G722,
+    CodecKind::Pcmu,
+    CodecKind::Pcma,
+];
 
-/// A codec we can run, from a payload type or encoding name.
-fn law_of(m: &MediaDescription, fmt: &str) -> Option<Law> {
+/// The codec a payload type of `m` stands for.
+fn codec_of(m: &MediaDescription, fmt: &str) -> Option<CodecKind> {
     let by_map = m
         .rtpmaps()
         .into_iter()
         .find(|r| r.payload_type.to_string() == fmt);
     match by_map {
-        Some(r) if r.clock_rate == RATE => match r.encoding.to_ascii_uppercase().as_str() {
-            "PCMU" => Some(Law::Mu),
-            "PCMA" => Some(Law::A),
-            _ => None,
-        },
-        Some(_) => None,
+        Some(r) => CodecKind::parse(&r.encoding).filter(|k| k.clock_rate() == r.clock_rate),
         // Static payload types need no rtpmap (RFC 3551).
         None => match fmt {
-            "0" => Some(Law::Mu),
-            "8" => Some(Law::A),
+            "0" => Some(CodecKind::Pcmu),
+            "8" => Some(CodecKind::Pcma),
+            "9" => Some(CodecKind::G722),
             _ => None,
         },
     }
 }
 
-/// The first format of `m` we can run, with its payload type.
-fn first_common(m: &MediaDescription, prefs: &[Law]) -> Option<(u8, Law)> {
+/// The first format of `m` (its sender's preference) we run and want,
+/// with its payload type.
+fn first_common(m: &MediaDescription, prefs: &[CodecKind]) -> Option<(u8, CodecKind)> {
     m.formats.iter().find_map(|f| {
-        let law = law_of(m, f)?;
+        let kind = codec_of(m, f)?;
         let pt: u8 = f.parse().ok().filter(|p| *p < 128)?;
-        prefs.contains(&law).then_some((pt, law))
+        prefs.contains(&kind).then_some((pt, kind))
     })
 }
 
-fn codec_prefs(settings: &serde_json::Map<String, Value>) -> Result<Vec<Law>> {
+/// Whether the peer asks for Opus in-band FEC on payload type `pt`.
+fn wants_fec(m: &MediaDescription, pt: u8) -> bool {
+    let prefix = format!("{pt} ");
+    m.attribute_values("fmtp")
+        .filter_map(|v| v.strip_prefix(&prefix))
+        .any(|params| {
+            params
+                .split(';')
+                .any(|p| p.trim().eq_ignore_ascii_case("useinbandfec=1"))
+        })
+}
+
+fn codec_prefs(settings: &serde_json::Map<String, Value>) -> Result<Vec<CodecKind>> {
     match setting(settings, "rtp.audio_codec_list") {
-        None | Some(Value::Null) => Ok(vec![Law::Mu, Law::A]),
+        None | Some(Value::Null) => Ok(DEFAULT_CODECS.to_vec()),
         Some(Value::Array(a)) => {
-            let v: Vec<Law> = a
+            let v: Vec<CodecKind> = a
                 .iter()
-                .filter_map(|c| match c.as_str()?.to_ascii_uppercase().as_str() {
-                    "PCMU" => Some(Law::Mu),
-                    "PCMA" => Some(Law::A),
-                    _ => None,
-                })
+                .filter_map(|c| CodecKind::parse(c.as_str()?))
                 .collect();
             if v.is_empty() {
                 Err(Error::InvalidArgument(
-                    "rtp.audio_codec_list names no codec this build has (PCMU, PCMA)".into(),
+                    "rtp.audio_codec_list names no codec this build has (opus, G722, PCMU, PCMA)"
+                        .into(),
                 ))
             } else {
                 Ok(v)
@@ -195,8 +208,10 @@ struct State {
     rtp: Option<Arc<UdpSocket>>,
     rtcp: Option<Arc<UdpSocket>>,
     local: Option<SocketAddr>,
-    prefs: Vec<Law>,
-    codec: Option<(u8, Law)>,
+    prefs: Vec<CodecKind>,
+    /// The negotiated codec, its payload type, and whether the peer asked
+    /// for Opus in-band FEC.
+    codec: Option<(u8, CodecKind, bool)>,
     remote_sdp_addr: Option<SocketAddr>,
     input: String,
     output: String,
@@ -214,6 +229,7 @@ struct State {
 struct Recorder {
     sink: WavSink,
     heard: std::collections::VecDeque<i16>,
+    rate: u32,
 }
 
 impl Recorder {
@@ -230,18 +246,21 @@ impl Recorder {
     fn heard(&mut self, pcm: &[i16]) {
         self.heard.extend(pcm);
         // Bounded: a peer sending faster than we play is not recorded ahead.
-        let excess = self.heard.len().saturating_sub(RATE as usize / 5);
+        let excess = self.heard.len().saturating_sub(self.rate as usize / 5);
         self.heard.drain(..excess);
     }
 }
 
-/// The telephone-event payload type of a media section, if it has one.
-fn telephone_event(m: &MediaDescription) -> Option<u8> {
+/// The telephone-event payload type of a media section at `clock`.
+fn telephone_event(m: &MediaDescription, clock: u32) -> Option<u8> {
     m.rtpmaps().into_iter().find_map(|r| {
-        (r.encoding.eq_ignore_ascii_case(dtmf::ENCODING) && r.clock_rate == RATE)
+        (r.encoding.eq_ignore_ascii_case(dtmf::ENCODING) && r.clock_rate == clock)
             .then_some(r.payload_type)
     })
 }
+
+/// The telephone-event payload types we offer, by clock.
+const DTMF_OFFER: [(u8, u32); 2] = [(dtmf::DEFAULT_PAYLOAD_TYPE, 8000), (102, 48_000)];
 
 /// The audio stream of a session.
 pub struct AudioStream {
@@ -264,7 +283,7 @@ impl AudioStream {
     pub fn new() -> AudioStream {
         AudioStream {
             id: ObjectId::new(),
-            dtmf: Arc::new(Mutex::new(DtmfSender::new(DTMF_MS, FRAME as u16))),
+            dtmf: Arc::new(Mutex::new(DtmfSender::new(DTMF_MS, 160, 8000))),
             dtmf_pt: Arc::default(),
             recorder: Arc::default(),
             state: Mutex::new(State::default()),
@@ -329,12 +348,14 @@ impl AudioStream {
             ));
         }
         self.post_recording(0, path);
-        let sink = WavSink::create_channels(path, RATE, 2)
+        let rate = self.sample_rate();
+        let sink = WavSink::create_channels(path, rate, 2)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let file = sink.path().to_string();
         *self.recorder.lock() = Some(Recorder {
             sink,
             heard: std::collections::VecDeque::new(),
+            rate,
         });
         self.post_recording(1, &file);
         Ok(file)
@@ -371,11 +392,24 @@ impl AudioStream {
     }
 
     pub fn codec(&self) -> Option<&'static str> {
-        self.state.lock().codec.map(|(_, l)| l.name())
+        self.state.lock().codec.map(|(_, k, _)| k.name())
     }
 
+    /// The sample rate of the negotiated codec's audio (8000 before one is).
     pub fn sample_rate(&self) -> u32 {
-        RATE
+        self.state
+            .lock()
+            .codec
+            .map(|(_, k, _)| k.sample_rate())
+            .unwrap_or(8000)
+    }
+
+    fn clock_rate(&self) -> u32 {
+        self.state
+            .lock()
+            .codec
+            .map(|(_, k, _)| k.clock_rate())
+            .unwrap_or(8000)
     }
 
     pub fn local_rtp_address(&self) -> Option<SocketAddr> {
@@ -398,7 +432,8 @@ impl AudioStream {
         s.packets_received = g.1.packets;
         s.bytes_received = g.1.bytes;
         s.packets_lost = g.1.lost();
-        s.jitter_ms = g.1.jitter() as f64 * 1000.0 / RATE as f64;
+        drop(g);
+        s.jitter_ms = self.stats.lock().1.jitter() as f64 * 1000.0 / self.clock_rate() as f64;
         s
     }
 
@@ -412,16 +447,30 @@ impl AudioStream {
             return Err(Error::InvalidArgument("no such media section".into()));
         };
         let mut st = self.state.lock();
-        let codec = first_common(rm, &st.prefs)
+        let (pt, kind) = first_common(rm, &st.prefs)
             .or_else(|| first_common(lm, &st.prefs))
             .ok_or_else(|| Error::InvalidArgument("no common audio codec".into()))?;
+        let codec = (pt, kind, wants_fec(rm, pt));
         let ip: IpAddr = remote
             .media_connection(index)
             .and_then(|c| c.ip())
             .ok_or_else(|| Error::InvalidArgument("the remote SDP has no IP address".into()))?;
         let target = SocketAddr::new(ip, rm.port);
         self.negotiate_srtp(&st, lm, rm)?;
-        *self.dtmf_pt.lock() = telephone_event(rm).filter(|_| telephone_event(lm).is_some());
+        // telephone-event at the codec's clock, else at 8000 as many peers
+        // use it beside any codec (event durations then count in its own
+        // clock).
+        let dtmf = [kind.clock_rate(), 8000].into_iter().find_map(|clock| {
+            let pt = telephone_event(rm, clock)?;
+            telephone_event(lm, clock).map(|_| (pt, clock))
+        });
+        let dtmf_pt = dtmf.map(|(pt, _)| pt);
+        if dtmf_pt != *self.dtmf_pt.lock() {
+            let clock = dtmf.map_or(8000, |(_, c)| c);
+            let frame = (clock * PTIME_MS / 1000) as u16;
+            *self.dtmf.lock() = DtmfSender::new(DTMF_MS, frame, clock);
+        }
+        *self.dtmf_pt.lock() = dtmf_pt;
         st.codec = Some(codec);
         st.remote_sdp_addr = Some(target);
         // Latched address wins once media arrived from elsewhere.
@@ -523,7 +572,21 @@ impl MediaStream for AudioStream {
 
     fn initialize<'a>(&'a self, ctx: &'a StreamContext) -> StreamFuture<'a, ()> {
         Box::pin(async move {
-            let prefs = codec_prefs(&ctx.settings)?;
+            // The account's own list wins over the global one.
+            let account_list = ctx
+                .account
+                .as_ref()
+                .map(|a| a.get("rtp.audio_codec_list"))
+                .transpose()?
+                .filter(|v| !v.is_null());
+            let prefs = match account_list {
+                Some(list) => {
+                    let mut m = serde_json::Map::new();
+                    m.insert("rtp.audio_codec_list".into(), list);
+                    codec_prefs(&m)?
+                }
+                None => codec_prefs(&ctx.settings)?,
+            };
             let policy = srtp_policy(ctx)?;
             let key = match policy {
                 SrtpPolicy::Disabled => None,
@@ -535,7 +598,7 @@ impl MediaStream for AudioStream {
             let input = device(&ctx.settings, "audio.input_device");
             let output = device(&ctx.settings, "audio.output_device");
             // Fail now, not mid-call, if a device cannot be opened.
-            open_source(&input, RATE).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            open_source(&input, 8000).map_err(|e| Error::InvalidArgument(e.to_string()))?;
             let (rtp, rtcp) =
                 bind_pair(ctx.local_ip).map_err(|e| Error::io("cannot bind RTP ports", e))?;
             rtp.set_nonblocking(true)
@@ -574,8 +637,8 @@ impl MediaStream for AudioStream {
     fn get_local_media(&self, remote: Option<&MediaDescription>) -> Result<MediaDescription> {
         let st = self.state.lock();
         let port = st.local.map(|a| a.port()).unwrap_or(0);
-        let codecs: Vec<(u8, Law)> = match remote {
-            None => st.prefs.iter().map(|l| (l.payload_type(), *l)).collect(),
+        let codecs: Vec<(u8, CodecKind)> = match remote {
+            None => st.prefs.iter().map(|k| (k.payload_type(), *k)).collect(),
             Some(r) => vec![first_common(r, &st.prefs)
                 .ok_or_else(|| Error::InvalidArgument("no common audio codec".into()))?],
         };
@@ -624,27 +687,45 @@ impl MediaStream for AudioStream {
                     }
                 }
             };
-        // DTMF: offered as 101, answered with the offer's payload type.
-        let dtmf_pt = match remote {
-            None => Some(dtmf::DEFAULT_PAYLOAD_TYPE),
-            Some(r) => telephone_event(r),
+        // DTMF: offered as 101 at 8000, and 102 at 48000 with Opus;
+        // answered with the offer's payload type at the chosen codec's
+        // clock, else at 8000.
+        let dtmf: Vec<(u8, u32)> = match remote {
+            // 8000 always (what most peers send DTMF at beside any codec),
+            // 48000 too when Opus is offered.
+            None => DTMF_OFFER
+                .iter()
+                .filter(|(_, clock)| {
+                    *clock == 8000 || codecs.iter().any(|(_, k)| k.clock_rate() == *clock)
+                })
+                .copied()
+                .collect(),
+            Some(r) => {
+                let clock = codecs.first().map(|(_, k)| k.clock_rate()).unwrap_or(8000);
+                [clock, 8000]
+                    .into_iter()
+                    .find_map(|c| telephone_event(r, c).map(|pt| (pt, c)))
+                    .into_iter()
+                    .collect()
+            }
         };
         let mut fmts: Vec<String> = codecs.iter().map(|(pt, _)| pt.to_string()).collect();
-        if let Some(pt) = dtmf_pt {
-            fmts.push(pt.to_string());
-        }
+        fmts.extend(dtmf.iter().map(|(pt, _)| pt.to_string()));
         let fmt_refs: Vec<&str> = fmts.iter().map(String::as_str).collect();
         let mut m = MediaDescription::new("audio", port, proto, &fmt_refs);
-        for (pt, law) in &codecs {
+        for (pt, kind) in &codecs {
             m.push_attribute(Attribute::value(
                 "rtpmap",
-                format!("{pt} {}/{RATE}", law.name()),
+                format!("{pt} {}", kind.rtpmap()),
             ));
+            if let Some(f) = kind.fmtp() {
+                m.push_attribute(Attribute::value("fmtp", format!("{pt} {f}")));
+            }
         }
-        if let Some(pt) = dtmf_pt {
+        for (pt, clock) in &dtmf {
             m.push_attribute(Attribute::value(
                 "rtpmap",
-                format!("{pt} {}/{RATE}", dtmf::ENCODING),
+                format!("{pt} {}/{clock}", dtmf::ENCODING),
             ));
             m.push_attribute(Attribute::value(
                 "fmtp",
@@ -668,19 +749,21 @@ impl MediaStream for AudioStream {
         Box::pin(async move {
             self.apply(local_sdp, remote_sdp, index)?;
             let mut st = self.state.lock();
-            let (Some(sock), Some((pt, law))) = (st.rtp.clone(), st.codec) else {
+            let (Some(sock), Some((pt, kind, fec))) = (st.rtp.clone(), st.codec) else {
                 return Err(Error::InvalidState(
                     "the audio stream was not initialized".into(),
                 ));
             };
+            let rate = kind.sample_rate();
+            let codec = kind.open(fec).map_err(|e| Error::Internal(e.to_string()))?;
             let source =
-                open_source(&st.input, RATE).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                open_source(&st.input, rate).map_err(|e| Error::InvalidArgument(e.to_string()))?;
             let sink =
-                open_sink(&st.output, RATE).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                open_sink(&st.output, rate).map_err(|e| Error::InvalidArgument(e.to_string()))?;
             let media = Media {
                 sock,
                 pt,
-                law,
+                codec,
                 source,
                 sink,
                 muted: self.muted.clone(),
@@ -737,7 +820,8 @@ impl MediaStream for AudioStream {
         let s = self.statistics();
         json!({
             "codec": self.codec(),
-            "sample_rate": RATE,
+            "sample_rate": self.sample_rate(),
+            "clock_rate": self.clock_rate(),
             "local_rtp_address": self.local_rtp_address().map(|a| a.to_string()),
             "remote_rtp_address_sdp": self.remote_rtp_address_sdp().map(|a| a.to_string()),
             "remote_rtp_address_received": self.remote_rtp_address_received().map(|a| a.to_string()),
@@ -766,7 +850,7 @@ impl MediaStream for AudioStream {
 struct Media {
     sock: Arc<UdpSocket>,
     pt: u8,
-    law: Law,
+    codec: Box<dyn AudioCodec>,
     source: Box<dyn AudioSource>,
     sink: Box<dyn AudioSink>,
     muted: Arc<AtomicBool>,
@@ -794,7 +878,11 @@ impl Media {
     }
 
     async fn run(mut self) {
-        let mut tick = tokio::time::interval(Duration::from_millis(PTIME_MS));
+        let kind = self.codec.kind();
+        let frame_samples = kind.frame_samples();
+        let ticks = kind.frame_ticks();
+        let clock = kind.clock_rate();
+        let mut tick = tokio::time::interval(Duration::from_millis(u64::from(PTIME_MS)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let ssrc: u32 = crate::driver::ids::random_hex(4)
             .chars()
@@ -803,11 +891,11 @@ impl Media {
             });
         let mut seq: u16 = (ssrc >> 16) as u16;
         let mut ts: u32 = ssrc.rotate_left(7);
-        let mut frame = vec![0i16; FRAME];
-        let mut payload = Vec::with_capacity(FRAME);
-        let mut packet = Vec::with_capacity(12 + FRAME);
+        let mut frame = vec![0i16; frame_samples];
+        let mut payload = Vec::with_capacity(frame_samples * 2);
+        let mut packet = Vec::with_capacity(12 + frame_samples * 2);
         let mut buf = vec![0u8; 2048];
-        let mut pcm = Vec::with_capacity(FRAME * 2);
+        let mut pcm = Vec::with_capacity(frame_samples * 6);
         let mut first = true;
         let started = Instant::now();
         let mut heard_any = false;
@@ -839,7 +927,7 @@ impl Media {
                                 .write(&e.payload, &mut packet),
                             None => {
                                 payload.clear();
-                                self.law.encode(&frame, &mut payload);
+                                self.codec.encode(&frame, &mut payload);
                                 RtpHeader { marker: first, payload_type: self.pt, sequence: seq, timestamp: ts, ssrc }
                                     .write(&payload, &mut packet);
                             }
@@ -859,7 +947,7 @@ impl Media {
                         seq = seq.wrapping_add(1);
                     }
                     // The clock runs on while muted: timestamps stay real time.
-                    ts = ts.wrapping_add(FRAME as u32);
+                    ts = ts.wrapping_add(ticks);
                 }
                 r = self.sock.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
@@ -887,11 +975,14 @@ impl Media {
                                 self.got_dtmf(d);
                             }
                         }
-                        Ok(p) if p.header.payload_type == self.law.payload_type() || p.header.payload_type == self.pt => {
-                            self.stats.lock().1.on_packet(Instant::now(), p.header.sequence, p.header.timestamp, RATE, data.len());
+                        Ok(p) if p.header.payload_type == self.pt => {
+                            self.stats.lock().1.on_packet(Instant::now(), p.header.sequence, p.header.timestamp, clock, data.len());
                             heard_any = true;
                             pcm.clear();
-                            self.law.decode(p.payload, &mut pcm);
+                            if !self.codec.decode(p.payload, &mut pcm) {
+                                self.stats.lock().0.malformed += 1;
+                                continue;
+                            }
                             self.sink.write(&pcm);
                             if let Some(r) = self.recorder.lock().as_mut() {
                                 r.heard(&pcm);
@@ -930,7 +1021,7 @@ impl MediaStreamFactory for AudioFactory {
         if m.media != "audio" || !["RTP/AVP", "RTP/SAVP"].contains(&m.proto.as_str()) {
             return None;
         }
-        first_common(m, &[Law::Mu, Law::A])?;
+        first_common(m, &CodecKind::ALL)?;
         Some(Arc::new(AudioStream::new()))
     }
 

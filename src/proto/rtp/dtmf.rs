@@ -105,10 +105,12 @@ pub struct DtmfSender {
 }
 
 impl DtmfSender {
-    /// Events of `duration_ms` in frames of `frame_samples` at 8 kHz
-    /// timestamps.
-    pub fn new(duration_ms: u32, frame_samples: u16) -> DtmfSender {
-        let frames = (duration_ms * 8 / u32::from(frame_samples).max(1)).clamp(2, 400) as u16;
+    /// Events of `duration_ms` in frames of `frame_samples` timestamp
+    /// units of a `clock` Hz clock.
+    pub fn new(duration_ms: u32, frame_samples: u16, clock: u32) -> DtmfSender {
+        let frames =
+            (u64::from(duration_ms) * u64::from(clock) / 1000 / u64::from(frame_samples).max(1))
+                .clamp(2, 400) as u16;
         DtmfSender {
             queue: VecDeque::new(),
             current: None,
@@ -224,7 +226,7 @@ mod tests {
 
     #[test]
     fn an_event_is_marker_growing_durations_and_three_ends() {
-        let mut s = DtmfSender::new(100, 160);
+        let mut s = DtmfSender::new(100, 160, 8000);
         assert!(s.push("1#"));
         assert!(!s.push("12x"), "a bad digit queues nothing");
         let mut ts = 1000u32;
@@ -234,8 +236,8 @@ mod tests {
             ts += 160;
         }
         assert!(!s.busy());
-        // Two events of 5 packets and 3 ends... the end packet itself
-        // counts once more: 5 + 2 repeats each.
+        // Two events of 5 packets each, the last one the end, which goes
+        // out twice more: 7 packets an event.
         assert_eq!(packets.len(), 14);
         let first: Vec<_> = packets[..7]
             .iter()
