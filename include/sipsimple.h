@@ -34,26 +34,6 @@
 #include <stdlib.h>
 
 /**
- * The payload type we offer (dynamic).
- */
-#define DEFAULT_PAYLOAD_TYPE 101
-
-/**
- * Limits that bound what one description may hold.
- */
-#define MAX_SDP_BYTES (64 * 1024)
-
-/**
- * More media sections than any real offer carries.
- */
-#define MAX_MEDIA 64
-
-/**
- * Longest name we create, in bytes.
- */
-#define MAX_SAFE_NAME 200
-
-/**
  * Status codes of the C ABI. Numbers are append-only: a retired code stays
  * reserved and is never reused.
  */
@@ -175,11 +155,6 @@ typedef struct SipsimpleSession SipsimpleSession;
 typedef struct SipsimpleStorage SipsimpleStorage;
 
 /**
- * The crypto suites of RFC 4568 we run.
- */
-typedef struct SrtpProfile SrtpProfile;
-
-/**
  * Called for each notification an observer registered for. `notification` is
  * valid until the callback returns.
  */
@@ -253,8 +228,6 @@ typedef struct SipsimpleStreamCallbacks {
    */
   void (*end)(uint64_t stream_id, void *user_data);
 } SipsimpleStreamCallbacks;
-
-
 
 #ifdef __cplusplus
 extern "C" {
