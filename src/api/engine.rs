@@ -276,7 +276,9 @@ impl Subsystem for EngineSubsystem {
             put.put(Engine::start(config, tx).await);
         });
         let engine = started
-            .wait(Duration::from_secs(10))
+            // Local work only (binding sockets, TLS set-up), but a machine
+            // under load (or valgrind) can take seconds.
+            .wait(Duration::from_secs(30))
             .ok_or_else(|| Error::Internal("the SIP engine did not start in time".into()))?
             .map_err(|e| match e {
                 StartError::Bind {

@@ -83,14 +83,26 @@ impl ClientConfigs {
     }
 }
 
+/// The system's trusted roots, read and parsed once per process: every
+/// application start (and every msrps setup) used to read and parse the
+/// whole certificate directory again, seconds under valgrind with several
+/// applications starting at once. Unreadable certificates are skipped; a
+/// system without any still works with a CA file.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: once_cell::sync::OnceCell<RootCertStore> = once_cell::sync::OnceCell::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        roots
+    })
+}
+
 pub fn client_configs(s: &TlsSettings) -> Result<ClientConfigs, TlsError> {
-    let mut roots = RootCertStore::empty();
-    if s.use_system_roots {
-        // Unreadable system certificates are skipped; a system without any
-        // still works with a CA file.
-        let found = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(found.certs);
-    }
+    let mut roots = if s.use_system_roots {
+        system_roots().clone()
+    } else {
+        RootCertStore::empty()
+    };
     if let Some(ca) = &s.ca_file {
         let (added, _) = roots.add_parsable_certificates(read_certs(ca)?);
         if added == 0 {

@@ -31,7 +31,10 @@ static void count_cb(const SipsimpleNotification *n, void *ud) {
 
 static void ok_or(SipsimpleStatus st, SipsimpleStatus alt) {
     if (st != SIPSIMPLE_STATUS_OK && st != alt) {
-        fprintf(stderr, "unexpected status %u\n", (unsigned)st);
+        char *msg = NULL;
+        sipsimple_last_error(&msg);
+        fprintf(stderr, "unexpected status %u: %s\n", (unsigned)st, msg ? msg : "?");
+        sipsimple_string_free(msg);
         atomic_fetch_add(&unexpected, 1);
     }
 }
