@@ -21,12 +21,24 @@ use sipsimple::{
 /// (disabled, optional, mandatory); it is also the account incoming
 /// sessions get.
 fn app(user: &str, input: &str, output: &str, codecs: &[&str], srtp: &str) -> SIPApplication {
+    app_dropping(user, input, output, codecs, srtp, 0)
+}
+
+/// The same, dropping `drop_percent` of the RTP packets it receives.
+fn app_dropping(
+    user: &str,
+    input: &str,
+    output: &str,
+    codecs: &[&str],
+    srtp: &str,
+    drop_percent: u32,
+) -> SIPApplication {
     let s = MemoryStorage::new();
     s.save(
         json!({
             "sip": {"transport_list": ["udp"]},
             "audio": {"input_device": input, "output_device": output},
-            "rtp": {"audio_codec_list": codecs},
+            "rtp": {"audio_codec_list": codecs, "rx_drop_percent": drop_percent},
             "accounts": {format!("{user}@example.com"): {
                 "registration": {"enabled": false},
                 "rtp": {"srtp_encryption": srtp},
@@ -458,4 +470,102 @@ fn opus_call_carries_both_tones_at_48_khz() {
 #[test]
 fn g722_call_carries_both_tones_at_16_khz() {
     call_and_check(&["G722", "PCMU"], &["opus", "G722", "PCMU"], "G722");
+}
+
+/// Bob loses `percent` of what Alice sends: the tone still comes through
+/// (concealment fills the gaps), and the statistics show the loss and
+/// what was done about it.
+fn lossy_call(codec: &str, percent: u32) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("bob-hears.wav");
+    let alice = app("alice", "tone:1000", "null", &[codec], "optional");
+    let bob = app_dropping(
+        "bob",
+        "null",
+        &format!("wav:{}", wav.display()),
+        &[codec],
+        "optional",
+        percent,
+    );
+    let bob2 = bob.clone();
+    let tok = NotificationCenter::default().add_observer(
+        Some("SIPSessionNewIncoming"),
+        None,
+        move |n: &Notification| {
+            if let Some(s) = bob2.session_manager().unwrap().session(n.sender.id) {
+                s.accept(s.proposed_streams()).unwrap();
+            }
+        },
+    );
+    let account = alice
+        .account_manager()
+        .unwrap()
+        .get_account("alice@example.com")
+        .unwrap();
+    let a = alice.session_manager().unwrap().new_session(&account);
+    let port = bob.sip_local_address(TransportKind::Udp).unwrap().port();
+    a.connect(
+        &format!("sip:bob@127.0.0.1:{port}"),
+        &[],
+        vec![MediaStreamRegistry::default().create("audio").unwrap()],
+    )
+    .unwrap();
+    wait("established", || a.state() == SessionState::Established);
+    std::thread::sleep(Duration::from_millis(3000));
+    let b = bob.session_manager().unwrap().sessions()[0].clone();
+    let info = audio_info(&b);
+    a.end().unwrap();
+    wait("ended", || b.state() == SessionState::Terminated);
+    NotificationCenter::default().remove_observer(tok);
+    alice.stop();
+    bob.stop();
+    let st = &info["statistics"];
+    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {info}"));
+    let (received, lost) = (n("packets_received"), n("packets_lost"));
+    let share = lost as f64 / (received + lost) as f64;
+    let want = f64::from(percent) / 100.0;
+    assert!(
+        (want * 0.5..want * 1.6).contains(&share),
+        "lost {share:.3} of packets, dropped {want}: {info}"
+    );
+    // Every lost frame was made up for (a loss at the very end may not
+    // have been played yet).
+    assert!(n("concealed_frames") + 2 >= lost, "{info}");
+    let (samples, rate) = read_wav(&wav);
+    let win = &samples[rate as usize / 2..rate as usize * 5 / 2];
+    // 20 ms at a time: made-up frames need not keep the tone's phase.
+    let block = rate as usize / 50;
+    let r = win
+        .chunks(block)
+        .map(|b| tone_ratio(b, rate, 1000.0))
+        .sum::<f64>()
+        / (win.len() / block) as f64;
+    let l = level_dbfs(win);
+    eprintln!("{codec} at {percent}% loss: tone ratio {r:.3}, level {l:.1} dBFS, {st}");
+    // The tone dominates what Bob heard, at close to its level.
+    assert!(
+        r > if percent > 20 { 0.6 } else { 0.85 },
+        "{codec} {percent}%: ratio {r}"
+    );
+    assert!(l > -18.0, "{codec} {percent}%: level {l} dBFS");
+    info
+}
+
+#[test]
+fn ten_percent_loss_is_concealed_pcmu() {
+    lossy_call("PCMU", 10);
+}
+
+#[test]
+fn thirty_percent_loss_is_concealed_pcmu() {
+    lossy_call("PCMU", 30);
+}
+
+#[test]
+fn opus_recovers_lost_frames_from_in_band_fec() {
+    for percent in [10, 30] {
+        let info = lossy_call("opus", percent);
+        let st = &info["statistics"];
+        assert!(st["fec_recovered"].as_u64().unwrap() > 0, "{info}");
+    }
 }

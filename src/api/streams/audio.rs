@@ -33,6 +33,17 @@
 //! and {Will,Did}StopRecordingAudio (`file_name`), and the same as
 //! SIPSession... from the session. No packet within `audio.no_audio_timeout`
 //! seconds of the start (default 5; 0: never) posts SIPSessionGotNoAudio.
+//!
+//! Received audio goes through an adaptive jitter buffer
+//! (`proto::rtp::jitter`, 20 to 200 ms) played on the stream's 20 ms
+//! clock; lost frames are concealed by the codec (Opus: recovered from the
+//! next packet's in-band FEC when the peer sends it, else libopus' PLC;
+//! G.711/G.722: a fading repeat), then silence. Packets of payload types
+//! not negotiated, from a second SSRC while the first still sends, late or
+//! duplicated are dropped and counted in the statistics; a new SSRC takes
+//! over after the old one was quiet for a second. `rtp.rx_drop_percent`
+//! (0 to 100, default 0) drops that share of received packets before
+//! anything looks at them, to hear how a call copes with loss.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +61,7 @@ use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamF
 use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource, WavSink};
 use crate::proto::codec::{AudioCodec, CodecKind, PTIME_MS};
 use crate::proto::rtp::dtmf::{self, DtmfReceiver, DtmfSender};
+use crate::proto::rtp::jitter::{JitterBuffer, Playout};
 use crate::proto::rtp::srtp::{CryptoAttribute, MasterKey, SrtpContext, SrtpError, SrtpProfile};
 use crate::proto::rtp::{ReceiveStats, RtpHeader, RtpPacket};
 use crate::proto::sdp::{Attribute, MediaDescription, SessionDescription};
@@ -158,6 +170,24 @@ pub struct AudioStatistics {
     pub srtp_auth_failures: u64,
     /// SRTP packets seen before (or too old to tell).
     pub srtp_replays: u64,
+    /// Packets of a payload type not negotiated.
+    pub unknown_payload_type: u64,
+    /// Packets from a second source while the first one still talks.
+    pub unexpected_ssrc: u64,
+    /// The jitter buffer's target delay and what it holds now.
+    pub jitter_buffer_ms: u32,
+    pub jitter_buffer_depth_ms: u32,
+    /// Packets that arrived after their time was played.
+    pub late_packets: u64,
+    /// Frames made up for lost packets (codec concealment or, for Opus,
+    /// recovered from the next packet's FEC).
+    pub concealed_frames: u64,
+    pub fec_recovered: u64,
+    /// Ticks with nothing to play while the call was up.
+    pub underruns: u64,
+    /// Frames dropped to bring the delay down (clock drift, spikes gone).
+    pub discarded_frames: u64,
+    pub duplicates: u64,
 }
 
 /// The account's `rtp.srtp_encryption`.
@@ -222,6 +252,7 @@ struct State {
     /// The session the stream belongs to (for SIPSessionGotDTMF).
     session: Option<ObjectId>,
     no_audio_after: Option<Duration>,
+    rx_drop_percent: u32,
 }
 
 /// A call being recorded: the file, and what we heard since the last
@@ -630,6 +661,17 @@ impl MediaStream for AudioStream {
                     }
                 },
             };
+            st.rx_drop_percent = match setting(&ctx.settings, "rtp.rx_drop_percent") {
+                None | Some(Value::Null) => 0,
+                Some(v) => match v.as_u64() {
+                    Some(n) if n <= 100 => n as u32,
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "rtp.rx_drop_percent must be 0 to 100, not {v}"
+                        )))
+                    }
+                },
+            };
             Ok(())
         })
     }
@@ -784,6 +826,11 @@ impl MediaStream for AudioStream {
                 }),
                 recorder: self.recorder.clone(),
                 no_audio_after: st.no_audio_after,
+                drop: (st.rx_drop_percent > 0).then(|| (st.rx_drop_percent, local_seed())),
+                jitter: JitterBuffer::new(kind.clock_rate(), kind.frame_ticks(), 1, 10),
+                playback: std::collections::VecDeque::new(),
+                concealing: 0,
+                source_ssrc: None,
             };
             st.task = Some(tokio::spawn(media.run()));
             Ok(())
@@ -840,6 +887,16 @@ impl MediaStream for AudioStream {
                 "malformed": s.malformed,
                 "srtp_auth_failures": s.srtp_auth_failures,
                 "srtp_replays": s.srtp_replays,
+                "unknown_payload_type": s.unknown_payload_type,
+                "unexpected_ssrc": s.unexpected_ssrc,
+                "jitter_buffer_ms": s.jitter_buffer_ms,
+                "jitter_buffer_depth_ms": s.jitter_buffer_depth_ms,
+                "late_packets": s.late_packets,
+                "concealed_frames": s.concealed_frames,
+                "fec_recovered": s.fec_recovered,
+                "underruns": s.underruns,
+                "discarded_frames": s.discarded_frames,
+                "duplicates": s.duplicates,
             },
         })
     }
@@ -865,9 +922,115 @@ struct Media {
     session: Option<Sender>,
     recorder: Arc<Mutex<Option<Recorder>>>,
     no_audio_after: Option<Duration>,
+    /// `rtp.rx_drop_percent` and the state of the generator choosing.
+    drop: Option<(u32, u64)>,
+    jitter: JitterBuffer,
+    /// Decoded audio waiting for the output clock.
+    playback: std::collections::VecDeque<i16>,
+    /// Frames concealed in a row (after a few, silence).
+    concealing: u32,
+    /// The source we listen to and when it last sent.
+    source_ssrc: Option<(u32, Instant)>,
 }
 
+/// A non-zero seed for the loss simulation.
+fn local_seed() -> u64 {
+    let hex = crate::driver::ids::random_hex(8);
+    u64::from_str_radix(&hex, 16).unwrap_or(0x9e37_79b9_7f4a_7c15) | 1
+}
+
+/// Concealed frames in a row before the output goes silent.
+const MAX_CONCEAL: u32 = 5;
+/// How long a source must be quiet before another SSRC replaces it.
+const SSRC_SWITCH: Duration = Duration::from_secs(1);
+
 impl Media {
+    /// Whether a packet from `ssrc` arriving `now` is from the source we
+    /// listen to (latching onto a new one when the old fell silent).
+    fn accept_ssrc(&mut self, ssrc: u32, now: Instant) -> bool {
+        match self.source_ssrc {
+            Some((s, last)) if s != ssrc && now.duration_since(last) < SSRC_SWITCH => {
+                self.stats.lock().0.unexpected_ssrc += 1;
+                false
+            }
+            Some((s, _)) if s == ssrc => {
+                self.source_ssrc = Some((s, now));
+                true
+            }
+            _ => {
+                if self.source_ssrc.is_some() {
+                    self.jitter.reset();
+                }
+                self.source_ssrc = Some((ssrc, now));
+                true
+            }
+        }
+    }
+
+    /// One frame from the jitter buffer to the output device (nothing
+    /// before the first packet).
+    fn play(&mut self, frame_samples: usize) {
+        let mut pcm = Vec::with_capacity(frame_samples * 2);
+        let (mut concealed, mut recovered, mut malformed) = (0, 0, 0);
+        while self.playback.len() < frame_samples {
+            pcm.clear();
+            match self.jitter.pop() {
+                Playout::Buffering => break,
+                Playout::Packet(p) => {
+                    if self.codec.decode(&p, &mut pcm) {
+                        self.concealing = 0;
+                    } else {
+                        malformed += 1;
+                        self.codec.conceal(&mut pcm);
+                        concealed += 1;
+                    }
+                }
+                Playout::Lost { next } => {
+                    if next.is_some_and(|n| self.codec.recover(n, &mut pcm)) {
+                        recovered += 1;
+                    } else {
+                        self.codec.conceal(&mut pcm);
+                    }
+                    concealed += 1;
+                }
+                Playout::Underrun => {
+                    self.concealing += 1;
+                    if self.concealing <= MAX_CONCEAL {
+                        self.codec.conceal(&mut pcm);
+                        concealed += 1;
+                    } else {
+                        pcm.resize(frame_samples, 0);
+                    }
+                    self.playback.extend(&pcm);
+                    break;
+                }
+            }
+            self.playback.extend(&pcm);
+        }
+        {
+            let j = self.jitter.stats();
+            let mut st = self.stats.lock();
+            let s = &mut st.0;
+            s.malformed += malformed;
+            s.concealed_frames += concealed;
+            s.fec_recovered += recovered;
+            s.jitter_buffer_ms = self.jitter.target_ms();
+            s.jitter_buffer_depth_ms = self.jitter.depth_ms();
+            s.late_packets = j.late;
+            s.underruns = j.underruns;
+            s.discarded_frames = j.discarded;
+            s.duplicates = j.duplicates;
+        }
+        if self.playback.len() < frame_samples {
+            return;
+        }
+        let out: Vec<i16> = self.playback.drain(..frame_samples).collect();
+        self.sink.write(&out);
+        if let Some(r) = self.recorder.lock().as_mut() {
+            r.heard(&out);
+        }
+    }
+
     fn got_dtmf(&self, digit: char) {
         let nc = NotificationCenter::default();
         let data = || NotificationData::new().with("digit", digit.to_string());
@@ -895,7 +1058,6 @@ impl Media {
         let mut payload = Vec::with_capacity(frame_samples * 2);
         let mut packet = Vec::with_capacity(12 + frame_samples * 2);
         let mut buf = vec![0u8; 2048];
-        let mut pcm = Vec::with_capacity(frame_samples * 6);
         let mut first = true;
         let started = Instant::now();
         let mut heard_any = false;
@@ -948,9 +1110,19 @@ impl Media {
                     }
                     // The clock runs on while muted: timestamps stay real time.
                     ts = ts.wrapping_add(ticks);
+                    self.play(frame_samples);
                 }
                 r = self.sock.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
+                    if let Some((percent, x)) = self.drop.as_mut() {
+                        // xorshift64: as if the network lost the packet.
+                        *x ^= *x << 13;
+                        *x ^= *x >> 7;
+                        *x ^= *x << 17;
+                        if (*x % 100) < u64::from(*percent) {
+                            continue;
+                        }
+                    }
                     let clear = match self.srtp.lock().as_mut() {
                         None => None,
                         Some(s) => match s.rx.unprotect(&buf[..n]) {
@@ -968,33 +1140,37 @@ impl Media {
                     };
                     let data: &[u8] = clear.as_deref().unwrap_or(&buf[..n]);
                     let dtmf_pt = *self.dtmf_pt.lock();
-                    match RtpPacket::parse(data) {
-                        Ok(p) if Some(p.header.payload_type) == dtmf_pt => {
-                            self.stats.lock().1.on_event_packet(Instant::now(), p.header.sequence, data.len());
-                            if let Some(d) = self.dtmf_in.on_packet(p.header.timestamp, p.payload) {
-                                self.got_dtmf(d);
-                            }
+                    let now = Instant::now();
+                    let p = match RtpPacket::parse(data) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            self.stats.lock().0.malformed += 1;
+                            continue;
                         }
-                        Ok(p) if p.header.payload_type == self.pt => {
-                            self.stats.lock().1.on_packet(Instant::now(), p.header.sequence, p.header.timestamp, clock, data.len());
-                            heard_any = true;
-                            pcm.clear();
-                            if !self.codec.decode(p.payload, &mut pcm) {
-                                self.stats.lock().0.malformed += 1;
-                                continue;
-                            }
-                            self.sink.write(&pcm);
-                            if let Some(r) = self.recorder.lock().as_mut() {
-                                r.heard(&pcm);
-                            }
-                            // Symmetric RTP: answer where media comes from.
-                            let mut rf = self.received_from.lock();
-                            if *rf != Some(from) {
-                                *rf = Some(from);
-                                *self.target.lock() = Some(from);
-                            }
+                    };
+                    let pt = p.header.payload_type;
+                    if pt != self.pt && Some(pt) != dtmf_pt {
+                        self.stats.lock().0.unknown_payload_type += 1;
+                        continue;
+                    }
+                    if !self.accept_ssrc(p.header.ssrc, now) {
+                        continue;
+                    }
+                    if Some(pt) == dtmf_pt {
+                        self.stats.lock().1.on_event_packet(now, p.header.sequence, data.len());
+                        if let Some(d) = self.dtmf_in.on_packet(p.header.timestamp, p.payload) {
+                            self.got_dtmf(d);
                         }
-                        _ => self.stats.lock().0.malformed += 1,
+                    } else {
+                        self.stats.lock().1.on_packet(now, p.header.sequence, p.header.timestamp, clock, data.len());
+                        heard_any = true;
+                        self.jitter.push(now, p.header.sequence, p.header.timestamp, p.payload);
+                    }
+                    // Symmetric RTP: answer where media comes from.
+                    let mut rf = self.received_from.lock();
+                    if *rf != Some(from) {
+                        *rf = Some(from);
+                        *self.target.lock() = Some(from);
                     }
                 }
             }

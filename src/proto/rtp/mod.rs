@@ -2,6 +2,7 @@
 //! SRTP (RFC 3711).
 
 pub mod dtmf;
+pub mod jitter;
 pub mod packet;
 pub mod srtp;
 pub mod stats;
