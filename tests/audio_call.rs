@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::json;
-use sipsimple::driver::audio_device::{level_dbfs, tone_ratio};
+use sipsimple::driver::audio_device::{level_dbfs, tone_ratio, tone_share};
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
     MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter, SIPApplication, Session,
@@ -38,7 +38,7 @@ fn app_dropping(
         json!({
             "sip": {"transport_list": ["udp"]},
             "audio": {"input_device": input, "output_device": output},
-            "rtp": {"audio_codec_list": codecs, "rx_drop_percent": drop_percent},
+            "rtp": {"audio_codec_list": codecs, "rx_drop_percent": drop_percent, "rtcp_interval": 1},
             "accounts": {format!("{user}@example.com"): {
                 "registration": {"enabled": false},
                 "rtp": {"srtp_encryption": srtp},
@@ -268,10 +268,10 @@ fn call_checked(
         );
         // Skip the first 100 ms, analyse one second.
         let win = &samples[r0..r0 + rate as usize];
-        let r = tone_ratio(win, rate, freq);
+        let r = tone_share(win, rate, freq);
         assert!(r > 0.9, "{}: {freq} Hz ratio {r}", path.display());
         assert!(
-            tone_ratio(win, rate, other) < 0.01,
+            tone_share(win, rate, other) < 0.01,
             "{}: own tone leaked",
             path.display()
         );
@@ -457,7 +457,7 @@ fn recording_holds_both_sides_of_the_call() {
     assert!(ours.len() >= 8000, "{} frames", ours.len());
     let tail = |v: &[i16]| v[v.len() - 8000..].to_vec();
     assert!(tone_ratio(&tail(&ours), 8000, 440.0) > 0.9);
-    assert!(tone_ratio(&tail(&heard), 8000, 1000.0) > 0.9);
+    assert!(tone_share(&tail(&heard), 8000, 1000.0) > 0.9);
     // Ending the call finished the unnamed recording too.
     assert!(hound::WavReader::open(&auto).is_ok());
 }
@@ -475,7 +475,7 @@ fn g722_call_carries_both_tones_at_16_khz() {
 /// Bob loses `percent` of what Alice sends: the tone still comes through
 /// (concealment fills the gaps), and the statistics show the loss and
 /// what was done about it.
-fn lossy_call(codec: &str, percent: u32) -> serde_json::Value {
+fn lossy_call(codec: &str, percent: u32, secs: u64) -> (serde_json::Value, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("bob-hears.wav");
     let alice = app("alice", "tone:1000", "null", &[codec], "optional");
@@ -511,9 +511,10 @@ fn lossy_call(codec: &str, percent: u32) -> serde_json::Value {
     )
     .unwrap();
     wait("established", || a.state() == SessionState::Established);
-    std::thread::sleep(Duration::from_millis(3000));
+    std::thread::sleep(Duration::from_secs(secs));
     let b = bob.session_manager().unwrap().sessions()[0].clone();
     let info = audio_info(&b);
+    let alice_info = audio_info(&a);
     a.end().unwrap();
     wait("ended", || b.state() == SessionState::Terminated);
     NotificationCenter::default().remove_observer(tok);
@@ -548,24 +549,178 @@ fn lossy_call(codec: &str, percent: u32) -> serde_json::Value {
         "{codec} {percent}%: ratio {r}"
     );
     assert!(l > -18.0, "{codec} {percent}%: level {l} dBFS");
-    info
+    (alice_info, info)
 }
 
 #[test]
-fn ten_percent_loss_is_concealed_pcmu() {
-    lossy_call("PCMU", 10);
+fn ten_percent_loss_is_concealed_pcmu_and_reported_by_rtcp() {
+    let (alice, bob) = lossy_call("PCMU", 10, 5);
+    // Bob's receiver reports tell Alice what he lost; both have a
+    // round-trip time (loopback: well under 100 ms).
+    let (a, b) = (&alice["statistics"], &bob["statistics"]);
+    for st in [a, b] {
+        assert!(st["rtcp_sent"].as_u64().unwrap() >= 1, "{st}");
+        assert!(st["rtcp_received"].as_u64().unwrap() >= 1, "{st}");
+        assert_eq!(st["rtcp_malformed"], 0, "{st}");
+        let rtt = st["rtt_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no RTT: {st}"));
+        assert!((0.0..100.0).contains(&rtt), "{st}");
+    }
+    let told = a["remote_packets_lost"].as_i64().unwrap();
+    let lost = b["packets_lost"].as_i64().unwrap();
+    // Reports lag: Alice knows at most what Bob lost by his last one.
+    assert!(
+        told > 0 && told <= lost,
+        "Alice was told {told}, Bob lost {lost}"
+    );
+    eprintln!("RTT alice {} ms, bob {} ms", a["rtt_ms"], b["rtt_ms"]);
 }
 
 #[test]
 fn thirty_percent_loss_is_concealed_pcmu() {
-    lossy_call("PCMU", 30);
+    lossy_call("PCMU", 30, 3);
 }
 
 #[test]
 fn opus_recovers_lost_frames_from_in_band_fec() {
     for percent in [10, 30] {
-        let info = lossy_call("opus", percent);
+        let (_, info) = lossy_call("opus", percent, 3);
         let st = &info["statistics"];
         assert!(st["fec_recovered"].as_u64().unwrap() > 0, "{info}");
     }
+}
+
+/// A stranger sends garbage, foreign payload types and a second SSRC to
+/// Bob's RTP and RTCP ports mid-call: each datagram is dropped and counted,
+/// Bob keeps sending to Alice, and what he hears is still her tone.
+fn garbage_on_the_media_ports(srtp: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("bob-hears.wav");
+    let alice = app("alice", "tone:1000", "null", &["PCMU"], srtp);
+    let bob = app(
+        "bob",
+        "null",
+        &format!("wav:{}", wav.display()),
+        &["PCMU"],
+        srtp,
+    );
+    let bob2 = bob.clone();
+    let tok = NotificationCenter::default().add_observer(
+        Some("SIPSessionNewIncoming"),
+        None,
+        move |n: &Notification| {
+            if let Some(s) = bob2.session_manager().unwrap().session(n.sender.id) {
+                s.accept(s.proposed_streams()).unwrap();
+            }
+        },
+    );
+    let account = alice
+        .account_manager()
+        .unwrap()
+        .get_account("alice@example.com")
+        .unwrap();
+    let a = alice.session_manager().unwrap().new_session(&account);
+    let port = bob.sip_local_address(TransportKind::Udp).unwrap().port();
+    a.connect(
+        &format!("sip:bob@127.0.0.1:{port}"),
+        &[],
+        vec![MediaStreamRegistry::default().create("audio").unwrap()],
+    )
+    .unwrap();
+    wait("established", || a.state() == SessionState::Established);
+    std::thread::sleep(Duration::from_millis(500));
+    let b = bob.session_manager().unwrap().sessions()[0].clone();
+    let info = audio_info(&b);
+    let rtp: std::net::SocketAddr = info["local_rtp_address"].as_str().unwrap().parse().unwrap();
+    let rtcp = std::net::SocketAddr::new(rtp.ip(), rtp.port() + 1);
+    let latched = info["remote_rtp_address_received"].clone();
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_packet = |pt: u8, ssrc: u32| {
+        let mut p = vec![0x80, pt, 0, 1, 0, 0, 0, 160];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend(std::iter::repeat_n(0x55u8, 160));
+        p
+    };
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![1, 2, 3, 4, 5],
+        // Version 1.
+        {
+            let mut p = rtp_packet(0, 7);
+            p[0] = 0x40;
+            p
+        },
+        // Fifteen CSRCs announced, none there.
+        vec![0x8f, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7],
+        // Padding longer than the packet.
+        {
+            let mut p = rtp_packet(0, 7);
+            p[0] |= 0x20;
+            *p.last_mut().unwrap() = 255;
+            p
+        },
+    ];
+    for _ in 0..3 {
+        for g in &garbage {
+            stranger.send_to(g, rtp).unwrap();
+        }
+        stranger.send_to(&rtp_packet(99, 7), rtp).unwrap();
+        stranger.send_to(&rtp_packet(0, 0x1234_5678), rtp).unwrap();
+        // RTCP: garbage, an SDES not after a report, RTP on the RTCP port.
+        stranger.send_to(&[0x80, 201, 0, 9, 1, 2], rtcp).unwrap();
+        stranger
+            .send_to(&[0x81, 202, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0], rtcp)
+            .unwrap();
+        stranger.send_to(&rtp_packet(0, 7), rtcp).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let info = audio_info(&b);
+    let st = &info["statistics"];
+    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {info}"));
+    if srtp == "mandatory" {
+        // Nothing of the stranger's authenticates.
+        assert!(n("srtp_auth_failures") + n("malformed") >= 18, "{info}");
+        assert_eq!(
+            n("unknown_payload_type") + n("unexpected_ssrc"),
+            0,
+            "{info}"
+        );
+    } else {
+        assert_eq!(n("malformed"), 12, "{info}");
+        assert_eq!(n("unknown_payload_type"), 3, "{info}");
+        assert_eq!(n("unexpected_ssrc"), 3, "{info}");
+        assert_eq!(n("srtp_auth_failures"), 0, "{info}");
+    }
+    assert_eq!(n("rtcp_malformed"), 9, "{info}");
+    // Symmetric RTP did not latch onto the stranger.
+    assert_eq!(info["remote_rtp_address_received"], latched, "{info}");
+    // Bob still sends to Alice.
+    let sent = n("packets_sent");
+    let alice_got = audio_info(&a)["statistics"]["packets_received"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        alice_got + 5 >= sent,
+        "Bob sent {sent}, Alice got {alice_got}"
+    );
+    a.end().unwrap();
+    wait("ended", || b.state() == SessionState::Terminated);
+    NotificationCenter::default().remove_observer(tok);
+    alice.stop();
+    bob.stop();
+    let (samples, rate) = read_wav(&wav);
+    let win = &samples[samples.len() - rate as usize..];
+    let r = tone_share(win, rate, 1000.0);
+    assert!(r > 0.9, "{srtp}: ratio {r}");
+}
+
+#[test]
+fn garbage_on_the_media_ports_is_dropped_and_counted() {
+    garbage_on_the_media_ports("disabled");
+}
+
+#[test]
+fn garbage_on_srtp_media_ports_fails_authentication() {
+    garbage_on_the_media_ports("mandatory");
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sipsimple::driver::audio_device::{tone_ratio, AudioSource, Tone};
+use sipsimple::driver::audio_device::{tone_share, AudioSource, Tone};
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
     MediaStreamRegistry, MemoryStorage, NotificationCenter, SIPApplication, SessionState, Storage,
@@ -193,7 +193,7 @@ fn check_tone(path: &Path, freq: f64) {
     );
     // The last second before the end (skips ringing and start-up).
     let win = &s[s.len() - rate * 5 / 4..s.len() - rate / 4];
-    let ratio = tone_ratio(win, rate as u32, freq);
+    let ratio = tone_share(win, rate as u32, freq);
     assert!(ratio > 0.9, "{}: {freq} Hz ratio {ratio}", path.display());
 }
 

@@ -162,7 +162,7 @@ fn two_tools_call_hold_and_hang_up_with_audio() {
     let r0 = rate as usize / 10;
     assert!(samples.len() > r0 + rate as usize);
     let win = &samples[r0..r0 + rate as usize];
-    let r = sipsimple::driver::audio_device::tone_ratio(win, rate, 440.0);
+    let r = sipsimple::driver::audio_device::tone_share(win, rate, 440.0);
     assert!(r > 0.9, "bob heard alice's 440 Hz tone (ratio {r})");
 }
 

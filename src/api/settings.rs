@@ -74,6 +74,7 @@ pub static GLOBAL: &[Def] = defs! {
     "audio.output_device", Kind::Text, Value::from("null"), "null or wav:<path>";
     "rtp.audio_codec_list", Kind::List, serde_json::json!(["opus", "G722", "PCMU", "PCMA"]), "audio codecs in order (opus, G722, PCMU, PCMA)";
     "audio.no_audio_timeout", Kind::Number(0, 3600), Value::from(5), "seconds without audio before SIPSessionGotNoAudio (0: never)";
+    "rtp.rtcp_interval", Kind::Number(1, 60), Value::from(5), "mean seconds between RTCP reports (RFC 3550: 5)";
     "rtp.rx_drop_percent", Kind::Number(0, 100), Value::from(0), "share of received RTP packets dropped on purpose, to test loss";
     "audio.recordings_directory", Kind::OptText, Value::Null, "where recordings go when no file is named";
     "logs.trace_sip", Kind::Bool, Value::Bool(false), "post SIPEngineSIPTrace";

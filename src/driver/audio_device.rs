@@ -10,7 +10,7 @@
 
 use std::f64::consts::TAU;
 
-pub use crate::proto::codec::dsp::{level_dbfs, resample, tone_ratio};
+pub use crate::proto::codec::dsp::{level_dbfs, resample, tone_ratio, tone_share};
 use std::fs::File;
 use std::io::BufWriter;
 

@@ -44,11 +44,18 @@
 //! over after the old one was quiet for a second. `rtp.rx_drop_percent`
 //! (0 to 100, default 0) drops that share of received packets before
 //! anything looks at them, to hear how a call copes with loss.
+//!
+//! RTCP (RFC 3550) on the next port (or the peer's a=rtcp), SRTCP with
+//! SRTP: a compound SR (RR while we send nothing) with a report block
+//! about the source we hear and our CNAME every `rtp.rtcp_interval`
+//! seconds (default 5, randomized by 0.5 to 1.5, the first after half);
+//! the peer's reports give `rtt_ms` and its view of our stream
+//! (`remote_fraction_lost`, `remote_packets_lost`, `remote_jitter_ms`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -62,6 +69,7 @@ use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource
 use crate::proto::codec::{AudioCodec, CodecKind, PTIME_MS};
 use crate::proto::rtp::dtmf::{self, DtmfReceiver, DtmfSender};
 use crate::proto::rtp::jitter::{JitterBuffer, Playout};
+use crate::proto::rtp::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo};
 use crate::proto::rtp::srtp::{CryptoAttribute, MasterKey, SrtpContext, SrtpError, SrtpProfile};
 use crate::proto::rtp::{ReceiveStats, RtpHeader, RtpPacket};
 use crate::proto::sdp::{Attribute, MediaDescription, SessionDescription};
@@ -188,6 +196,17 @@ pub struct AudioStatistics {
     /// Frames dropped to bring the delay down (clock drift, spikes gone).
     pub discarded_frames: u64,
     pub duplicates: u64,
+    /// Round-trip time from the peer's RTCP reports (RFC 3550 6.4.1).
+    pub rtt_ms: Option<f64>,
+    /// What the peer's reports say of what we send: the share lost in the
+    /// last interval (percent), lost in all, and jitter.
+    pub remote_fraction_lost: f64,
+    pub remote_packets_lost: i64,
+    pub remote_jitter_ms: f64,
+    pub rtcp_sent: u64,
+    pub rtcp_received: u64,
+    /// RTCP datagrams that did not parse (or unprotect).
+    pub rtcp_malformed: u64,
 }
 
 /// The account's `rtp.srtp_encryption`.
@@ -253,6 +272,7 @@ struct State {
     session: Option<ObjectId>,
     no_audio_after: Option<Duration>,
     rx_drop_percent: u32,
+    rtcp_interval: Duration,
 }
 
 /// A call being recorded: the file, and what we heard since the last
@@ -308,11 +328,16 @@ pub struct AudioStream {
     /// The peer's telephone-event payload type (None: no DTMF).
     dtmf_pt: Arc<Mutex<Option<u8>>>,
     recorder: Arc<Mutex<Option<Recorder>>>,
+    /// Where RTCP goes: from the SDP, then where the peer's comes from.
+    remote_rtcp: Arc<Mutex<Option<SocketAddr>>>,
+    remote_rtcp_received: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl AudioStream {
     pub fn new() -> AudioStream {
         AudioStream {
+            remote_rtcp: Arc::default(),
+            remote_rtcp_received: Arc::default(),
             id: ObjectId::new(),
             dtmf: Arc::new(Mutex::new(DtmfSender::new(DTMF_MS, 160, 8000))),
             dtmf_pt: Arc::default(),
@@ -504,6 +529,15 @@ impl AudioStream {
         *self.dtmf_pt.lock() = dtmf_pt;
         st.codec = Some(codec);
         st.remote_sdp_addr = Some(target);
+        // a=rtcp (RFC 3605) or the next port.
+        let rtcp_port = rm
+            .attribute_values("rtcp")
+            .next()
+            .and_then(|v| v.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(rm.port.saturating_add(1));
+        if self.remote_rtcp_received.lock().is_none() {
+            *self.remote_rtcp.lock() = Some(SocketAddr::new(ip, rtcp_port));
+        }
         // Latched address wins once media arrived from elsewhere.
         if self.remote_received.lock().is_none() {
             *self.remote_target.lock() = Some(target);
@@ -661,6 +695,17 @@ impl MediaStream for AudioStream {
                     }
                 },
             };
+            st.rtcp_interval = match setting(&ctx.settings, "rtp.rtcp_interval") {
+                None | Some(Value::Null) => Duration::from_secs(5),
+                Some(v) => match v.as_u64() {
+                    Some(n) if (1..=60).contains(&n) => Duration::from_secs(n),
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "rtp.rtcp_interval must be 1 to 60 seconds, not {v}"
+                        )))
+                    }
+                },
+            };
             st.rx_drop_percent = match setting(&ctx.settings, "rtp.rx_drop_percent") {
                 None | Some(Value::Null) => 0,
                 Some(v) => match v.as_u64() {
@@ -791,7 +836,9 @@ impl MediaStream for AudioStream {
         Box::pin(async move {
             self.apply(local_sdp, remote_sdp, index)?;
             let mut st = self.state.lock();
-            let (Some(sock), Some((pt, kind, fec))) = (st.rtp.clone(), st.codec) else {
+            let (Some(sock), Some(rtcp), Some((pt, kind, fec))) =
+                (st.rtp.clone(), st.rtcp.clone(), st.codec)
+            else {
                 return Err(Error::InvalidState(
                     "the audio stream was not initialized".into(),
                 ));
@@ -804,6 +851,13 @@ impl MediaStream for AudioStream {
                 open_sink(&st.output, rate).map_err(|e| Error::InvalidArgument(e.to_string()))?;
             let media = Media {
                 sock,
+                rtcp,
+                rtcp_to: self.remote_rtcp.clone(),
+                rtcp_from: self.remote_rtcp_received.clone(),
+                last_sr: None,
+                rtcp_interval: st.rtcp_interval,
+                octets_sent: 0,
+                sent_since_report: false,
                 pt,
                 codec,
                 source,
@@ -897,6 +951,13 @@ impl MediaStream for AudioStream {
                 "underruns": s.underruns,
                 "discarded_frames": s.discarded_frames,
                 "duplicates": s.duplicates,
+                "rtt_ms": s.rtt_ms,
+                "remote_fraction_lost": s.remote_fraction_lost,
+                "remote_packets_lost": s.remote_packets_lost,
+                "remote_jitter_ms": s.remote_jitter_ms,
+                "rtcp_sent": s.rtcp_sent,
+                "rtcp_received": s.rtcp_received,
+                "rtcp_malformed": s.rtcp_malformed,
             },
         })
     }
@@ -906,6 +967,15 @@ impl MediaStream for AudioStream {
 /// for receiving.
 struct Media {
     sock: Arc<UdpSocket>,
+    rtcp: Arc<UdpSocket>,
+    rtcp_to: Arc<Mutex<Option<SocketAddr>>>,
+    rtcp_from: Arc<Mutex<Option<SocketAddr>>>,
+    /// The middle of the NTP time of the peer's last SR, and when it came.
+    last_sr: Option<(u32, Instant)>,
+    rtcp_interval: Duration,
+    /// Payload octets sent (for SR).
+    octets_sent: u32,
+    sent_since_report: bool,
     pt: u8,
     codec: Box<dyn AudioCodec>,
     source: Box<dyn AudioSource>,
@@ -931,6 +1001,14 @@ struct Media {
     concealing: u32,
     /// The source we listen to and when it last sent.
     source_ssrc: Option<(u32, Instant)>,
+}
+
+/// An RTCP interval randomized by a factor of 0.5 to 1.5 (RFC 3550 6.2).
+fn randomized(interval: Duration, rng: &mut u64) -> Duration {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    interval / 2 + interval.mul_f64((*rng % 1000) as f64 / 1000.0)
 }
 
 /// A non-zero seed for the loss simulation.
@@ -964,6 +1042,103 @@ impl Media {
                 self.source_ssrc = Some((ssrc, now));
                 true
             }
+        }
+    }
+
+    /// Our compound RTCP packet: SR when we sent since the last report,
+    /// else RR; a report block about the source we hear; our CNAME.
+    fn rtcp_report(&mut self, ssrc: u32, ts: u32, cname: &str) -> Vec<u8> {
+        let now = Instant::now();
+        let reports: Vec<ReportBlock> = match self.source_ssrc {
+            Some((src, _)) => {
+                let (lsr, dlsr) = self
+                    .last_sr
+                    .map(|(m, at)| (m, rtcp::to_dlsr(now.duration_since(at))))
+                    .unwrap_or((0, 0));
+                vec![self.stats.lock().1.report_block(src, lsr, dlsr)]
+            }
+            None => Vec::new(),
+        };
+        let report = if self.sent_since_report {
+            RtcpPacket::SenderReport {
+                ssrc,
+                info: SenderInfo {
+                    ntp: rtcp::ntp_time(SystemTime::now()),
+                    rtp_timestamp: ts,
+                    packets: self.stats.lock().0.packets_sent as u32,
+                    octets: self.octets_sent,
+                },
+                reports,
+            }
+        } else {
+            RtcpPacket::ReceiverReport { ssrc, reports }
+        };
+        self.sent_since_report = false;
+        let mut out = Vec::new();
+        rtcp::write(&report, &mut out);
+        rtcp::write(
+            &RtcpPacket::SourceDescription(vec![(ssrc, Some(cname.to_string()))]),
+            &mut out,
+        );
+        out
+    }
+
+    /// A datagram on the RTCP port: reports about what we send give the
+    /// round-trip time and the peer's view of loss and jitter.
+    fn on_rtcp(&mut self, data: &[u8], from: SocketAddr, ssrc: u32) {
+        let clear = match self.srtp.lock().as_mut() {
+            None => None,
+            Some(s) => match s.rx.unprotect_rtcp(data) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.stats.lock().0.rtcp_malformed += 1;
+                    return;
+                }
+            },
+        };
+        let packets = match rtcp::parse(clear.as_deref().unwrap_or(data)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(target: "sipsimple::audio", "RTCP from {from} dropped: {e}");
+                self.stats.lock().0.rtcp_malformed += 1;
+                return;
+            }
+        };
+        let now = Instant::now();
+        let now_ntp = rtcp::ntp_time(SystemTime::now());
+        let clock = self.codec.kind().clock_rate();
+        let mut st = self.stats.lock();
+        st.0.rtcp_received += 1;
+        for p in packets {
+            let (sender, reports) = match p {
+                RtcpPacket::SenderReport {
+                    ssrc: s,
+                    info,
+                    reports,
+                } => {
+                    self.last_sr = Some((rtcp::middle32(info.ntp), now));
+                    (s, reports)
+                }
+                RtcpPacket::ReceiverReport { ssrc: s, reports } => (s, reports),
+                _ => continue,
+            };
+            if self.source_ssrc.is_some_and(|(s, _)| s != sender) {
+                continue;
+            }
+            for b in reports.iter().filter(|b| b.ssrc == ssrc) {
+                if let Some(rtt) = b.round_trip(now_ntp) {
+                    st.0.rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
+                }
+                st.0.remote_fraction_lost = f64::from(b.fraction_lost) * 100.0 / 256.0;
+                st.0.remote_packets_lost = i64::from(b.cumulative_lost);
+                st.0.remote_jitter_ms = f64::from(b.jitter) * 1000.0 / f64::from(clock);
+            }
+        }
+        drop(st);
+        let mut rf = self.rtcp_from.lock();
+        if *rf != Some(from) {
+            *rf = Some(from);
+            *self.rtcp_to.lock() = Some(from);
         }
     }
 
@@ -1062,8 +1237,33 @@ impl Media {
         let started = Instant::now();
         let mut heard_any = false;
         let mut no_audio_told = false;
+        let cname = format!("{}@sipsimple", crate::driver::ids::random_hex(8));
+        let mut rng = local_seed();
+        // The first report after half the interval (RFC 3550 6.2).
+        let mut next_rtcp = started + randomized(self.rtcp_interval, &mut rng) / 2;
+        let mut rbuf = vec![0u8; 1500];
         loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(next_rtcp.into()) => {
+                    next_rtcp = Instant::now() + randomized(self.rtcp_interval, &mut rng);
+                    let report = self.rtcp_report(ssrc, ts, &cname);
+                    let out = match self.srtp.lock().as_mut() {
+                        None => Some(report),
+                        Some(s) => s.tx.protect_rtcp(&report).ok(),
+                    };
+                    let to = *self.rtcp_to.lock();
+                    if let (Some(out), Some(to)) = (out, to) {
+                        if self.rtcp.send_to(&out, to).await.is_ok() {
+                            self.stats.lock().0.rtcp_sent += 1;
+                        }
+                    }
+                }
+                r = self.rtcp.recv_from(&mut rbuf) => {
+                    if let Ok((n, from)) = r {
+                        let data = rbuf[..n].to_vec();
+                        self.on_rtcp(&data, from, ssrc);
+                    }
+                }
                 _ = tick.tick() => {
                     self.source.read(&mut frame);
                     if !heard_any && !no_audio_told && self.no_audio_after.is_some_and(|t| started.elapsed() >= t) {
@@ -1105,6 +1305,8 @@ impl Media {
                             let mut s = self.stats.lock();
                             s.0.packets_sent += 1;
                             s.0.bytes_sent += packet.len() as u64;
+                            self.octets_sent = self.octets_sent.wrapping_add(packet.len().saturating_sub(12) as u32);
+                            self.sent_since_report = true;
                         }
                         seq = seq.wrapping_add(1);
                     }

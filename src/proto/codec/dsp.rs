@@ -1,5 +1,6 @@
 //! Signal arithmetic shared by the audio path and its checks: linear
-//! resampling, the Goertzel measure of one frequency, RMS level.
+//! resampling, the Goertzel measure of one frequency (whole, and by
+//! blocks), RMS level.
 
 use std::f64::consts::TAU;
 
@@ -45,6 +46,22 @@ pub fn tone_ratio(samples: &[i16], rate: u32, freq: f64) -> f64 {
         // A pure tone concentrates N/2 * total in its bin.
         (power / (total * samples.len() as f64 / 2.0)).min(1.0)
     }
+}
+
+/// [`tone_ratio`] over 100 ms blocks, averaged: what a listener hears of
+/// `freq` when the signal went through a jitter buffer, whose concealed
+/// or stretched frames keep the tone but not its phase.
+pub fn tone_share(samples: &[i16], rate: u32, freq: f64) -> f64 {
+    let block = (rate as usize / 10).max(1);
+    let n = samples.len() / block;
+    if n == 0 {
+        return tone_ratio(samples, rate, freq);
+    }
+    samples
+        .chunks_exact(block)
+        .map(|b| tone_ratio(b, rate, freq))
+        .sum::<f64>()
+        / n as f64
 }
 
 /// RMS level in dBFS.

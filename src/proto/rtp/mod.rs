@@ -4,6 +4,7 @@
 pub mod dtmf;
 pub mod jitter;
 pub mod packet;
+pub mod rtcp;
 pub mod srtp;
 pub mod stats;
 

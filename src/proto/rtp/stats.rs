@@ -18,6 +18,9 @@ pub struct ReceiveStats {
     jitter_q4: u64,
     last_transit: Option<i64>,
     first_arrival: Option<Instant>,
+    /// Expected and received at the previous report (A.3).
+    expected_prior: u64,
+    received_prior: u64,
 }
 
 impl ReceiveStats {
@@ -89,6 +92,30 @@ impl ReceiveStats {
     pub fn jitter(&self) -> u32 {
         (self.jitter_q4 >> 4) as u32
     }
+
+    /// A report block about source `ssrc` (A.3: the fraction lost since
+    /// the previous call), with `lsr`/`dlsr` about its last SR.
+    pub fn report_block(&mut self, ssrc: u32, lsr: u32, dlsr: u32) -> super::rtcp::ReportBlock {
+        let expected = self.expected();
+        let received = self.packets.saturating_sub(self.reordered);
+        let expected_interval = expected.saturating_sub(self.expected_prior);
+        let received_interval = received.saturating_sub(self.received_prior);
+        self.expected_prior = expected;
+        self.received_prior = received;
+        let lost_interval = expected_interval.saturating_sub(received_interval);
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
+        super::rtcp::ReportBlock {
+            ssrc,
+            fraction_lost,
+            cumulative_lost: self.lost().min(0x7f_ffff) as i32,
+            highest_seq: self.extended_max(),
+            jitter: self.jitter(),
+            lsr,
+            dlsr,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +144,12 @@ mod tests {
         // One late packet raises jitter.
         s.on_packet(t0 + Duration::from_millis(2000 + 50), seq, ts, 8000, 172);
         assert!(s.jitter() > 0);
+        let b = s.report_block(9, 0, 0);
+        assert_eq!((b.ssrc, b.cumulative_lost), (9, 10));
+        // 10 lost of 101 expected, in 1/256.
+        assert_eq!(b.fraction_lost, (10 * 256 / 101) as u8);
+        assert_eq!(b.highest_seq, s.extended_max());
+        // Nothing new since: nothing lost in the interval.
+        assert_eq!(s.report_block(9, 0, 0).fraction_lost, 0);
     }
 }
