@@ -53,8 +53,8 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{
-    Account, Configuration, FileStorage, MediaStreamRegistry, MemoryStorage, Notification,
-    NotificationCenter, SIPApplication, Session, SessionManager, SessionState, Storage,
+    Account, MediaStreamRegistry, Notification, NotificationCenter, SIPApplication, Session,
+    SessionManager, SessionState, Storage,
 };
 
 struct Options {
@@ -251,13 +251,6 @@ impl Sessions {
 
 /// The settings for this run and the account to use (None: Bonjour).
 fn settings(o: &Options) -> Result<(Arc<dyn Storage>, Option<String>), String> {
-    let storage: Arc<dyn Storage> = match &o.config_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
-            Arc::new(FileStorage::new(d))
-        }
-        None => Arc::new(MemoryStorage::new()),
-    };
     // Command-line options override the stored settings for this run only.
     let mut overrides: Vec<(&str, Value)> = Vec::new();
     if let Some(p) = o.sip_port {
@@ -276,24 +269,7 @@ fn settings(o: &Options) -> Result<(Arc<dyn Storage>, Option<String>), String> {
     if let Some(d) = &o.download_dir {
         overrides.push(("file_transfer.directory", json!(d)));
     }
-    let cfg = Configuration::open(storage).map_err(|e| e.to_string())?;
-    let bonjour = |id: &str| id == "bonjour" || id == sipsimple::api::account::BONJOUR_ID;
-    let id = match &o.account {
-        Some(id) if bonjour(id) => None,
-        Some(id) => {
-            if !cfg.account_ids().contains(id) {
-                return Err(format!(
-                    "no account {id:?} in the configuration (add it with sip-settings)"
-                ));
-            }
-            Some(id.clone())
-        }
-        None => cfg.default_account().filter(|id| !bonjour(id)),
-    };
-    let run = cfg
-        .run_copy(&overrides, id.as_deref())
-        .map_err(|e| e.to_string())?;
-    Ok((run, id))
+    tool::run_settings(o.config_dir.as_deref(), o.account.as_deref(), &overrides)
 }
 
 fn send_chat(s: &Sessions, text: &str, out: &Out) -> Result<(), String> {

@@ -1359,6 +1359,7 @@ impl Media {
                         continue;
                     }
                     if Some(pt) == dtmf_pt {
+                        self.jitter.skip(p.header.sequence);
                         self.stats.lock().1.on_event_packet(now, p.header.sequence, data.len());
                         if let Some(d) = self.dtmf_in.on_packet(p.header.timestamp, p.payload) {
                             self.got_dtmf(d);

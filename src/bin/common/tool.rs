@@ -5,9 +5,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sipsimple::Notification;
+use sipsimple::{Configuration, FileStorage, MemoryStorage, Notification, Storage};
 
 /// The user's configuration directory for the SDK:
 /// `$XDG_CONFIG_HOME/sipsimple`, else `~/.config/sipsimple`.
@@ -55,4 +56,40 @@ pub fn on_signal(
         }
     });
     Ok(handle)
+}
+
+/// The settings of one run: the configuration in `config_dir` (None: an
+/// empty one in memory) with the global `overrides` applied in memory,
+/// and the account to use: `account` (`bonjour` or an id of the
+/// configuration), else the configuration's default; None means Bonjour.
+pub fn run_settings(
+    config_dir: Option<&str>,
+    account: Option<&str>,
+    overrides: &[(&str, Value)],
+) -> Result<(Arc<dyn Storage>, Option<String>), String> {
+    let storage: Arc<dyn Storage> = match config_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+            Arc::new(FileStorage::new(d))
+        }
+        None => Arc::new(MemoryStorage::new()),
+    };
+    let cfg = Configuration::open(storage).map_err(|e| e.to_string())?;
+    let bonjour = |id: &str| id == "bonjour" || id == sipsimple::api::account::BONJOUR_ID;
+    let id = match account {
+        Some(id) if bonjour(id) => None,
+        Some(id) => {
+            if !cfg.account_ids().iter().any(|a| a == id) {
+                return Err(format!(
+                    "no account {id:?} in the configuration (add it with sip-settings)"
+                ));
+            }
+            Some(id.to_string())
+        }
+        None => cfg.default_account().filter(|id| !bonjour(id)),
+    };
+    let run = cfg
+        .run_copy(overrides, id.as_deref())
+        .map_err(|e| e.to_string())?;
+    Ok((run, id))
 }

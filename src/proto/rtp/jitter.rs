@@ -83,6 +83,9 @@ pub struct JitterBuffer {
     slots: BTreeMap<i64, (u16, Vec<u8>)>,
     /// The sequence number of the last frame played or given up.
     played_seq: Option<u16>,
+    /// Sequence numbers of packets without audio (telephone events) not
+    /// played past yet: they are not lost frames.
+    skipped: VecDeque<u16>,
     /// The last timestamp received and its extended value.
     last: Option<(u32, i64, u16)>,
     /// The extended timestamp to play next (None: not started).
@@ -114,6 +117,7 @@ impl JitterBuffer {
             playout: None,
             playing: false,
             played_seq: None,
+            skipped: VecDeque::new(),
             transits: VecDeque::with_capacity(WINDOW),
             epoch: None,
             target: min_ticks,
@@ -152,6 +156,7 @@ impl JitterBuffer {
         self.playout = None;
         self.playing = false;
         self.played_seq = None;
+        self.skipped.clear();
         self.transits.clear();
         self.epoch = None;
         self.target = self.min_ticks;
@@ -211,6 +216,15 @@ impl JitterBuffer {
             self.stats.discarded += 1;
         }
         self.slots.insert(ext, (seq, payload.to_vec()));
+    }
+
+    /// A packet of the stream that carries no audio (an RFC 4733 event)
+    /// took sequence number `seq`: the gap it leaves is not loss.
+    pub fn skip(&mut self, seq: u16) {
+        if self.skipped.len() == 64 {
+            self.skipped.pop_front();
+        }
+        self.skipped.push_back(seq);
     }
 
     /// Transit time spread over the window sets the target.
@@ -277,7 +291,14 @@ impl JitterBuffer {
         if first > playout {
             let missing = match self.played_seq {
                 Some(s) => match first_seq.wrapping_sub(s).wrapping_sub(1) {
-                    m if m < 0x8000 => i64::from(m),
+                    m if m < 0x8000 => {
+                        let not_audio = self
+                            .skipped
+                            .iter()
+                            .filter(|k| k.wrapping_sub(s).wrapping_sub(1) < m)
+                            .count();
+                        i64::from(m) - not_audio as i64
+                    }
                     _ => 0,
                 },
                 None => 0,
@@ -289,6 +310,11 @@ impl JitterBuffer {
             let (seq, payload) = self.slots.pop_first().map(|(_, p)| p).unwrap_or_default();
             self.playout = Some(first + self.ptime);
             self.played_seq = Some(seq);
+            // Forget the events played past.
+            self.skipped.retain(|k| {
+                let ahead = k.wrapping_sub(seq);
+                ahead != 0 && ahead < 0x8000
+            });
             self.stats.played += 1;
             return Playout::Packet(payload);
         }
@@ -528,6 +554,26 @@ mod tests {
                 i * FRAME,
                 &[i as u8],
             );
+            assert_eq!(played(b.pop()), Some(i as u8));
+        }
+        assert_eq!(b.stats().lost, 0);
+    }
+
+    #[test]
+    fn telephone_events_in_between_are_not_loss() {
+        let t0 = Instant::now();
+        let mut b = jb();
+        for i in 0..5u32 {
+            b.push(at(t0, 20 * u64::from(i)), i as u16, i * FRAME, &[i as u8]);
+            assert_eq!(played(b.pop()), Some(i as u8));
+        }
+        // Five event packets (seq 5-9) replace 100 ms of audio.
+        for i in 5..10u32 {
+            b.skip(i as u16);
+            b.pop();
+        }
+        for i in 10..20u32 {
+            b.push(at(t0, 20 * u64::from(i)), i as u16, i * FRAME, &[i as u8]);
             assert_eq!(played(b.pop()), Some(i as u8));
         }
         assert_eq!(b.stats().lost, 0);
