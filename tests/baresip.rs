@@ -375,3 +375,131 @@ fn we_call_baresip(srtp: bool, codec: Codec) {
     check_tone(&ours, 600.0);
     check_tone(&baresip_decoded(dir.path()), 1000.0);
 }
+
+/// Runs sip-audio-session with `args` (headless, Bonjour account, UDP)
+/// until it exits; its success and its lines.
+fn audio_tool(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sip-audio-session"))
+        .arg("--config-dir")
+        .arg(dir.join("tool"))
+        .args(["--account", "bonjour", "--transport", "udp"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sip-audio-session runs");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    // Kept open while the call runs: EOF is not a hang-up.
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        drop(input);
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sip-audio-session did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("[sip-audio-session] {text}");
+    (out.status.success(), text)
+}
+
+/// The tool calls baresip with mandatory SRTP and G.722, sends DTMF typed
+/// on its stdin; both recordings carry the other side's tone.
+#[test]
+fn sip_audio_session_calls_baresip_with_srtp() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("we-hear.wav");
+    let bport = free_udp_port();
+    baresip_dir(dir.path(), bport, Some("srtp-mand"), G722);
+    let b = baresip(dir.path(), 8, None);
+    std::thread::sleep(Duration::from_millis(700));
+    let (ok, said) = audio_tool(
+        dir.path(),
+        &[
+            "--input",
+            "tone:1000",
+            "--output",
+            &ours.display().to_string(),
+            "--codecs",
+            "G722",
+            "--srtp",
+            "mandatory",
+            "--duration",
+            "3",
+            &format!("sip:baresip@127.0.0.1:{bport}"),
+        ],
+        "47\n",
+    );
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("codec G722 at 16000 Hz, SRTP AES_CM_128_HMAC_SHA1_80"),
+        "{said}"
+    );
+    assert!(said.contains("call ended by local"), "{said}");
+    wait_exit(b);
+    let log = std::fs::read_to_string(dir.path().join("baresip.log")).unwrap();
+    for d in ['4', '7'] {
+        assert!(
+            log.contains(&format!("received event: '{d}' (end=1)")),
+            "baresip did not get DTMF {d}: {log}"
+        );
+    }
+    check_tone(&ours, 600.0);
+    check_tone(&baresip_decoded(dir.path()), 1000.0);
+}
+
+/// baresip calls the tool (auto-answer) with Opus; the tool exits when
+/// baresip hangs up.
+#[test]
+fn baresip_calls_sip_audio_session_opus() {
+    if !baresip_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("we-hear.wav");
+    let port = free_udp_port();
+    baresip_dir(dir.path(), free_udp_port(), None, OPUS);
+    let d = dir.path().to_path_buf();
+    let ours2 = ours.display().to_string();
+    let tool = std::thread::spawn(move || {
+        audio_tool(
+            &d,
+            &[
+                "--sip-port",
+                &port.to_string(),
+                "--input",
+                "tone:1000",
+                "--output",
+                &ours2,
+                "--codecs",
+                "opus",
+                "--auto-answer",
+            ],
+            "",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let b = baresip(dir.path(), 4, Some(&format!("sip:us@127.0.0.1:{port}")));
+    wait_exit(b);
+    let (ok, said) = tool.join().unwrap();
+    assert!(ok, "{said}");
+    assert!(said.contains("codec opus at 48000 Hz"), "{said}");
+    assert!(said.contains("call ended by remote"), "{said}");
+    check_tone(&ours, 600.0);
+    check_tone(&baresip_decoded(dir.path()), 1000.0);
+}
