@@ -9,16 +9,20 @@
  * greets bob, who answers; both see their message delivered. Alice then
  * sends bob a file on the same session (MSRP file transfer, RFC 5547):
  * bob's side saves it once its SHA-1 matches the offer, and the program
- * checks the saved bytes. Then alice hangs up.
+ * checks the saved bytes. Last, alice adds an audio stream (RTP with the
+ * first codec both run, SRTP keyed by SDES) sending a 440 Hz tone; bob's
+ * output device is a WAV file. Alice hangs up, and the program prints what
+ * bob heard (its strongest frequency and level) and the RTP statistics.
  *
  *   gcc -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE loopback.c \
- *       $(pkg-config --cflags --libs sipsimple) -lpthread -o loopback
+ *       $(pkg-config --cflags --libs sipsimple) -lpthread -lm -o loopback
  *   ./loopback
  *
  * Exit status 0 when the whole exchange happened.
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -202,6 +206,7 @@ static atomic_uint_fast64_t bob_session_id;
 static atomic_int chats_received, chats_delivered;
 static atomic_int files_sent, files_received;
 static char received_path[4096];
+static int heard_ok;
 
 static void on_notification(const SipsimpleNotification *n, void *ud) {
     (void)ud;
@@ -294,6 +299,65 @@ static int wait_established(SipsimpleSession *s) {
         usleep(10000);
     }
     return 0;
+}
+
+static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* What a mono 16-bit WAV file holds: its length, and over one second from
+ * its middle the strongest frequency from 100 Hz to 4 kHz (Goertzel, in
+ * 10 Hz steps) and the level in dBFS. */
+static int analyse_wav(const char *path, double *seconds, double *freq, double *dbfs) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    static unsigned char buf[8 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    if (len < 12 || memcmp(buf, "RIFF", 4) != 0 || memcmp(buf + 8, "WAVE", 4) != 0)
+        return 0;
+    uint32_t rate = 0, channels = 0, bits = 0;
+    const int16_t *pcm = NULL;
+    size_t n = 0;
+    for (size_t at = 12; at + 8 <= len;) {
+        uint32_t size = le32(buf + at + 4);
+        size_t body = at + 8, avail = len - body;
+        if (memcmp(buf + at, "fmt ", 4) == 0 && avail >= 16) {
+            channels = buf[body + 2] | buf[body + 3] << 8;
+            rate = le32(buf + body + 4);
+            bits = buf[body + 14] | buf[body + 15] << 8;
+        } else if (memcmp(buf + at, "data", 4) == 0) {
+            /* A file still being written says 0: take what is there. */
+            pcm = (const int16_t *)(buf + body);
+            n = (size == 0 || size > avail ? avail : size) / 2;
+            break;
+        }
+        if (size > avail)
+            break;
+        at = body + size + (size & 1);
+    }
+    if (!pcm || channels != 1 || bits != 16 || rate < 8000 || n < rate / 2)
+        return 0;
+    *seconds = (double)n / rate;
+    size_t w = n < rate ? n : rate, from = (n - w) / 2;
+    double total = 0, best = 0;
+    for (size_t i = 0; i < w; i++)
+        total += (double)pcm[from + i] * pcm[from + i];
+    *freq = 0;
+    for (double hz = 100; hz <= 4000 && hz < rate / 2.0; hz += 10) {
+        double c = 2 * cos(2 * M_PI * hz / rate), s1 = 0, s2 = 0;
+        for (size_t i = 0; i < w; i++) {
+            double s0 = pcm[from + i] + c * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        double power = s1 * s1 + s2 * s2 - c * s1 * s2;
+        if (power > best) {
+            best = power;
+            *freq = hz;
+        }
+    }
+    *dbfs = total > 0 ? 20 * log10(sqrt(total / w) / 32768.0) : -INFINITY;
+    return 1;
 }
 
 /* The bytes of the demo's file. */
@@ -411,16 +475,44 @@ int main(void) {
     remove(file);
     rmdir(outbox);
     rmdir(inbox);
+    if (!same || !wait_established(call)) {
+        rmdir(work);
+        goto done;
+    }
+    /* Audio: alice's microphone is a 440 Hz tone, bob's speaker a WAV
+     * file; two seconds of call. */
+    char wav[96], tone_setting[] = "\"tone:440\"", wav_setting[128];
+    snprintf(wav, sizeof wav, "%s/bob-hears.wav", work);
+    snprintf(wav_setting, sizeof wav_setting, "\"wav:%s\"", wav);
+    int audio_ok = check(sipsimple_application_setting_set(alice, "audio.input_device", tone_setting, &changed),
+                         "alice's microphone");
+    sipsimple_string_free(changed);
+    changed = NULL;
+    audio_ok = audio_ok && check(sipsimple_application_setting_set(bob, "audio.output_device", wav_setting, &changed),
+                                 "bob's speaker");
+    sipsimple_string_free(changed);
+    audio_ok = audio_ok && check(sipsimple_session_add_stream(call, "audio"), "add audio") && wait_established(call);
+    if (audio_ok) {
+        sleep(2);
+        char *info = NULL;
+        if (check(sipsimple_session_info(call, &info), "info"))
+            printf("alice's session: %s\n", info);
+        sipsimple_string_free(info);
+    }
+    if (!audio_ok || !check(sipsimple_session_end(call), "end") || !wait_for(&ended, 2, "both sides to end")) {
+        remove(wav);
+        rmdir(work);
+        goto done;
+    }
+    /* The stream's file is complete once its media task is gone. */
+    usleep(300000);
+    double seconds = 0, freq = 0, dbfs = 0;
+    heard_ok = analyse_wav(wav, &seconds, &freq, &dbfs) && fabs(freq - 440) <= 10 && dbfs > -30;
+    printf("bob heard %.1f s of audio: strongest at %.0f Hz, %.1f dBFS (alice sent a 440 Hz tone, -13 dBFS RMS): %s\n",
+           seconds, freq, dbfs, heard_ok ? "ok" : "NOT WHAT ALICE SENT");
+    remove(wav);
     rmdir(work);
-    if (!same || !wait_established(call))
-        goto done;
-    char *info = NULL;
-    if (check(sipsimple_session_info(call, &info), "info"))
-        printf("alice's session: %s\n", info);
-    sipsimple_string_free(info);
-    if (!check(sipsimple_session_end(call), "end") || !wait_for(&ended, 2, "both sides to end"))
-        goto done;
-    ok = 1;
+    ok = heard_ok;
 done:
     if (call)
         sipsimple_session_free(call);
@@ -438,9 +530,10 @@ done:
         sipsimple_notification_center_remove_observer(token);
     check(sipsimple_stream_type_unregister("ping"), "unregister ping");
     sipsimple_storage_free(storage);
-    printf("%s: %d sessions started, %d greetings, %d chat messages delivered, %d file transferred, %d streams "
-           "ended\n",
+    printf("%s: %d sessions started, %d greetings, %d chat messages delivered, %d file transferred, audio %s, %d "
+           "streams ended\n",
            ok ? "done" : "FAILED", atomic_load(&started), atomic_load(&pings_received),
-           atomic_load(&chats_delivered), atomic_load(&files_received), atomic_load(&streams_ended));
+           atomic_load(&chats_delivered), atomic_load(&files_received), heard_ok ? "heard" : "not heard",
+           atomic_load(&streams_ended));
     return ok && atomic_load(&streams_ended) >= 4 ? 0 : 1;
 }

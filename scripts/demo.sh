@@ -9,5 +9,5 @@ scripts/install.sh build/prefix debug >/dev/null
 export PKG_CONFIG_PATH="$PWD/build/prefix/lib/pkgconfig"
 # shellcheck disable=SC2046
 gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE examples-c/loopback.c \
-  $(pkg-config --cflags --libs sipsimple) -lpthread -o build/loopback
+  $(pkg-config --cflags --libs sipsimple) -lpthread -lm -o build/loopback
 LD_LIBRARY_PATH="$PWD/build/prefix/lib" ./build/loopback "$@"

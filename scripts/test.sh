@@ -37,7 +37,7 @@ c_build() {
   cflags=$(pkg-config --cflags --libs sipsimple) || return 1
   # shellcheck disable=SC2086
   gcc -Wall -Wextra -Werror -std=c11 examples-c/hello.c $cflags -o build/hello &&
-    gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE examples-c/loopback.c $cflags -lpthread -o build/loopback &&
+    gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE examples-c/loopback.c $cflags -lpthread -lm -o build/loopback &&
     gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE tests/c/misuse.c $cflags -lpthread -o build/misuse &&
     gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE tests/c/concurrency.c $cflags -lpthread -o build/concurrency &&
     gcc -Wall -Wextra -Werror -std=c11 examples-c/hello.c -Ibuild/prefix/include build/prefix/lib/libsipsimple.a \
