@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         jb.push(now, seq, ts, &(i as u32).to_be_bytes());
         pushed += 1;
         for _ in 0..c[7] % 4 {
-            if let Playout::Packet(_) = jb.pop() {
+            if let Playout::Packet(_) = jb.pop(now) {
                 played += 1;
             }
         }

@@ -185,6 +185,8 @@ pub struct AudioStatistics {
     /// The jitter buffer's target delay and what it holds now.
     pub jitter_buffer_ms: u32,
     pub jitter_buffer_depth_ms: u32,
+    /// How long played packets waited in it, on average.
+    pub jitter_buffer_delay_ms: f64,
     /// Packets that arrived after their time was played.
     pub late_packets: u64,
     /// Frames made up for lost packets (codec concealment or, for Opus,
@@ -945,6 +947,7 @@ impl MediaStream for AudioStream {
                 "unexpected_ssrc": s.unexpected_ssrc,
                 "jitter_buffer_ms": s.jitter_buffer_ms,
                 "jitter_buffer_depth_ms": s.jitter_buffer_depth_ms,
+                "jitter_buffer_delay_ms": s.jitter_buffer_delay_ms,
                 "late_packets": s.late_packets,
                 "concealed_frames": s.concealed_frames,
                 "fec_recovered": s.fec_recovered,
@@ -1146,10 +1149,11 @@ impl Media {
     /// before the first packet).
     fn play(&mut self, frame_samples: usize) {
         let mut pcm = Vec::with_capacity(frame_samples * 2);
+        let now = Instant::now();
         let (mut concealed, mut recovered, mut malformed) = (0, 0, 0);
         while self.playback.len() < frame_samples {
             pcm.clear();
-            match self.jitter.pop() {
+            match self.jitter.pop(now) {
                 Playout::Buffering => break,
                 Playout::Packet(p) => {
                     if self.codec.decode(&p, &mut pcm) {
@@ -1191,6 +1195,7 @@ impl Media {
             s.fec_recovered += recovered;
             s.jitter_buffer_ms = self.jitter.target_ms();
             s.jitter_buffer_depth_ms = self.jitter.depth_ms();
+            s.jitter_buffer_delay_ms = j.mean_wait_ms();
             s.late_packets = j.late;
             s.underruns = j.underruns;
             s.discarded_frames = j.discarded;

@@ -69,6 +69,20 @@ pub struct JitterStats {
     pub out_of_range: u64,
     /// New timelines started.
     pub resets: u64,
+    /// Time the played packets waited here in all, in microseconds.
+    pub waited_us: u64,
+}
+
+impl JitterStats {
+    /// How long a played packet waited between arrival and playout, on
+    /// average, in milliseconds.
+    pub fn mean_wait_ms(&self) -> f64 {
+        if self.played == 0 {
+            0.0
+        } else {
+            self.waited_us as f64 / self.played as f64 / 1000.0
+        }
+    }
 }
 
 pub struct JitterBuffer {
@@ -79,8 +93,8 @@ pub struct JitterBuffer {
     /// Packet duration in timestamp units, learnt from consecutive
     /// sequence numbers.
     ptime: i64,
-    /// Sequence numbers and payloads by extended timestamp.
-    slots: BTreeMap<i64, (u16, Vec<u8>)>,
+    /// Sequence numbers, arrival times and payloads by extended timestamp.
+    slots: BTreeMap<i64, (u16, Instant, Vec<u8>)>,
     /// The sequence number of the last frame played or given up.
     played_seq: Option<u16>,
     /// Sequence numbers of packets without audio (telephone events) not
@@ -215,7 +229,7 @@ impl JitterBuffer {
             self.slots.pop_first();
             self.stats.discarded += 1;
         }
-        self.slots.insert(ext, (seq, payload.to_vec()));
+        self.slots.insert(ext, (seq, now, payload.to_vec()));
     }
 
     /// A packet of the stream that carries no audio (an RFC 4733 event)
@@ -247,8 +261,8 @@ impl JitterBuffer {
         self.target = (frames * self.frame_ticks).clamp(self.min_ticks, self.max_ticks);
     }
 
-    /// The next frame for the player.
-    pub fn pop(&mut self) -> Playout<'_> {
+    /// The next frame for the player, whose clock says `now`.
+    pub fn pop(&mut self, now: Instant) -> Playout<'_> {
         let Some(mut playout) = self.playout else {
             return Playout::Buffering;
         };
@@ -266,7 +280,7 @@ impl JitterBuffer {
             self.slots.pop_first();
             self.stats.late += 1;
         }
-        let Some((&first, &(first_seq, _))) = self.slots.first_key_value() else {
+        let Some((&first, &(first_seq, _, _))) = self.slots.first_key_value() else {
             self.stats.underruns += 1;
             return Playout::Underrun;
         };
@@ -280,7 +294,7 @@ impl JitterBuffer {
                 if let Some((&next, _)) = self.slots.first_key_value() {
                     self.playout = Some(next.max(playout));
                 }
-                return self.pop();
+                return self.pop(now);
             }
         } else {
             self.deep_pops = 0;
@@ -307,7 +321,10 @@ impl JitterBuffer {
         }
         // Less than a frame away: that packet is the next frame.
         if first - playout < self.frame_ticks {
-            let (seq, payload) = self.slots.pop_first().map(|(_, p)| p).unwrap_or_default();
+            let Some((_, (seq, arrived, payload))) = self.slots.pop_first() else {
+                return Playout::Underrun;
+            };
+            self.stats.waited_us += now.saturating_duration_since(arrived).as_micros() as u64;
             self.playout = Some(first + self.ptime);
             self.played_seq = Some(seq);
             // Forget the events played past.
@@ -331,7 +348,7 @@ impl JitterBuffer {
         let next = (first - playout <= self.ptime).then(|| {
             self.slots
                 .first_key_value()
-                .map(|(_, (_, p))| p.as_slice())
+                .map(|(_, (_, _, p))| p.as_slice())
                 .unwrap_or_default()
         });
         Playout::Lost { next }
@@ -374,7 +391,7 @@ mod tests {
                 1000 + i * FRAME,
                 &[i as u8],
             );
-            out.push(played(b.pop()));
+            out.push(played(b.pop(t0)));
         }
         let got: Vec<u8> = out.into_iter().flatten().collect();
         assert_eq!(got, (0..50).collect::<Vec<u8>>());
@@ -392,7 +409,7 @@ mod tests {
         }
         let mut got = Vec::new();
         for _ in 0..8 {
-            match b.pop() {
+            match b.pop(t0) {
                 Playout::Packet(v) => got.push(Some(v[0])),
                 Playout::Lost { next } => {
                     // The next payload is offered for FEC.
@@ -416,7 +433,7 @@ mod tests {
             ]
         );
         assert_eq!(b.stats().lost, 1);
-        assert!(matches!(b.pop(), Playout::Underrun));
+        assert!(matches!(b.pop(t0), Playout::Underrun));
     }
 
     #[test]
@@ -438,7 +455,7 @@ mod tests {
                 b.push(at(t0, t), i as u16, i * FRAME, &[i as u8]);
                 ev.next();
             }
-            let p = b.pop();
+            let p = b.pop(t0);
             if tick > 150 && !matches!(p, Playout::Packet(_)) && tick < 200 {
                 gaps_late += 1;
             }
@@ -461,7 +478,7 @@ mod tests {
                 b.push(at(t0, tick * 20), sent as u16, sent * FRAME, &[0]);
                 sent += 1;
             }
-            b.pop();
+            b.pop(t0);
             assert!(b.depth_ms() <= 200, "depth {} at tick {tick}", b.depth_ms());
         }
         assert!(b.stats().discarded > 30, "{:?}", b.stats());
@@ -479,7 +496,7 @@ mod tests {
                 b.push(at(t0, tick * 20), sent as u16, sent * FRAME, &[0]);
                 sent += 1;
             }
-            b.pop();
+            b.pop(t0);
         }
         let s = b.stats();
         assert_eq!(s.lost, 0, "{s:?}");
@@ -499,13 +516,13 @@ mod tests {
                 start.wrapping_add(i * FRAME),
                 &[i as u8],
             );
-            assert_eq!(played(b.pop()), Some(i as u8), "across the wrap");
+            assert_eq!(played(b.pop(t0)), Some(i as u8), "across the wrap");
         }
         // One wild timestamp is dropped...
         b.push(at(t0, 400), 20, 0x4000_0000, &[99]);
         assert_eq!(b.stats().out_of_range, 1);
         b.push(at(t0, 400), 20, start.wrapping_add(20 * FRAME), &[20]);
-        assert_eq!(played(b.pop()), Some(20));
+        assert_eq!(played(b.pop(t0)), Some(20));
         // ...three in a row start a new timeline.
         for i in 0..3u32 {
             b.push(
@@ -516,7 +533,7 @@ mod tests {
             );
         }
         assert_eq!(b.stats().resets, 1);
-        assert_eq!(played(b.pop()), Some(52));
+        assert_eq!(played(b.pop(t0)), Some(52));
     }
 
     #[test]
@@ -526,7 +543,7 @@ mod tests {
         for i in 0..5u32 {
             b.push(at(t0, 20 * u64::from(i)), i as u16, i * FRAME, &[i as u8]);
             b.push(at(t0, 20 * u64::from(i)), i as u16, i * FRAME, &[i as u8]);
-            b.pop();
+            b.pop(t0);
         }
         b.push(at(t0, 100), 1, FRAME, &[1]);
         let s = b.stats();
@@ -541,11 +558,11 @@ mod tests {
         let mut b = jb();
         for i in 0..10u32 {
             b.push(at(t0, 20 * u64::from(i)), i as u16, i * FRAME, &[i as u8]);
-            b.pop();
+            b.pop(t0);
         }
         // 2 s of nothing (hold), the timestamp moving on in real time.
         for _ in 0..100 {
-            assert_eq!(b.pop(), Playout::Underrun);
+            assert_eq!(b.pop(t0), Playout::Underrun);
         }
         for i in 110..120u32 {
             b.push(
@@ -554,7 +571,7 @@ mod tests {
                 i * FRAME,
                 &[i as u8],
             );
-            assert_eq!(played(b.pop()), Some(i as u8));
+            assert_eq!(played(b.pop(t0)), Some(i as u8));
         }
         assert_eq!(b.stats().lost, 0);
     }
@@ -565,16 +582,16 @@ mod tests {
         let mut b = jb();
         for i in 0..5u32 {
             b.push(at(t0, 20 * u64::from(i)), i as u16, i * FRAME, &[i as u8]);
-            assert_eq!(played(b.pop()), Some(i as u8));
+            assert_eq!(played(b.pop(t0)), Some(i as u8));
         }
         // Five event packets (seq 5-9) replace 100 ms of audio.
         for i in 5..10u32 {
             b.skip(i as u16);
-            b.pop();
+            b.pop(t0);
         }
         for i in 10..20u32 {
             b.push(at(t0, 20 * u64::from(i)), i as u16, i * FRAME, &[i as u8]);
-            assert_eq!(played(b.pop()), Some(i as u8));
+            assert_eq!(played(b.pop(t0)), Some(i as u8));
         }
         assert_eq!(b.stats().lost, 0);
     }
@@ -586,7 +603,7 @@ mod tests {
         let mut played_n = 0;
         for i in 0..40u32 {
             b.push(at(t0, 30 * u64::from(i)), i as u16, i * 240, &[i as u8]);
-            if let Playout::Packet(_) = b.pop() {
+            if let Playout::Packet(_) = b.pop(t0) {
                 played_n += 1;
             }
         }
