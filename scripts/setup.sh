@@ -8,7 +8,7 @@ sudo_cmd() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 debs=(gcc pkg-config cmake)
 if [ "${1:-}" != "--demo" ]; then
-  debs+=(valgrind libjna-java default-jre-headless sip-tester tshark baresip-core kamailio kamailio-tls-modules)
+  debs+=(valgrind libjna-java default-jre-headless sip-tester tshark baresip-core espeak-ng kamailio kamailio-tls-modules)
 fi
 missing=()
 for p in "${debs[@]}"; do
