@@ -239,6 +239,14 @@ extern "C" {
 SipsimpleStatus sipsimple_version(char **out);
 
 /**
+ * The system's audio devices that can run, as a JSON array of objects
+ * with `name` (use as `system:<name>` in audio.input_device /
+ * audio.output_device), `description`, `input`, `output`,
+ * `default_input`, `default_output`. Free with `sipsimple_string_free`.
+ */
+SipsimpleStatus sipsimple_audio_devices(char **out);
+
+/**
  * The message of the last failed call on this thread, or NULL in `*out` if the
  * last call succeeded. Free with `sipsimple_string_free`.
  */

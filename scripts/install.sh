@@ -22,7 +22,7 @@ Name: sipsimple
 Description: SIP SIMPLE client SDK (sessions, audio, chat and file transfer over MSRP, presence)
 Version: $version
 Libs: -L\${libdir} -lsipsimple
-Libs.private: -lpthread -ldl -lm
+Libs.private: -lpthread -ldl -lm -lasound
 Cflags: -I\${includedir}
 PC
 echo "installed libsipsimple $version ($profile) into $prefix"

@@ -41,7 +41,7 @@ c_build() {
     gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE tests/c/misuse.c $cflags -lpthread -o build/misuse &&
     gcc -Wall -Wextra -Werror -std=c11 -D_DEFAULT_SOURCE tests/c/concurrency.c $cflags -lpthread -o build/concurrency &&
     gcc -Wall -Wextra -Werror -std=c11 examples-c/hello.c -Ibuild/prefix/include build/prefix/lib/libsipsimple.a \
-      $(pkg-config --libs-only-other --static sipsimple) -lpthread -ldl -lm -o build/hello-static &&
+      $(pkg-config --libs-only-other --static sipsimple) -lpthread -ldl -lm -lasound -o build/hello-static &&
     ./build/hello-static >/dev/null
 }
 kotlin_hello() {

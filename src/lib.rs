@@ -20,3 +20,10 @@ uniffi::setup_scaffolding!("sipsimple");
 pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
+
+/// The system's audio devices that can run (listed but unusable ones, like
+/// the default device of a machine without a sound card, are left out);
+/// use one as `audio.input_device` / `audio.output_device` `system:<name>`.
+pub fn audio_devices() -> Vec<driver::audio_device::SystemDevice> {
+    driver::audio_device::system_devices()
+}

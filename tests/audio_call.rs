@@ -724,3 +724,93 @@ fn garbage_on_the_media_ports_is_dropped_and_counted() {
 fn garbage_on_srtp_media_ports_fails_authentication() {
     garbage_on_the_media_ports("mandatory");
 }
+
+/// System devices: one that cannot run (the default device of a machine
+/// without a sound card) gives way to the null device with
+/// AudioStreamDeviceDidFail and the call goes on; one that runs (ALSA's
+/// null device, where present) carries the call without complaint.
+#[test]
+fn system_devices_run_or_fall_back_to_null() {
+    use sipsimple::driver::audio_device::system_devices;
+    let devices = system_devices();
+    let has_default_input = devices.iter().any(|d| d.default_input);
+    let null_out = devices
+        .iter()
+        .find(|d| d.output && d.name.ends_with(":null"))
+        .map(|d| format!("system:{}", d.name));
+    let failures: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let f2 = failures.clone();
+    let tok = NotificationCenter::default().add_observer(
+        Some("AudioStreamDeviceDidFail"),
+        None,
+        move |n: &Notification| {
+            f2.lock().push((
+                n.data.get_str("direction").unwrap_or("").to_string(),
+                n.data.get_str("device").unwrap_or("").to_string(),
+            ));
+        },
+    );
+    let alice = app("alice", "system", "null", &["PCMU"], "optional");
+    let bob = app(
+        "bob",
+        "tone:1000",
+        null_out.as_deref().unwrap_or("null"),
+        &["PCMU"],
+        "optional",
+    );
+    let bob2 = bob.clone();
+    let itok = NotificationCenter::default().add_observer(
+        Some("SIPSessionNewIncoming"),
+        None,
+        move |n: &Notification| {
+            if let Some(s) = bob2.session_manager().unwrap().session(n.sender.id) {
+                s.accept(s.proposed_streams()).unwrap();
+            }
+        },
+    );
+    let account = alice
+        .account_manager()
+        .unwrap()
+        .get_account("alice@example.com")
+        .unwrap();
+    let a = alice.session_manager().unwrap().new_session(&account);
+    let port = bob.sip_local_address(TransportKind::Udp).unwrap().port();
+    a.connect(
+        &format!("sip:bob@127.0.0.1:{port}"),
+        &[],
+        vec![MediaStreamRegistry::default().create("audio").unwrap()],
+    )
+    .unwrap();
+    wait("established", || a.state() == SessionState::Established);
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = bob.session_manager().unwrap().sessions()[0].clone();
+    let (ia, ib) = (audio_info(&a), audio_info(&b));
+    a.end().unwrap();
+    wait("ended", || b.state() == SessionState::Terminated);
+    NotificationCenter::default().remove_observer(itok);
+    NotificationCenter::default().remove_observer(tok);
+    alice.stop();
+    bob.stop();
+    let failures = failures.lock().clone();
+    if !has_default_input {
+        assert!(
+            failures.contains(&("input".to_string(), "system".to_string())),
+            "{failures:?}"
+        );
+    }
+    assert!(
+        !failures.iter().any(|(d, _)| d == "output"),
+        "{null_out:?} ran: {failures:?}"
+    );
+    // The call went on both ways whatever the devices did.
+    for i in [&ia, &ib] {
+        assert!(
+            i["statistics"]["packets_sent"].as_u64().unwrap() > 40,
+            "{i}"
+        );
+        assert!(
+            i["statistics"]["packets_received"].as_u64().unwrap() > 40,
+            "{i}"
+        );
+    }
+}

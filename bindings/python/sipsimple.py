@@ -524,6 +524,8 @@ def _uniffi_check_contract_api_version(lib):
         raise InternalError("UniFFI contract version mismatch: try cleaning and rebuilding your project")
 
 def _uniffi_check_api_checksums(lib):
+    if lib.uniffi_sipsimple_checksum_func_audio_devices() != 2051:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_func_register_msrp_stream_type() != 12286:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_sipsimple_checksum_func_register_stream_type() != 4736:
@@ -733,6 +735,9 @@ _UniffiLib.ffi_sipsimple_rustbuffer_reserve.restype = _UniffiRustBuffer
 _UniffiLib.ffi_sipsimple_uniffi_contract_version.argtypes = (
 )
 _UniffiLib.ffi_sipsimple_uniffi_contract_version.restype = ctypes.c_uint32
+_UniffiLib.uniffi_sipsimple_checksum_func_audio_devices.argtypes = (
+)
+_UniffiLib.uniffi_sipsimple_checksum_func_audio_devices.restype = ctypes.c_uint16
 _UniffiLib.uniffi_sipsimple_checksum_func_register_msrp_stream_type.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_func_register_msrp_stream_type.restype = ctypes.c_uint16
@@ -1003,6 +1008,10 @@ _UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_unhold.restype = ctype
 _UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_end.argtypes = (
 )
 _UniffiLib.uniffi_sipsimple_checksum_method_streamhandler_end.restype = ctypes.c_uint16
+_UniffiLib.uniffi_sipsimple_fn_func_audio_devices.argtypes = (
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_sipsimple_fn_func_audio_devices.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_sipsimple_fn_func_register_msrp_stream_type.argtypes = (
     _UniffiRustBuffer,
     _UniffiRustBuffer,
@@ -1715,6 +1724,122 @@ _uniffi_check_contract_api_version(_UniffiLib)
 # Public interface members begin here.
 
 
+class _UniffiFfiConverterString:
+    @staticmethod
+    def check_lower(value):
+        if not isinstance(value, str):
+            raise TypeError("argument must be str, not {}".format(type(value).__name__))
+        return value
+
+    @staticmethod
+    def read(buf):
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative string length")
+        utf8_bytes = buf.read(size)
+        return utf8_bytes.decode("utf-8")
+
+    @staticmethod
+    def write(value, buf):
+        utf8_bytes = value.encode("utf-8")
+        buf.write_i32(len(utf8_bytes))
+        buf.write(utf8_bytes)
+
+    @staticmethod
+    def lift(buf):
+        with buf.consume_with_stream() as stream:
+            return stream.read(stream.remaining()).decode("utf-8")
+
+    @staticmethod
+    def lower(value):
+        with _UniffiRustBuffer.alloc_with_builder() as builder:
+            builder.write(value.encode("utf-8"))
+            return builder.finalize()
+
+class _UniffiFfiConverterBoolean:
+    @classmethod
+    def check_lower(cls, value):
+        return not not value
+
+    @classmethod
+    def lower(cls, value):
+        return 1 if value else 0
+
+    @staticmethod
+    def lift(value):
+        return value != 0
+
+    @classmethod
+    def read(cls, buf):
+        return cls.lift(buf.read_u8())
+
+    @classmethod
+    def write(cls, value, buf):
+        buf.write_u8(value)
+
+@dataclass
+class AudioDevice:
+    """
+    A system audio device that can run.
+"""
+    def __init__(self, *, name:str, description:str, input:bool, output:bool, default_input:bool, default_output:bool):
+        self.name = name
+        self.description = description
+        self.input = input
+        self.output = output
+        self.default_input = default_input
+        self.default_output = default_output
+        
+        
+
+    
+    def __str__(self):
+        return "AudioDevice(name={}, description={}, input={}, output={}, default_input={}, default_output={})".format(self.name, self.description, self.input, self.output, self.default_input, self.default_output)
+    def __eq__(self, other):
+        if self.name != other.name:
+            return False
+        if self.description != other.description:
+            return False
+        if self.input != other.input:
+            return False
+        if self.output != other.output:
+            return False
+        if self.default_input != other.default_input:
+            return False
+        if self.default_output != other.default_output:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeAudioDevice(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return AudioDevice(
+            name=_UniffiFfiConverterString.read(buf),
+            description=_UniffiFfiConverterString.read(buf),
+            input=_UniffiFfiConverterBoolean.read(buf),
+            output=_UniffiFfiConverterBoolean.read(buf),
+            default_input=_UniffiFfiConverterBoolean.read(buf),
+            default_output=_UniffiFfiConverterBoolean.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.name)
+        _UniffiFfiConverterString.check_lower(value.description)
+        _UniffiFfiConverterBoolean.check_lower(value.input)
+        _UniffiFfiConverterBoolean.check_lower(value.output)
+        _UniffiFfiConverterBoolean.check_lower(value.default_input)
+        _UniffiFfiConverterBoolean.check_lower(value.default_output)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.name, buf)
+        _UniffiFfiConverterString.write(value.description, buf)
+        _UniffiFfiConverterBoolean.write(value.input, buf)
+        _UniffiFfiConverterBoolean.write(value.output, buf)
+        _UniffiFfiConverterBoolean.write(value.default_input, buf)
+        _UniffiFfiConverterBoolean.write(value.default_output, buf)
+
 class _UniffiFfiConverterUInt64(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u64"
     VALUE_MIN = 0
@@ -2048,38 +2173,6 @@ class _UniffiFfiConverterTypeSipSimpleError(_UniffiConverterRustBuffer):
             buf.write_i32(5)
         if isinstance(value, SipSimpleError.Internal):
             buf.write_i32(6)
-
-class _UniffiFfiConverterString:
-    @staticmethod
-    def check_lower(value):
-        if not isinstance(value, str):
-            raise TypeError("argument must be str, not {}".format(type(value).__name__))
-        return value
-
-    @staticmethod
-    def read(buf):
-        size = buf.read_i32()
-        if size < 0:
-            raise InternalError("Unexpected negative string length")
-        utf8_bytes = buf.read(size)
-        return utf8_bytes.decode("utf-8")
-
-    @staticmethod
-    def write(value, buf):
-        utf8_bytes = value.encode("utf-8")
-        buf.write_i32(len(utf8_bytes))
-        buf.write(utf8_bytes)
-
-    @staticmethod
-    def lift(buf):
-        with buf.consume_with_stream() as stream:
-            return stream.read(stream.remaining()).decode("utf-8")
-
-    @staticmethod
-    def lower(value):
-        with _UniffiRustBuffer.alloc_with_builder() as builder:
-            builder.write(value.encode("utf-8"))
-            return builder.finalize()
 
 class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
     @classmethod
@@ -2424,27 +2517,6 @@ class _UniffiFfiConverterTypeLogSink:
     @classmethod
     def write(cls, value: LogSink, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
-
-class _UniffiFfiConverterBoolean:
-    @classmethod
-    def check_lower(cls, value):
-        return not not value
-
-    @classmethod
-    def lower(cls, value):
-        return 1 if value else 0
-
-    @staticmethod
-    def lift(value):
-        return value != 0
-
-    @classmethod
-    def read(cls, buf):
-        return cls.lift(buf.read_u8())
-
-    @classmethod
-    def write(cls, value, buf):
-        buf.write_u8(value)
 
 class _UniffiFfiConverterOptionalBoolean(_UniffiConverterRustBuffer):
     @classmethod
@@ -5138,6 +5210,29 @@ class _UniffiFfiConverterTypeStreamHandler:
     def write(cls, value: StreamHandler, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterSequenceTypeAudioDevice(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeAudioDevice.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeAudioDevice.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeAudioDevice.read(buf) for i in range(count)
+        ]
+
 class _UniffiFfiConverterInt32(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "i32"
     VALUE_MIN = -2**31
@@ -5175,6 +5270,20 @@ class _UniffiFfiConverterOptionalTypeLogSink(_UniffiConverterRustBuffer):
             return _UniffiFfiConverterTypeLogSink.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
+def audio_devices() -> typing.List[AudioDevice]:
+    """
+    The system's audio devices that can run.
+"""
+    _uniffi_lowered_args = (
+    )
+    _uniffi_lift_return = _UniffiFfiConverterSequenceTypeAudioDevice.lift
+    _uniffi_error_converter = None
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_sipsimple_fn_func_audio_devices,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 def register_msrp_stream_type(name: str,media: typing.Optional[str],accept_types: typing.Optional[typing.List[str]],accept_wrapped_types: typing.Optional[typing.List[str]],attributes: typing.List[str]) -> None:
     """
     Register (or replace) an MSRP message stream type built on the chat
@@ -5306,7 +5415,9 @@ __all__ = [
     "InternalError",
     "LogLevel",
     "SipSimpleError",
+    "AudioDevice",
     "EngineStatistics",
+    "audio_devices",
     "register_msrp_stream_type",
     "register_stream_type",
     "set_log_sink",

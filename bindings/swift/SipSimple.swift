@@ -3413,6 +3413,85 @@ public func FfiConverterTypeStreamHandler_lower(_ value: StreamHandler) -> UInt6
 
 
 /**
+ * A system audio device that can run.
+ */
+public struct AudioDevice: Equatable, Hashable {
+    /**
+     * Use as `system:<name>` in audio.input_device / audio.output_device.
+     */
+    public var name: String
+    public var description: String
+    public var input: Bool
+    public var output: Bool
+    public var defaultInput: Bool
+    public var defaultOutput: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Use as `system:<name>` in audio.input_device / audio.output_device.
+         */name: String, description: String, input: Bool, output: Bool, defaultInput: Bool, defaultOutput: Bool) {
+        self.name = name
+        self.description = description
+        self.input = input
+        self.output = output
+        self.defaultInput = defaultInput
+        self.defaultOutput = defaultOutput
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension AudioDevice: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAudioDevice: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AudioDevice {
+        return
+            try AudioDevice(
+                name: FfiConverterString.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf), 
+                input: FfiConverterBool.read(from: &buf), 
+                output: FfiConverterBool.read(from: &buf), 
+                defaultInput: FfiConverterBool.read(from: &buf), 
+                defaultOutput: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: AudioDevice, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+        FfiConverterBool.write(value.input, into: &buf)
+        FfiConverterBool.write(value.output, into: &buf)
+        FfiConverterBool.write(value.defaultInput, into: &buf)
+        FfiConverterBool.write(value.defaultOutput, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAudioDevice_lift(_ buf: RustBuffer) throws -> AudioDevice {
+    return try FfiConverterTypeAudioDevice.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAudioDevice_lower(_ value: AudioDevice) -> RustBuffer {
+    return FfiConverterTypeAudioDevice.lower(value)
+}
+
+
+/**
  * Counters of the SIP engine.
  */
 public struct EngineStatistics: Equatable, Hashable {
@@ -4083,6 +4162,41 @@ fileprivate struct FfiConverterSequenceTypeSession: FfiConverterRustBuffer {
         return seq
     }
 }
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeAudioDevice: FfiConverterRustBuffer {
+    typealias SwiftType = [AudioDevice]
+
+    public static func write(_ value: [AudioDevice], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeAudioDevice.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [AudioDevice] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [AudioDevice]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeAudioDevice.read(from: &buf))
+        }
+        return seq
+    }
+}
+/**
+ * The system's audio devices that can run.
+ */
+public func audioDevices() -> [AudioDevice]  {
+    return try!  FfiConverterSequenceTypeAudioDevice.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_sipsimple_fn_func_audio_devices(uniffiCallStatus
+    )
+})
+}
 /**
  * Send log records at `level` and above to `sink` (None removes it).
  */
@@ -4173,6 +4287,9 @@ private let initializationResult: InitializationResult = {
     let scaffolding_contract_version = ffi_sipsimple_uniffi_contract_version()
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
+    }
+    if (uniffi_sipsimple_checksum_func_audio_devices() != 2051) {
+        return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_sipsimple_checksum_func_set_log_sink() != 34284) {
         return InitializationResult.apiChecksumMismatch

@@ -883,6 +883,12 @@ void uniffi_sipsimple_fn_method_streamhandler_unhold(uint64_t ptr, uint64_t stre
 void uniffi_sipsimple_fn_method_streamhandler_end(uint64_t ptr, uint64_t stream_id, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_AUDIO_DEVICES
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_AUDIO_DEVICES
+RustBuffer uniffi_sipsimple_fn_func_audio_devices(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_SET_LOG_SINK
 #define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_FN_FUNC_SET_LOG_SINK
 void uniffi_sipsimple_fn_func_set_log_sink(RustBuffer sink, RustBuffer level, RustCallStatus *_Nonnull out_status
@@ -1173,6 +1179,12 @@ void ffi_sipsimple_rust_future_free_void(uint64_t handle
 #ifndef UNIFFI_FFIDEF_FFI_SIPSIMPLE_RUST_FUTURE_COMPLETE_VOID
 #define UNIFFI_FFIDEF_FFI_SIPSIMPLE_RUST_FUTURE_COMPLETE_VOID
 void ffi_sipsimple_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_AUDIO_DEVICES
+#define UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_AUDIO_DEVICES
+uint16_t uniffi_sipsimple_checksum_func_audio_devices(void
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SIPSIMPLE_CHECKSUM_FUNC_SET_LOG_SINK

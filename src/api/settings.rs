@@ -70,8 +70,8 @@ pub static GLOBAL: &[Def] = defs! {
     "tls.ca_list", Kind::OptText, Value::Null, "extra CA certificates (PEM file)";
     "tls.certificate", Kind::OptText, Value::Null, "our certificate chain and key (PEM file)";
     "tls.verify_server", Kind::Bool, Value::Bool(true), "verify TLS server certificates";
-    "audio.input_device", Kind::Text, Value::from("null"), "null, tone:<Hz> or wav:<path>";
-    "audio.output_device", Kind::Text, Value::from("null"), "null or wav:<path>";
+    "audio.input_device", Kind::Text, Value::from("null"), "null, tone:<Hz>, wav:<path>, system (the default device) or system:<id>";
+    "audio.output_device", Kind::Text, Value::from("null"), "null, wav:<path>, system or system:<id>";
     "rtp.audio_codec_list", Kind::List, serde_json::json!(["opus", "G722", "PCMU", "PCMA"]), "audio codecs in order (opus, G722, PCMU, PCMA)";
     "audio.no_audio_timeout", Kind::Number(0, 3600), Value::from(5), "seconds without audio before SIPSessionGotNoAudio (0: never)";
     "rtp.rtcp_interval", Kind::Number(1, 60), Value::from(5), "mean seconds between RTCP reports (RFC 3550: 5)";

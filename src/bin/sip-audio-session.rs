@@ -13,7 +13,8 @@
 //!   --sip-port N         listen for SIP on port N (UDP and TCP)
 //!   --transport T        udp, tcp or tls for the listening list
 //!   --input FILE.wav     send the file's audio (looped); also a device name
-//!                        (null, tone:<Hz>, wav:<path>)
+//!                        (null, tone:<Hz>, wav:<path>, system,
+//!                        system:<name>)
 //!   --output FILE.wav    write what the peer sends to FILE.wav (or a device)
 //!   --record FILE.wav    record both sides of the call to FILE.wav
 //!   --codecs LIST        audio codecs in order, e.g. opus,G722,PCMU
@@ -22,6 +23,7 @@
 //!   --auto-answer        answer an incoming call at once
 //!   --duration SECONDS   hang up that long after the call starts
 //!   --json               every notification as one JSON object per line
+//!   --list-devices       print the system's audio devices and exit
 //!
 //! Lines on stdin: DTMF digits (0-9, *, #, A-D) are sent as DTMF; `a`
 //! answers, `r` rejects, `h` toggles hold, `s` prints statistics, `q` hangs
@@ -55,6 +57,7 @@ struct Options {
     auto_answer: bool,
     duration: Option<f64>,
     json: bool,
+    list_devices: bool,
     target: Option<String>,
 }
 
@@ -63,7 +66,7 @@ fn usage() -> ! {
         "usage: sip-audio-session [--config-dir DIR] [--account ID|bonjour] [--sip-port N] \
          [--transport udp|tcp|tls] [--input FILE.wav] [--output FILE.wav] [--record FILE.wav] \
          [--codecs LIST] [--srtp disabled|optional|mandatory] [--auto-answer] \
-         [--duration SECONDS] [--json] [URI]"
+         [--duration SECONDS] [--json] [--list-devices] [URI]"
     );
     std::process::exit(2)
 }
@@ -83,6 +86,7 @@ fn parse_args() -> Result<Options, lexopt::Error> {
         auto_answer: false,
         duration: None,
         json: false,
+        list_devices: false,
         target: None,
     };
     let mut p = lexopt::Parser::from_env();
@@ -109,6 +113,7 @@ fn parse_args() -> Result<Options, lexopt::Error> {
             Long("auto-answer") => o.auto_answer = true,
             Long("duration") => o.duration = Some(p.value()?.parse()?),
             Long("json") => o.json = true,
+            Long("list-devices") => o.list_devices = true,
             Long("help") | Short('h') => usage(),
             Value(v) if o.target.is_none() => o.target = Some(v.string()?),
             _ => return Err(arg.unexpected()),
@@ -119,7 +124,10 @@ fn parse_args() -> Result<Options, lexopt::Error> {
 
 /// A file name is a WAV device; anything else is a device name already.
 fn device(name: &str) -> String {
-    let known = name == "null" || name.starts_with("tone:") || name.starts_with("wav:");
+    let known = ["null", "system"].contains(&name)
+        || ["tone:", "wav:", "system:"]
+            .iter()
+            .any(|p| name.starts_with(p));
     if known {
         name.to_string()
     } else {
@@ -215,6 +223,27 @@ fn main() {
             usage();
         }
     };
+    if o.list_devices {
+        for d in sipsimple::driver::audio_device::system_devices() {
+            let mut what = Vec::new();
+            if d.input {
+                what.push(if d.default_input {
+                    "input (default)"
+                } else {
+                    "input"
+                });
+            }
+            if d.output {
+                what.push(if d.default_output {
+                    "output (default)"
+                } else {
+                    "output"
+                });
+            }
+            println!("system:{}  {}", d.name, what.join(", "));
+        }
+        return;
+    }
     std::process::exit(match run(o) {
         Ok(true) => 0,
         Ok(false) => 1,

@@ -6,9 +6,12 @@
 //! Device names (settings `audio.input_device`, `audio.output_device`):
 //! `null` (silence / discard), `tone:<Hz>` (input: a sine at -10 dBFS),
 //! `wav:<path>` (input: the file, looped, resampled; output: a new file,
-//! `name-2.wav` and so on when the name is taken).
+//! `name-2.wav` and so on when the name is taken), `system` (the system's
+//! default device) and `system:<name>` (see `driver::system_audio`).
 
 use std::f64::consts::TAU;
+
+pub use super::system_audio::{system_devices, SystemDevice, SystemSink, SystemSource};
 
 pub use crate::proto::codec::dsp::{level_dbfs, resample, tone_ratio, tone_share};
 use std::fs::File;
@@ -18,6 +21,10 @@ use std::io::BufWriter;
 pub trait AudioSource: Send {
     /// Fill `frame` with the next samples.
     fn read(&mut self, frame: &mut [i16]);
+    /// Why the device stopped working (unplugged, say), if it did.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where a stream's incoming audio goes.
@@ -25,13 +32,20 @@ pub trait AudioSink: Send {
     fn write(&mut self, frame: &[i16]);
     /// Flush and close (a WAV file gets its final header).
     fn finish(&mut self) {}
+    /// Why the device stopped working, if it did.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a device could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    #[error("unknown audio device {0:?} (null, tone:<Hz>, wav:<path>)")]
+    #[error("unknown audio device {0:?} (null, tone:<Hz>, wav:<path>, system, system:<name>)")]
     Unknown(String),
+    /// A system device that is missing or cannot run.
+    #[error("audio device unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{path}: {source}")]
@@ -240,6 +254,8 @@ pub fn open_source(name: &str, rate: u32) -> Result<Box<dyn AudioSource>, Device
             Ok(Box::new(Tone::new(freq, rate, 0.316)))
         }
         Some(("wav", path)) => Ok(Box::new(WavSource::open(path, rate)?)),
+        _ if name == "system" => Ok(Box::new(SystemSource::open(None, rate)?)),
+        Some(("system", device)) => Ok(Box::new(SystemSource::open(Some(device), rate)?)),
         _ => Err(DeviceError::Unknown(name.into())),
     }
 }
@@ -248,6 +264,8 @@ pub fn open_sink(name: &str, rate: u32) -> Result<Box<dyn AudioSink>, DeviceErro
     match name.split_once(':') {
         _ if name == "null" || name.is_empty() => Ok(Box::new(Discard)),
         Some(("wav", path)) => Ok(Box::new(WavSink::create(path, rate)?)),
+        _ if name == "system" => Ok(Box::new(SystemSink::open(None, rate)?)),
+        Some(("system", device)) => Ok(Box::new(SystemSink::open(Some(device), rate)?)),
         _ => Err(DeviceError::Unknown(name.into())),
     }
 }

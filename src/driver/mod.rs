@@ -10,6 +10,7 @@ pub mod file_io;
 pub mod ids;
 pub mod msrp;
 pub mod runtime;
+pub mod system_audio;
 pub mod tls;
 pub(crate) mod transport;
 pub mod waiter;

@@ -102,6 +102,7 @@ int main(void) {
     EXPECT(sipsimple_notification_center_add_observer(NULL, 0, noop, NULL, NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
     EXPECT(sipsimple_notification_name(NULL, &s), SIPSIMPLE_STATUS_NULL_ARGUMENT);
     EXPECT(sipsimple_version(NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
+    EXPECT(sipsimple_audio_devices(NULL), SIPSIMPLE_STATUS_NULL_ARGUMENT);
     if (sipsimple_last_error(NULL) != SIPSIMPLE_STATUS_NULL_ARGUMENT) {
         fprintf(stderr, "FAIL: sipsimple_last_error(NULL)\n");
         failures++;

@@ -161,6 +161,15 @@ def test_version():
     assert ss.version().count(".") == 2
 
 
+def test_audio_devices_are_listed_with_their_roles():
+    # This machine may have none that can run; each one listed can.
+    for d in ss.audio_devices():
+        assert d.name and isinstance(d.description, str)
+        assert d.input or d.output
+        assert not d.default_input or d.input
+        assert not d.default_output or d.output
+
+
 def test_engine_answers_options_and_traces_over_the_binding(center):
     import socket
 

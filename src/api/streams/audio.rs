@@ -5,7 +5,10 @@
 //! AES_CM_128_HMAC_SHA1_80 and _32).
 //!
 //! Settings: `audio.input_device` and `audio.output_device` (see
-//! `driver::audio_device`: `null`, `tone:<Hz>`, `wav:<path>`),
+//! `driver::audio_device`: `null`, `tone:<Hz>`, `wav:<path>`, `system`,
+//! `system:<id>`; a system device that cannot run, or stops, gives way to
+//! the null device with AudioStreamDeviceDidFail: `direction`, `device`,
+//! `reason`),
 //! `rtp.audio_codec_list` (names in order of preference, default
 //! `["opus", "G722", "PCMU", "PCMA"]`; the account's own list wins),
 //! `rtp.port_range` (`[min, max]`, default any); the account's
@@ -65,7 +68,9 @@ use crate::api::engine::setting;
 use crate::api::error::{Error, Result};
 use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
-use crate::driver::audio_device::{open_sink, open_source, AudioSink, AudioSource, WavSink};
+use crate::driver::audio_device::{
+    open_sink, open_source, AudioSink, AudioSource, Discard, Silence, WavSink,
+};
 use crate::proto::codec::{AudioCodec, CodecKind, PTIME_MS};
 use crate::proto::rtp::dtmf::{self, DtmfReceiver, DtmfSender};
 use crate::proto::rtp::jitter::{JitterBuffer, Playout};
@@ -78,6 +83,50 @@ pub const TYPE: &str = "audio";
 pub const GOT_DTMF: &str = "AudioStreamGotDTMF";
 pub const SESSION_GOT_DTMF: &str = "SIPSessionGotDTMF";
 pub const SESSION_GOT_NO_AUDIO: &str = "SIPSessionGotNoAudio";
+/// A system audio device could not be opened, or stopped working: the
+/// stream goes on with the null device.
+pub const DEVICE_DID_FAIL: &str = "AudioStreamDeviceDidFail";
+
+fn is_system_device(name: &str) -> bool {
+    name == "system" || name.starts_with("system:")
+}
+
+fn device_failed(stream: &Sender, direction: &str, device: &str, reason: &str) {
+    tracing::warn!(target: "sipsimple::audio", "{direction} device {device} failed ({reason}); using the null device");
+    NotificationCenter::default().post_notification(
+        DEVICE_DID_FAIL,
+        stream,
+        NotificationData::new()
+            .with("direction", direction)
+            .with("device", device)
+            .with("reason", reason),
+    );
+}
+
+/// The input device `name`; a system device that cannot run gives way to
+/// silence (said with AudioStreamDeviceDidFail), other names must open.
+fn open_input(name: &str, rate: u32, stream: &Sender) -> Result<Box<dyn AudioSource>> {
+    match open_source(name, rate) {
+        Ok(s) => Ok(s),
+        Err(e) if is_system_device(name) => {
+            device_failed(stream, "input", name, &e.to_string());
+            Ok(Box::new(Silence))
+        }
+        Err(e) => Err(Error::InvalidArgument(e.to_string())),
+    }
+}
+
+/// The output device `name`, the same way.
+fn open_output(name: &str, rate: u32, stream: &Sender) -> Result<Box<dyn AudioSink>> {
+    match open_sink(name, rate) {
+        Ok(s) => Ok(s),
+        Err(e) if is_system_device(name) => {
+            device_failed(stream, "output", name, &e.to_string());
+            Ok(Box::new(Discard))
+        }
+        Err(e) => Err(Error::InvalidArgument(e.to_string())),
+    }
+}
 const RECORDING: [&str; 4] = [
     "WillStartRecordingAudio",
     "DidStartRecordingAudio",
@@ -664,8 +713,11 @@ impl MediaStream for AudioStream {
             };
             let input = device(&ctx.settings, "audio.input_device");
             let output = device(&ctx.settings, "audio.output_device");
-            // Fail now, not mid-call, if a device cannot be opened.
-            open_source(&input, 8000).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            // Fail now, not mid-call, if a device cannot be opened (system
+            // devices fall back to null instead).
+            if !is_system_device(&input) {
+                open_source(&input, 8000).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            }
             let (rtp, rtcp) =
                 bind_pair(ctx.local_ip).map_err(|e| Error::io("cannot bind RTP ports", e))?;
             rtp.set_nonblocking(true)
@@ -847,11 +899,15 @@ impl MediaStream for AudioStream {
             };
             let rate = kind.sample_rate();
             let codec = kind.open(fec).map_err(|e| Error::Internal(e.to_string()))?;
-            let source =
-                open_source(&st.input, rate).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            let sink =
-                open_sink(&st.output, rate).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            let stream = Sender {
+                id: self.id,
+                kind: "MediaStream",
+            };
+            let source = open_input(&st.input, rate, &stream)?;
+            let sink = open_output(&st.output, rate, &stream)?;
             let media = Media {
+                input_name: st.input.clone(),
+                output_name: st.output.clone(),
                 sock,
                 rtcp,
                 rtcp_to: self.remote_rtcp.clone(),
@@ -969,6 +1025,9 @@ impl MediaStream for AudioStream {
 /// The running media of one stream: a 20 ms clock for sending, the socket
 /// for receiving.
 struct Media {
+    /// The device names (for AudioStreamDeviceDidFail).
+    input_name: String,
+    output_name: String,
     sock: Arc<UdpSocket>,
     rtcp: Arc<UdpSocket>,
     rtcp_to: Arc<Mutex<Option<SocketAddr>>>,
@@ -1206,6 +1265,11 @@ impl Media {
         }
         let out: Vec<i16> = self.playback.drain(..frame_samples).collect();
         self.sink.write(&out);
+        if let Some(why) = self.sink.failure() {
+            device_failed(&self.stream, "output", &self.output_name, &why);
+            self.sink.finish();
+            self.sink = Box::new(Discard);
+        }
         if let Some(r) = self.recorder.lock().as_mut() {
             r.heard(&out);
         }
@@ -1271,6 +1335,11 @@ impl Media {
                 }
                 _ = tick.tick() => {
                     self.source.read(&mut frame);
+                    if let Some(why) = self.source.failure() {
+                        device_failed(&self.stream, "input", &self.input_name, &why);
+                        self.source = Box::new(Silence);
+                        frame.fill(0);
+                    }
                     if !heard_any && !no_audio_told && self.no_audio_after.is_some_and(|t| started.elapsed() >= t) {
                         no_audio_told = true;
                         if let Some(s) = &self.session {

@@ -201,6 +201,30 @@ pub extern "C" fn sipsimple_version(out: *mut *mut c_char) -> SipsimpleStatus {
     guard(|| out_string(out, crate::version()))
 }
 
+/// The system's audio devices that can run, as a JSON array of objects
+/// with `name` (use as `system:<name>` in audio.input_device /
+/// audio.output_device), `description`, `input`, `output`,
+/// `default_input`, `default_output`. Free with `sipsimple_string_free`.
+#[no_mangle]
+pub extern "C" fn sipsimple_audio_devices(out: *mut *mut c_char) -> SipsimpleStatus {
+    guard(|| {
+        let list: Vec<serde_json::Value> = crate::audio_devices()
+            .into_iter()
+            .map(|d| {
+                serde_json::json!({
+                    "name": d.name,
+                    "description": d.description,
+                    "input": d.input,
+                    "output": d.output,
+                    "default_input": d.default_input,
+                    "default_output": d.default_output,
+                })
+            })
+            .collect();
+        out_string(out, &serde_json::Value::Array(list).to_string())
+    })
+}
+
 /// The message of the last failed call on this thread, or NULL in `*out` if the
 /// last call succeeded. Free with `sipsimple_string_free`.
 #[no_mangle]

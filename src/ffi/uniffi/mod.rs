@@ -61,6 +61,34 @@ pub fn version() -> String {
     crate::version().to_owned()
 }
 
+/// A system audio device that can run.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct AudioDevice {
+    /// Use as `system:<name>` in audio.input_device / audio.output_device.
+    pub name: String,
+    pub description: String,
+    pub input: bool,
+    pub output: bool,
+    pub default_input: bool,
+    pub default_output: bool,
+}
+
+/// The system's audio devices that can run.
+#[uniffi::export]
+pub fn audio_devices() -> Vec<AudioDevice> {
+    crate::audio_devices()
+        .into_iter()
+        .map(|d| AudioDevice {
+            name: d.name,
+            description: d.description,
+            input: d.input,
+            output: d.output,
+            default_input: d.default_input,
+            default_output: d.default_output,
+        })
+        .collect()
+}
+
 /// Where the configuration is kept: `Storage.file(directory)` or `Storage.memory()`.
 #[derive(uniffi::Object)]
 pub struct Storage {

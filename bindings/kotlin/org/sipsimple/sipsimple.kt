@@ -789,6 +789,8 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_sipsimple_checksum_func_audio_devices(
+    ): Int
     external fun uniffi_sipsimple_checksum_func_set_log_sink(
     ): Int
     external fun uniffi_sipsimple_checksum_func_version(
@@ -1202,6 +1204,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_sipsimple_fn_method_streamhandler_end(`ptr`: Long,`streamId`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_sipsimple_fn_func_audio_devices(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_sipsimple_fn_func_set_log_sink(`sink`: RustBuffer.ByValue,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_sipsimple_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
@@ -1333,6 +1337,9 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_sipsimple_checksum_func_audio_devices() and 0xFFFF) != 2051) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_sipsimple_checksum_func_set_log_sink() and 0xFFFF) != 34284) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -6204,6 +6211,70 @@ public object FfiConverterTypeStreamHandler: FfiConverter<StreamHandler, Long> {
 
 
 /**
+ * A system audio device that can run.
+ */
+data class AudioDevice (
+    /**
+     * Use as `system:<name>` in audio.input_device / audio.output_device.
+     */
+    var `name`: kotlin.String
+    , 
+    var `description`: kotlin.String
+    , 
+    var `input`: kotlin.Boolean
+    , 
+    var `output`: kotlin.Boolean
+    , 
+    var `defaultInput`: kotlin.Boolean
+    , 
+    var `defaultOutput`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAudioDevice: FfiConverterRustBuffer<AudioDevice> {
+    override fun read(buf: ByteBuffer): AudioDevice {
+        return AudioDevice(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: AudioDevice) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`description`) +
+            FfiConverterBoolean.allocationSize(value.`input`) +
+            FfiConverterBoolean.allocationSize(value.`output`) +
+            FfiConverterBoolean.allocationSize(value.`defaultInput`) +
+            FfiConverterBoolean.allocationSize(value.`defaultOutput`)
+    )
+
+    override fun write(value: AudioDevice, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`description`, buf)
+            FfiConverterBoolean.write(value.`input`, buf)
+            FfiConverterBoolean.write(value.`output`, buf)
+            FfiConverterBoolean.write(value.`defaultInput`, buf)
+            FfiConverterBoolean.write(value.`defaultOutput`, buf)
+    }
+}
+
+
+
+/**
  * Counters of the SIP engine.
  */
 data class EngineStatistics (
@@ -6881,6 +6952,47 @@ public object FfiConverterSequenceTypeSession: FfiConverterRustBuffer<List<Sessi
         }
     }
 }
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeAudioDevice: FfiConverterRustBuffer<List<AudioDevice>> {
+    override fun read(buf: ByteBuffer): List<AudioDevice> {
+        val len = buf.getInt()
+        return List<AudioDevice>(len) {
+            FfiConverterTypeAudioDevice.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<AudioDevice>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeAudioDevice.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<AudioDevice>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeAudioDevice.write(it, buf)
+        }
+    }
+}
+        /**
+         * The system's audio devices that can run.
+         */ fun `audioDevices`(): List<AudioDevice> {
+            return FfiConverterSequenceTypeAudioDevice.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_sipsimple_fn_func_audio_devices(
+    
+        _status)
+}
+    )
+    }
+    
+
         /**
          * Send log records at `level` and above to `sink` (None removes it).
          */ fun `setLogSink`(`sink`: LogSink?, `level`: LogLevel)
