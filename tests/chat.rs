@@ -684,3 +684,43 @@ fn chat_through_the_kamailio_msrp_relay() {
     alice.stop();
     bob.stop();
 }
+
+/// With `logs.trace_msrp` on (Alice only), the bytes of her chat
+/// connection are posted as MSRPTransportTrace from her session: her SEND
+/// with the text going out, Bob's 200 coming in; Bob, with it off, posts
+/// none.
+#[test]
+fn msrp_wire_trace_when_asked_for() {
+    let c = call_with(
+        json!({"transport": "tcp"}),
+        [&json!({"logs": {"trace_msrp": true}}), &json!({})],
+        &[],
+    );
+    let (aid, bid) = (c.a_chat.id().0, c.b_chat.id().0);
+    chat(&c.a_chat)
+        .send_message(text("traced words"), "text/plain", None, None, Vec::new())
+        .unwrap();
+    c.rec.wait("ChatStreamGotMessage", Some(bid));
+    c.rec.wait("ChatStreamDidDeliverMessage", Some(aid));
+    let traces = c.rec.all("MSRPTransportTrace", c.a.id().0);
+    let dir = |d: &str| -> Vec<String> {
+        traces
+            .iter()
+            .filter(|n| n.data.get_str("direction") == Some(d))
+            .map(|n| n.data.get_str("data").unwrap_or("").to_string())
+            .collect()
+    };
+    // A chunk may go out in several writes (head, body, end-line).
+    let (out, inc) = (dir("outgoing").concat(), dir("incoming").concat());
+    let send = out.find(" SEND\r\n").expect("a SEND went out");
+    assert!(out[..send].contains("MSRP "), "{out}");
+    assert!(out[send..].contains("traced words"), "{out}");
+    assert!(out.contains("\r\n-------"), "{out}");
+    assert!(inc.contains(" 200 OK"), "{inc}");
+    let first = &traces[0].data;
+    assert!(first.get_str("local_path").unwrap().starts_with("msrp://"));
+    assert!(first.get_str("remote_path").unwrap().starts_with("msrp://"));
+    assert_eq!(first.get_bool("truncated"), Some(false));
+    assert!(c.rec.all("MSRPTransportTrace", c.b.id().0).is_empty());
+    c.finish();
+}

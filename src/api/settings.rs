@@ -78,6 +78,7 @@ pub static GLOBAL: &[Def] = defs! {
     "rtp.rx_drop_percent", Kind::Number(0, 100), Value::from(0), "share of received RTP packets dropped on purpose, to test loss";
     "audio.recordings_directory", Kind::OptText, Value::Null, "where recordings go when no file is named";
     "logs.trace_sip", Kind::Bool, Value::Bool(false), "post SIPEngineSIPTrace";
+    "logs.trace_msrp", Kind::Bool, Value::Bool(false), "post MSRPTransportTrace for MSRP streams' connections";
     "chat.max_message_size", Kind::Number(1, 1 << 40), Value::from(16 * 1024 * 1024), "largest incoming chat message, bytes";
     "chat.disposition_notifications", Kind::List, serde_json::json!([]), "IMDN asked for on sent chat messages (positive-delivery, negative-delivery, display)";
     "chat.send_delivery_notifications", Kind::Bool, Value::Bool(true), "answer IMDN positive-delivery requests";

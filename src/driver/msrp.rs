@@ -180,7 +180,29 @@ pub fn new_session_id() -> String {
 }
 
 /// A bound MSRP connection (msrplib's `MSRPTransport`).
+/// Which way traced bytes went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceDirection {
+    Incoming,
+    Outgoing,
+}
+
+impl TraceDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceDirection::Incoming => "incoming",
+            TraceDirection::Outgoing => "outgoing",
+        }
+    }
+}
+
+/// Called with the bytes of every read from and write to the connection
+/// (the session's task calls it; keep it quick).
+pub type MsrpTrace = Arc<dyn Fn(TraceDirection, &[u8]) + Send + Sync>;
+
 pub struct MSRPTransport {
+    /// The wire trace, when asked for.
+    trace: Option<MsrpTrace>,
     reader: ReadHalf<Box<dyn Io>>,
     writer: WriteHalf<Box<dyn Io>>,
     parser: ChunkParser,
@@ -198,6 +220,7 @@ impl MSRPTransport {
     fn new(io: Box<dyn Io>, local_path: Vec<MsrpUri>, remote_path: Vec<MsrpUri>) -> Self {
         let (reader, writer) = tokio::io::split(io);
         MSRPTransport {
+            trace: None,
             reader,
             writer,
             parser: ChunkParser::new(ParserLimits::default()),
@@ -211,6 +234,18 @@ impl MSRPTransport {
     /// Our full path as the peer sees it (ours last).
     pub fn local_path(&self) -> &[MsrpUri] {
         &self.local_path
+    }
+
+    /// Have every read and write of this connection (and of the session
+    /// made from it) passed to `trace`, or stop with None.
+    pub fn set_trace(&mut self, trace: Option<MsrpTrace>) {
+        self.trace = trace;
+    }
+
+    fn traced(&self, dir: TraceDirection, bytes: &[u8]) {
+        if let Some(t) = &self.trace {
+            t(dir, bytes);
+        }
     }
 
     /// The peer's full path (its URI last).
@@ -276,7 +311,9 @@ impl MSRPTransport {
                 "the data holds the chunk's end-line; use another transaction id".into(),
             ));
         }
-        self.writer.write_all(&chunk.to_bytes()).await?;
+        let bytes = chunk.to_bytes();
+        self.traced(TraceDirection::Outgoing, &bytes);
+        self.writer.write_all(&bytes).await?;
         self.writer.flush().await?;
         Ok(())
     }
@@ -320,6 +357,9 @@ impl MSRPTransport {
             if n == 0 {
                 return Err(MsrpIoError::Closed);
             }
+            if let Some(t) = &self.trace {
+                t(TraceDirection::Incoming, self.parser.recent(n));
+            }
         }
     }
 
@@ -332,9 +372,9 @@ impl MSRPTransport {
     ) -> Result<(), MsrpIoError> {
         let mut r = ChunkHead::response(&request.head.transaction_id, code, Some(comment));
         r.set_response_paths(request.head.previous_hop().as_ref(), &self.local_path);
-        self.writer
-            .write_all(&r.to_bytes(b"", ContFlag::End))
-            .await?;
+        let bytes = r.to_bytes(b"", ContFlag::End);
+        self.traced(TraceDirection::Outgoing, &bytes);
+        self.writer.write_all(&bytes).await?;
         self.writer.flush().await?;
         Ok(())
     }
@@ -920,6 +960,7 @@ async fn relay_auth(
         seed(),
     );
     let first = client.request(Instant::now());
+    t.traced(TraceDirection::Outgoing, &first);
     t.writer.write_all(&first).await?;
     t.writer.flush().await?;
     loop {
@@ -929,6 +970,7 @@ async fn relay_auth(
         match client.handle_response(&r.head) {
             AuthOutcome::NotOurs => {}
             AuthOutcome::Send(next) => {
+                t.traced(TraceDirection::Outgoing, &next);
                 t.writer.write_all(&next).await?;
                 t.writer.flush().await?;
             }
@@ -1363,8 +1405,10 @@ async fn run_session(
         mut reader,
         writer,
         mut parser,
+        trace,
         ..
     } = t;
+    let write_trace = trace.clone();
     // Writing runs on its own task so reading never waits for it; the small
     // channel between them is the send-side backpressure.
     let (frames_tx, mut frames_rx) = mpsc::channel::<Vec<u8>>(4);
@@ -1374,6 +1418,9 @@ async fn run_session(
     let writer_task = tokio::spawn(async move {
         let mut writer = writer;
         while let Some(buf) = frames_rx.recv().await {
+            if let Some(t) = &write_trace {
+                t(TraceDirection::Outgoing, &buf);
+            }
             writer.write_all(&buf).await?;
             if buf.capacity() >= 64 * 1024 {
                 let _ = pool_tx.send(buf);
@@ -1415,6 +1462,9 @@ async fn run_session(
                     Err(e) => { error = Some(e.to_string()); open = false; continue; }
                 };
                 stats.bytes_received.fetch_add(n as u64, Relaxed);
+                if let Some(t) = &trace {
+                    t(TraceDirection::Incoming, parser.recent(n));
+                }
                 loop {
                     let piece = match parser.next_piece() {
                         Ok(Some(p)) => p,

@@ -26,6 +26,7 @@ impl Recorder {
                 || n.name.starts_with("MediaStream")
                 || n.name.starts_with("ChatStream")
                 || n.name.starts_with("FileTransferStream")
+                || n.name.starts_with("MSRPTransport")
             {
                 seen.lock().push(n.clone());
             }

@@ -2,21 +2,61 @@
 //! does the same way, the SDK's MSRPStreamBase: msrp or msrps from the
 //! account, the account's relay, who opens the connection (a=setup), the
 //! local path, the MSRP part of the m= line, and binding the connection
-//! once the peer's SDP is known.
+//! once the peer's SDP is known. With `logs.trace_msrp` on, every read
+//! and write of the session's connection is posted as MSRPTransportTrace
+//! from the session: `direction` (incoming, outgoing), `local_path`,
+//! `remote_path`, `size` and `data` (the bytes as text, the first
+//! [`TRACE_MAX`] of them; `truncated` says whether there were more).
 
+use std::sync::Arc;
+
+use crate::api::engine::setting;
 use crate::api::error::{Error, Result};
 use crate::api::msrp::{
     get_acceptor, get_connector, new_session_id, parse_path, path_to_string, Acceptor, Connector,
-    MSRPTransport, MsrpIoError, MsrpTls, MsrpUri, RelaySettings,
+    MSRPTransport, MsrpIoError, MsrpTls, MsrpTrace, MsrpUri, RelaySettings, TraceDirection,
 };
+use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use crate::api::stream::StreamContext;
 use crate::proto::sdp::offer_answer::{answer_setup, opens_connection};
 use crate::proto::sdp::{Attribute, Fingerprint, MediaDescription, SessionDescription, Setup};
 
+pub const MSRP_TRACE: &str = "MSRPTransportTrace";
+/// Bytes of one read or write a trace notification carries at most.
+pub const TRACE_MAX: usize = 16 * 1024;
+
 /// The side of the connection we take.
-pub(crate) enum Endpoint {
+pub(crate) enum Side {
     Connect(Connector),
     Accept(Acceptor),
+}
+
+/// Our side, and the session to post the wire trace from (when on).
+pub(crate) struct Endpoint {
+    side: Side,
+    trace_from: Option<ObjectId>,
+}
+
+/// A trace posting MSRPTransportTrace from `session`.
+fn session_trace(session: ObjectId, local: &[MsrpUri], remote: &[MsrpUri]) -> MsrpTrace {
+    let (local, remote) = (path_to_string(local), path_to_string(remote));
+    Arc::new(move |dir: TraceDirection, bytes: &[u8]| {
+        let shown = &bytes[..bytes.len().min(TRACE_MAX)];
+        NotificationCenter::default().post_notification(
+            MSRP_TRACE,
+            &Sender {
+                id: session,
+                kind: "Session",
+            },
+            NotificationData::new()
+                .with("direction", dir.as_str())
+                .with("local_path", local.as_str())
+                .with("remote_path", remote.as_str())
+                .with("size", bytes.len() as i64)
+                .with("data", String::from_utf8_lossy(shown).into_owned())
+                .with("truncated", bytes.len() > TRACE_MAX),
+        );
+    })
 }
 
 /// An MSRP link between `initialize` and `start`: our role, our path, the
@@ -97,14 +137,27 @@ impl Link {
         };
         let relay = relay_settings(ctx)?;
         let local = MsrpUri::new(secure, &ctx.local_ip.to_string(), 0, &new_session_id());
-        let (endpoint, local_path) = if opens_connection(Some(setup), offered_setup, incoming) {
+        let (side, local_path) = if opens_connection(Some(setup), offered_setup, incoming) {
             let mut c = get_connector(tls.clone(), relay);
             let p = c.prepare(local).await.map_err(msrp_err)?;
-            (Endpoint::Connect(c), p)
+            (Side::Connect(c), p)
         } else {
             let mut a = get_acceptor(tls.clone(), relay);
             let p = a.prepare(local).await.map_err(msrp_err)?;
-            (Endpoint::Accept(a), p)
+            (Side::Accept(a), p)
+        };
+        let trace = match setting(&ctx.settings, "logs.trace_msrp") {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+            Some(serde_json::Value::Bool(true)) => true,
+            Some(v) => {
+                return Err(Error::InvalidArgument(format!(
+                    "logs.trace_msrp must be true or false, not {v}"
+                )))
+            }
+        };
+        let endpoint = Endpoint {
+            side,
+            trace_from: trace.then_some(ctx.session),
         };
         Ok(Link {
             secure,
@@ -189,21 +242,33 @@ pub(crate) fn remote_msrp(
 impl Link {
     /// Whether our offer said we open the connection.
     pub fn offered_connect(&self) -> bool {
-        self.offered && matches!(self.endpoint, Some(Endpoint::Connect(_)))
+        self.offered
+            && matches!(
+                self.endpoint,
+                Some(Endpoint {
+                    side: Side::Connect(_),
+                    ..
+                })
+            )
     }
 }
 
 /// Connect or accept, and bind the session (RFC 4975 section 5.4).
 pub(crate) async fn complete(endpoint: Endpoint, remote: RemoteMsrp) -> Result<MSRPTransport> {
-    match endpoint {
-        Endpoint::Connect(mut c) => {
+    let mut t = match endpoint.side {
+        Side::Connect(mut c) => {
             c.set_remote_fingerprint(remote.fingerprint);
             c.complete(remote.path).await
         }
-        Endpoint::Accept(mut a) => {
+        Side::Accept(mut a) => {
             a.set_remote_fingerprint(remote.fingerprint);
             a.complete(remote.path).await
         }
     }
-    .map_err(msrp_err)
+    .map_err(msrp_err)?;
+    if let Some(session) = endpoint.trace_from {
+        let trace = session_trace(session, t.local_path(), t.remote_path());
+        t.set_trace(Some(trace));
+    }
+    Ok(t)
 }

@@ -98,6 +98,11 @@ impl ChunkParser {
         }
     }
 
+    /// The last `n` bytes appended (what one read added, for a trace).
+    pub fn recent(&self, n: usize) -> &[u8] {
+        &self.buf[self.buf.len().saturating_sub(n)..]
+    }
+
     /// Bytes held and not yet given out.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos
