@@ -814,3 +814,72 @@ fn system_devices_run_or_fall_back_to_null() {
         );
     }
 }
+
+/// With `audio.alert_device` set, an incoming session rings there (the
+/// ring tone 1 s on, 3 s off) until it is answered, and not after.
+#[test]
+fn incoming_sessions_ring_on_the_alert_device_until_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = dir.path().join("ring.wav");
+    let alice = app("alice", "tone:1000", "null", &["PCMU"], "optional");
+    let s = MemoryStorage::new();
+    s.save(
+        json!({
+            "sip": {"transport_list": ["udp"]},
+            "audio": {"alert_device": format!("wav:{}", ring.display()), "ring_tone": "tone:425"},
+            "accounts": {"bob@example.com": {"registration": {"enabled": false}}},
+        })
+        .as_object()
+        .unwrap(),
+    )
+    .unwrap();
+    let bob = SIPApplication::new();
+    bob.start(Arc::new(s)).unwrap();
+    let incoming: Arc<Mutex<Option<Session>>> = Arc::default();
+    let (slot, bob2) = (incoming.clone(), bob.clone());
+    let tok = NotificationCenter::default().add_observer(
+        Some("SIPSessionNewIncoming"),
+        None,
+        move |n: &Notification| {
+            *slot.lock() = bob2.session_manager().unwrap().session(n.sender.id);
+        },
+    );
+    let account = alice
+        .account_manager()
+        .unwrap()
+        .get_account("alice@example.com")
+        .unwrap();
+    let a = alice.session_manager().unwrap().new_session(&account);
+    let port = bob.sip_local_address(TransportKind::Udp).unwrap().port();
+    a.connect(
+        &format!("sip:bob@127.0.0.1:{port}"),
+        &[],
+        vec![MediaStreamRegistry::default().create("audio").unwrap()],
+    )
+    .unwrap();
+    wait("incoming", || incoming.lock().is_some());
+    // Ring for 2.5 s, then answer and talk for 1.5 s.
+    std::thread::sleep(Duration::from_millis(2500));
+    let b = incoming.lock().clone().unwrap();
+    b.accept(b.proposed_streams()).unwrap();
+    wait("established", || a.state() == SessionState::Established);
+    std::thread::sleep(Duration::from_millis(1500));
+    a.end().unwrap();
+    wait("ended", || b.state() == SessionState::Terminated);
+    NotificationCenter::default().remove_observer(tok);
+    alice.stop();
+    bob.stop();
+    let (samples, rate) = read_wav(&ring);
+    assert_eq!(rate, 8000);
+    let secs = samples.len() as f64 / f64::from(rate);
+    // Rang while incoming, stopped when answered (not through the call).
+    assert!((2.0..3.2).contains(&secs), "rang {secs:.2} s");
+    let on = &samples[..7200];
+    assert!(tone_share(on, rate, 425.0) > 0.9, "the ring tone");
+    let off = &samples[8400..16_000];
+    assert!(
+        level_dbfs(off) < -60.0,
+        "the pause: {} dBFS",
+        level_dbfs(off)
+    );
+}

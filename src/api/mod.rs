@@ -12,6 +12,7 @@ pub mod logging;
 pub mod message;
 pub mod msrp;
 pub mod notification;
+mod ringer;
 pub mod session;
 pub mod settings;
 pub mod storage;

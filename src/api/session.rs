@@ -2175,6 +2175,7 @@ pub(crate) fn incoming(env: &SessionEnv, key: TxKey, request: SipMessage, source
         NEW_INCOMING,
         NotificationData::new().with("streams", streams_json(&streams)),
     );
+    super::ringer::ring_if_asked(&env.runtime, &env.settings.snapshot(), session.clone());
     env.runtime.spawn(task.run(rx, Vec::new()));
 }
 

@@ -73,6 +73,8 @@ pub static GLOBAL: &[Def] = defs! {
     "audio.input_device", Kind::Text, Value::from("null"), "null, tone:<Hz>, wav:<path>, system (the default device) or system:<id>";
     "audio.output_device", Kind::Text, Value::from("null"), "null, wav:<path>, system or system:<id>";
     "rtp.audio_codec_list", Kind::List, serde_json::json!(["opus", "G722", "PCMU", "PCMA"]), "audio codecs in order (opus, G722, PCMU, PCMA)";
+    "audio.alert_device", Kind::Text, Value::from("null"), "where incoming sessions ring: null (the application rings), wav:<path>, system or system:<id>";
+    "audio.ring_tone", Kind::Text, Value::from("tone:425"), "what rings: tone:<Hz> or wav:<path>";
     "audio.no_audio_timeout", Kind::Number(0, 3600), Value::from(5), "seconds without audio before SIPSessionGotNoAudio (0: never)";
     "rtp.rtcp_interval", Kind::Number(1, 60), Value::from(5), "mean seconds between RTCP reports (RFC 3550: 5)";
     "rtp.rx_drop_percent", Kind::Number(0, 100), Value::from(0), "share of received RTP packets dropped on purpose, to test loss";
