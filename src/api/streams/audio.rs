@@ -906,8 +906,6 @@ impl MediaStream for AudioStream {
             let source = open_input(&st.input, rate, &stream)?;
             let sink = open_output(&st.output, rate, &stream)?;
             let media = Media {
-                input_name: st.input.clone(),
-                output_name: st.output.clone(),
                 sock,
                 rtcp,
                 rtcp_to: self.remote_rtcp.clone(),
@@ -918,8 +916,12 @@ impl MediaStream for AudioStream {
                 sent_since_report: false,
                 pt,
                 codec,
-                source,
-                sink,
+                devices: Devices {
+                    source,
+                    sink,
+                    input: st.input.clone(),
+                    output: st.output.clone(),
+                },
                 muted: self.muted.clone(),
                 stats: self.stats.clone(),
                 received_from: self.remote_received.clone(),
@@ -1025,9 +1027,6 @@ impl MediaStream for AudioStream {
 /// The running media of one stream: a 20 ms clock for sending, the socket
 /// for receiving.
 struct Media {
-    /// The device names (for AudioStreamDeviceDidFail).
-    input_name: String,
-    output_name: String,
     sock: Arc<UdpSocket>,
     rtcp: Arc<UdpSocket>,
     rtcp_to: Arc<Mutex<Option<SocketAddr>>>,
@@ -1040,8 +1039,7 @@ struct Media {
     sent_since_report: bool,
     pt: u8,
     codec: Box<dyn AudioCodec>,
-    source: Box<dyn AudioSource>,
-    sink: Box<dyn AudioSink>,
+    devices: Devices,
     muted: Arc<AtomicBool>,
     stats: Arc<Mutex<(AudioStatistics, ReceiveStats)>>,
     received_from: Arc<Mutex<Option<SocketAddr>>>,
@@ -1264,11 +1262,8 @@ impl Media {
             return;
         }
         let out: Vec<i16> = self.playback.drain(..frame_samples).collect();
-        self.sink.write(&out);
-        if let Some(why) = self.sink.failure() {
-            device_failed(&self.stream, "output", &self.output_name, &why);
-            self.sink.finish();
-            self.sink = Box::new(Discard);
+        if let Some((device, why)) = self.devices.write(&out) {
+            device_failed(&self.stream, "output", &device, &why);
         }
         if let Some(r) = self.recorder.lock().as_mut() {
             r.heard(&out);
@@ -1334,11 +1329,8 @@ impl Media {
                     }
                 }
                 _ = tick.tick() => {
-                    self.source.read(&mut frame);
-                    if let Some(why) = self.source.failure() {
-                        device_failed(&self.stream, "input", &self.input_name, &why);
-                        self.source = Box::new(Silence);
-                        frame.fill(0);
+                    if let Some((device, why)) = self.devices.read(&mut frame) {
+                        device_failed(&self.stream, "input", &device, &why);
                     }
                     if !heard_any && !no_audio_told && self.no_audio_after.is_some_and(|t| started.elapsed() >= t) {
                         no_audio_told = true;
@@ -1457,7 +1449,35 @@ impl Media {
 
 impl Drop for Media {
     fn drop(&mut self) {
+        self.devices.sink.finish();
+    }
+}
+
+/// A stream's input and output devices. One that fails (unplugged) gives
+/// way to the null device; `read` and `write` say so once, with the
+/// device's name and why, for AudioStreamDeviceDidFail.
+struct Devices {
+    source: Box<dyn AudioSource>,
+    sink: Box<dyn AudioSink>,
+    input: String,
+    output: String,
+}
+
+impl Devices {
+    fn read(&mut self, frame: &mut [i16]) -> Option<(String, String)> {
+        self.source.read(frame);
+        let why = self.source.failure()?;
+        self.source = Box::new(Silence);
+        frame.fill(0);
+        Some((std::mem::replace(&mut self.input, "null".into()), why))
+    }
+
+    fn write(&mut self, pcm: &[i16]) -> Option<(String, String)> {
+        self.sink.write(pcm);
+        let why = self.sink.failure()?;
         self.sink.finish();
+        self.sink = Box::new(Discard);
+        Some((std::mem::replace(&mut self.output, "null".into()), why))
     }
 }
 
@@ -1480,5 +1500,77 @@ impl MediaStreamFactory for AudioFactory {
 
     fn new_outgoing(&self) -> Result<Arc<dyn MediaStream>> {
         Ok(Arc::new(AudioStream::new()))
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    /// A device that works for `left` frames, then is gone.
+    struct Vanishing {
+        left: u32,
+        written: Arc<Mutex<usize>>,
+    }
+
+    impl AudioSource for Vanishing {
+        fn read(&mut self, frame: &mut [i16]) {
+            self.left = self.left.saturating_sub(1);
+            frame.fill(1000);
+        }
+        fn failure(&self) -> Option<String> {
+            (self.left == 0).then(|| "device unplugged".to_string())
+        }
+    }
+
+    impl AudioSink for Vanishing {
+        fn write(&mut self, frame: &[i16]) {
+            self.left = self.left.saturating_sub(1);
+            *self.written.lock() += frame.len();
+        }
+        fn failure(&self) -> Option<String> {
+            (self.left == 0).then(|| "device unplugged".to_string())
+        }
+    }
+
+    #[test]
+    fn a_device_that_vanishes_gives_way_to_null_and_says_so_once() {
+        let written = Arc::new(Mutex::new(0));
+        let mut d = Devices {
+            source: Box::new(Vanishing {
+                left: 3,
+                written: Arc::default(),
+            }),
+            sink: Box::new(Vanishing {
+                left: 2,
+                written: written.clone(),
+            }),
+            input: "system:alsa:hw:CARD=USB".into(),
+            output: "system".into(),
+        };
+        let mut frame = vec![0i16; 160];
+        let mut said = Vec::new();
+        for _ in 0..10 {
+            if let Some(f) = d.read(&mut frame) {
+                said.push(("input", f));
+            }
+            if let Some(f) = d.write(&[5; 160]) {
+                said.push(("output", f));
+            }
+        }
+        assert_eq!(
+            said,
+            vec![
+                ("output", ("system".into(), "device unplugged".into())),
+                (
+                    "input",
+                    ("system:alsa:hw:CARD=USB".into(), "device unplugged".into())
+                ),
+            ]
+        );
+        // Silence from then on; nothing more reaches the gone sink.
+        assert!(frame.iter().all(|s| *s == 0));
+        assert_eq!(*written.lock(), 2 * 160);
+        assert_eq!((d.input.as_str(), d.output.as_str()), ("null", "null"));
     }
 }
