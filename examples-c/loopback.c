@@ -306,7 +306,7 @@ static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] <<
 /* What a mono 16-bit WAV file holds: its length, and over one second from
  * its middle the strongest frequency from 100 Hz to 4 kHz (Goertzel, in
  * 10 Hz steps) and the level in dBFS. */
-static int analyse_wav(const char *path, double *seconds, double *freq, double *dbfs) {
+static int analyse_wav(const char *path, int *complete, double *seconds, double *freq, double *dbfs) {
     FILE *f = fopen(path, "rb");
     if (!f)
         return 0;
@@ -328,7 +328,8 @@ static int analyse_wav(const char *path, double *seconds, double *freq, double *
         } else if (memcmp(buf + at, "data", 4) == 0) {
             /* A file still being written says 0: take what is there. */
             pcm = (const int16_t *)(buf + body);
-            n = (size == 0 || size > avail ? avail : size) / 2;
+            *complete = size != 0 && size <= avail;
+            n = (*complete ? size : avail) / 2;
             break;
         }
         if (size > avail)
@@ -504,10 +505,15 @@ int main(void) {
         rmdir(work);
         goto done;
     }
-    /* The stream's file is complete once its media task is gone. */
-    usleep(300000);
+    /* The stream's file is complete (its header says how long it is) once
+     * its media task is gone: wait for that, up to 10 s. */
     double seconds = 0, freq = 0, dbfs = 0;
-    heard_ok = analyse_wav(wav, &seconds, &freq, &dbfs) && fabs(freq - 440) <= 10 && dbfs > -30;
+    int complete = 0, read_ok = 0;
+    for (int i = 0; i < 100 && !complete; i++) {
+        usleep(100000);
+        read_ok = analyse_wav(wav, &complete, &seconds, &freq, &dbfs);
+    }
+    heard_ok = read_ok && complete && fabs(freq - 440) <= 10 && dbfs > -30;
     printf("bob heard %.1f s of audio: strongest at %.0f Hz, %.1f dBFS (alice sent a 440 Hz tone, -13 dBFS RMS): %s\n",
            seconds, freq, dbfs, heard_ok ? "ok" : "NOT WHAT ALICE SENT");
     remove(wav);
