@@ -179,6 +179,33 @@ fn app_with_input(wav: &Path, srtp: &str, codec: Codec, input: &str) -> SIPAppli
     app
 }
 
+/// Our account calls baresip on `port` with audio; the session once
+/// baresip answered.
+fn call_baresip(us: &SIPApplication, port: u16) -> sipsimple::Session {
+    let account = us
+        .account_manager()
+        .unwrap()
+        .get_account("us@example.com")
+        .unwrap();
+    let s = us.session_manager().unwrap().new_session(&account);
+    s.connect(
+        &format!("sip:baresip@127.0.0.1:{port}"),
+        &[],
+        vec![MediaStreamRegistry::default().create("audio").unwrap()],
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.state() != SessionState::Established {
+        assert!(
+            Instant::now() < deadline,
+            "baresip answered; state {}",
+            s.state()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s
+}
+
 /// The audio stream's info of `s`.
 fn audio_info(s: &sipsimple::Session) -> serde_json::Value {
     s.info_json()["streams"][0]["info"].clone()
@@ -321,27 +348,7 @@ fn we_call_baresip(srtp: bool, codec: Codec) {
     baresip_dir(dir.path(), bport, srtp.then_some("srtp-mand"), codec);
     let mut b = baresip(dir.path(), 8, None);
     std::thread::sleep(Duration::from_millis(700));
-    let account = us
-        .account_manager()
-        .unwrap()
-        .get_account("us@example.com")
-        .unwrap();
-    let s = us.session_manager().unwrap().new_session(&account);
-    s.connect(
-        &format!("sip:baresip@127.0.0.1:{bport}"),
-        &[],
-        vec![MediaStreamRegistry::default().create("audio").unwrap()],
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.state() != SessionState::Established {
-        assert!(
-            Instant::now() < deadline,
-            "baresip answered; state {}",
-            s.state()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let s = call_baresip(&us, bport);
     assert!(s
         .remote_user_agent()
         .unwrap_or_default()
@@ -604,23 +611,7 @@ fn speech_both_ways(codec: Codec) {
     baresip_dir_with_source(dir.path(), bport, None, codec, &spoken);
     let b = baresip(dir.path(), 9, None);
     std::thread::sleep(Duration::from_millis(700));
-    let account = us
-        .account_manager()
-        .unwrap()
-        .get_account("us@example.com")
-        .unwrap();
-    let s = us.session_manager().unwrap().new_session(&account);
-    s.connect(
-        &format!("sip:baresip@127.0.0.1:{bport}"),
-        &[],
-        vec![MediaStreamRegistry::default().create("audio").unwrap()],
-    )
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.state() != SessionState::Established {
-        assert!(Instant::now() < deadline, "baresip answered");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let s = call_baresip(&us, bport);
     // The phrase lasts about 5 s; it loops on our side, and baresip hangs
     // up when its file ends.
     let deadline = Instant::now() + Duration::from_secs(6);

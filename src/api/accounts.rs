@@ -437,7 +437,7 @@ impl RegTask {
                 format!("<{p};lr>")
             }
         });
-        let seed = u64::from_str_radix(&crate::driver::ids::random_hex(8), 16).unwrap_or(11);
+        let seed = crate::driver::ids::random_u64();
         Ok((
             RegistrationConfig {
                 aor: id_uri,

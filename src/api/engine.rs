@@ -44,7 +44,26 @@ fn port_setting(cfg: &Map<String, Value>, path: &str) -> Result<u16> {
     }
 }
 
-fn bool_setting(cfg: &Map<String, Value>, path: &str, default: bool) -> Result<bool> {
+/// A whole-number setting within `range`, `default` when unset.
+pub(crate) fn number_setting(
+    cfg: &Map<String, Value>,
+    path: &str,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+) -> Result<u64> {
+    match setting(cfg, path) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{path} must be a whole number from {} to {}, not {v}",
+                range.start(),
+                range.end()
+            ))
+        }),
+    }
+}
+
+pub(crate) fn bool_setting(cfg: &Map<String, Value>, path: &str, default: bool) -> Result<bool> {
     match setting(cfg, path) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),

@@ -127,7 +127,7 @@ async fn deliver(
         route: proxy.as_ref().map(route_value),
         user_agent: env.user_agent.clone(),
         credentials: account.credentials(),
-        seed: u64::from_str_radix(&crate::driver::ids::random_hex(8), 16).unwrap_or(7),
+        seed: crate::driver::ids::random_u64(),
     };
     let mut p = match PagerRequest::new(cfg, content_type, body) {
         Ok(p) => p,

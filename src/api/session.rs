@@ -980,7 +980,7 @@ impl Task {
             timers: env.timers,
             rel100: env.rel100,
             t1: env.t1,
-            seed: u64::from_str_radix(&crate::driver::ids::random_hex(8), 16).unwrap_or(7),
+            seed: crate::driver::ids::random_u64(),
         }
     }
 

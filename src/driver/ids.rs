@@ -1,12 +1,11 @@
 //! Random identifiers: Via branches, tags, Call-IDs and cnonces, from the
 //! operating system's generator.
 
-/// `n` random bytes as lowercase hex.
-pub fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    // getrandom only fails when the OS has no entropy source at all; a
-    // clock-derived fallback keeps identifiers unique within the process.
-    if getrandom::fill(&mut b).is_err() {
+/// Fill `b` from the OS generator. getrandom only fails when the OS has no
+/// entropy source at all; a clock-derived fallback keeps identifiers unique
+/// within the process.
+fn random_bytes(b: &mut [u8]) {
+    if getrandom::fill(b).is_err() {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let seed = std::time::SystemTime::now()
@@ -18,7 +17,20 @@ pub fn random_hex(n: usize) -> String {
             *x = (seed >> ((i % 8) * 8)) as u8 ^ i as u8;
         }
     }
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    random_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A random 64-bit number: the seed of a sans-IO core's generator, an SSRC.
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    random_bytes(&mut b);
+    u64::from_le_bytes(b)
 }
 
 /// A Via branch with the RFC 3261 magic cookie.

@@ -161,17 +161,7 @@ impl Default for ChunkSpec<'_> {
 }
 
 fn seed() -> u64 {
-    let mut b = [0u8; 8];
-    // An id generator seeded from the clock still works if the OS has no
-    // randomness to give; ids only need to be unlikely to collide.
-    if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        b = t.to_le_bytes();
-    }
-    u64::from_le_bytes(b)
+    super::ids::random_u64()
 }
 
 /// A new session id for a local MSRP URI.

@@ -257,6 +257,60 @@ fn config_of(
     Ok((c.config(), c.sample_format()))
 }
 
+fn unsupported(format: cpal::SampleFormat) -> DeviceError {
+    DeviceError::Unavailable(format!("sample format {format} is not supported"))
+}
+
+/// An input stream of samples `T`, each callback's first channel handed to
+/// `take` as f32.
+fn input_stream<T>(
+    d: &cpal::Device,
+    config: cpal::StreamConfig,
+    mut take: impl FnMut(&mut dyn Iterator<Item = f32>) + Send + 'static,
+    err: impl FnMut(cpal::Error) + Send + 'static,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: cpal::SizedSample,
+    f32: cpal::FromSample<T>,
+{
+    let channels = usize::from(config.channels.max(1));
+    d.build_input_stream(
+        config,
+        move |data: &[T], _: &cpal::InputCallbackInfo| {
+            take(&mut data.chunks(channels).map(|c| c[0].to_sample::<f32>()))
+        },
+        err,
+        None,
+    )
+}
+
+/// An output stream of samples `T`: `fill` gives one mono f32 sample per
+/// device frame, copied to every channel.
+fn output_stream<T>(
+    d: &cpal::Device,
+    config: cpal::StreamConfig,
+    mut fill: impl FnMut(&mut [f32]) + Send + 'static,
+    err: impl FnMut(cpal::Error) + Send + 'static,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: cpal::SizedSample + cpal::FromSample<f32>,
+{
+    let channels = usize::from(config.channels.max(1));
+    let mut mono: Vec<f32> = Vec::new();
+    d.build_output_stream(
+        config,
+        move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+            mono.resize(data.len() / channels, 0.0);
+            fill(&mut mono);
+            for (frame, x) in data.chunks_mut(channels).zip(mono.iter()) {
+                frame.fill(T::from_sample(*x));
+            }
+        },
+        err,
+        None,
+    )
+}
+
 /// A system input device, as the stream's mono source at `rate`.
 pub struct SystemSource {
     ring: Arc<Ring>,
@@ -272,12 +326,11 @@ impl SystemSource {
         let holder = hold(move || {
             let d = find(name.as_deref(), true)?;
             let (config, format) = config_of(&d, true)?;
-            let channels = usize::from(config.channels.max(1));
             let mut rs = Resampler::new(config.sample_rate, rate);
             let (mut mono, mut out) = (Vec::new(), Vec::new());
             let r3 = r2.clone();
             let err = move |e: cpal::Error| r3.fail(e.to_string());
-            let mut take = move |frames: &mut dyn Iterator<Item = f32>| {
+            let take = move |frames: &mut dyn Iterator<Item = f32>| {
                 mono.clear();
                 mono.extend(frames);
                 out.clear();
@@ -285,27 +338,11 @@ impl SystemSource {
                 r2.push(out.iter().map(|x| to_i16(*x)));
             };
             let built = match format {
-                cpal::SampleFormat::F32 => d.build_input_stream(
-                    config,
-                    move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                        take(&mut data.chunks(channels).map(|c| c[0]))
-                    },
-                    err,
-                    None,
-                ),
-                cpal::SampleFormat::I16 => d.build_input_stream(
-                    config,
-                    move |data: &[i16], _: &cpal::InputCallbackInfo| {
-                        take(&mut data.chunks(channels).map(|c| f32::from(c[0]) / 32768.0))
-                    },
-                    err,
-                    None,
-                ),
-                other => {
-                    return Err(DeviceError::Unavailable(format!(
-                        "sample format {other} is not supported"
-                    )))
-                }
+                cpal::SampleFormat::F32 => input_stream::<f32>(&d, config, take, err),
+                cpal::SampleFormat::I16 => input_stream::<i16>(&d, config, take, err),
+                cpal::SampleFormat::I32 => input_stream::<i32>(&d, config, take, err),
+                cpal::SampleFormat::U16 => input_stream::<u16>(&d, config, take, err),
+                other => return Err(unsupported(other)),
             };
             built.map_err(|e| DeviceError::Unavailable(e.to_string()))
         })?;
@@ -340,54 +377,37 @@ impl SystemSink {
         let holder = hold(move || {
             let d = find(name.as_deref(), false)?;
             let (config, format) = config_of(&d, false)?;
-            let channels = usize::from(config.channels.max(1));
             let device_rate = config.sample_rate;
             let mut rs = Resampler::new(rate, device_rate);
             let (mut mono, mut out) = (Vec::new(), VecDeque::<f32>::new());
             let r3 = r2.clone();
             let err = move |e: cpal::Error| r3.fail(e.to_string());
-            // Enough stream samples for `frames` device frames, resampled.
-            let mut next = move |frames: usize| -> Vec<f32> {
-                let want = frames * rate as usize / device_rate.max(1) as usize + 2;
-                let mut chunk = vec![0i16; want];
-                while out.len() < frames {
+            let mut chunk: Vec<i16> = Vec::new();
+            let mut resampled: Vec<f32> = Vec::new();
+            // Fill `dest` (device frames) with stream samples, resampled;
+            // the buffers are kept: this runs on the device's thread.
+            let fill = move |dest: &mut [f32]| {
+                let want = dest.len() * rate as usize / device_rate.max(1) as usize + 2;
+                chunk.resize(want, 0);
+                while out.len() < dest.len() {
                     r2.pop(&mut chunk);
                     mono.clear();
                     mono.extend(chunk.iter().map(|s| f32::from(*s) / 32768.0));
-                    let mut v = Vec::new();
-                    rs.run(&mono, &mut v);
-                    out.extend(v);
+                    resampled.clear();
+                    rs.run(&mono, &mut resampled);
+                    out.extend(resampled.iter());
                 }
-                out.drain(..frames).collect()
+                let n = dest.len();
+                for (d, x) in dest.iter_mut().zip(out.drain(..n)) {
+                    *d = x;
+                }
             };
             let built = match format {
-                cpal::SampleFormat::F32 => d.build_output_stream(
-                    config,
-                    move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
-                        let v = next(data.len() / channels);
-                        for (frame, x) in data.chunks_mut(channels).zip(v) {
-                            frame.fill(x);
-                        }
-                    },
-                    err,
-                    None,
-                ),
-                cpal::SampleFormat::I16 => d.build_output_stream(
-                    config,
-                    move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {
-                        let v = next(data.len() / channels);
-                        for (frame, x) in data.chunks_mut(channels).zip(v) {
-                            frame.fill(to_i16(x));
-                        }
-                    },
-                    err,
-                    None,
-                ),
-                other => {
-                    return Err(DeviceError::Unavailable(format!(
-                        "sample format {other} is not supported"
-                    )))
-                }
+                cpal::SampleFormat::F32 => output_stream::<f32>(&d, config, fill, err),
+                cpal::SampleFormat::I16 => output_stream::<i16>(&d, config, fill, err),
+                cpal::SampleFormat::I32 => output_stream::<i32>(&d, config, fill, err),
+                cpal::SampleFormat::U16 => output_stream::<u16>(&d, config, fill, err),
+                other => return Err(unsupported(other)),
             };
             built.map_err(|e| DeviceError::Unavailable(e.to_string()))
         })?;

@@ -64,13 +64,14 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
-use crate::api::engine::setting;
+use crate::api::engine::{number_setting, setting};
 use crate::api::error::{Error, Result};
 use crate::api::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
 use crate::api::stream::{MediaStream, MediaStreamFactory, StreamContext, StreamFuture};
 use crate::driver::audio_device::{
     open_sink, open_source, AudioSink, AudioSource, Discard, Silence, WavSink,
 };
+use crate::driver::ids::random_u64;
 use crate::proto::codec::{AudioCodec, CodecKind, PTIME_MS};
 use crate::proto::rtp::dtmf::{self, DtmfReceiver, DtmfSender};
 use crate::proto::rtp::jitter::{JitterBuffer, Playout};
@@ -78,6 +79,7 @@ use crate::proto::rtp::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo};
 use crate::proto::rtp::srtp::{CryptoAttribute, MasterKey, SrtpContext, SrtpError, SrtpProfile};
 use crate::proto::rtp::{ReceiveStats, RtpHeader, RtpPacket};
 use crate::proto::sdp::{Attribute, MediaDescription, SessionDescription};
+use crate::proto::ua::splitmix;
 
 pub const TYPE: &str = "audio";
 pub const GOT_DTMF: &str = "AudioStreamGotDTMF";
@@ -737,40 +739,14 @@ impl MediaStream for AudioStream {
             st.policy = policy;
             st.key = key;
             st.session = Some(ctx.session);
-            st.no_audio_after = match setting(&ctx.settings, "audio.no_audio_timeout") {
-                None | Some(Value::Null) => Some(Duration::from_secs(5)),
-                Some(v) => match v.as_u64() {
-                    Some(0) => None,
-                    Some(n) => Some(Duration::from_secs(n)),
-                    None => {
-                        return Err(Error::InvalidArgument(format!(
-                            "audio.no_audio_timeout must be seconds, not {v}"
-                        )))
-                    }
-                },
+            let cfg = &ctx.settings;
+            st.no_audio_after = match number_setting(cfg, "audio.no_audio_timeout", 0..=3600, 5)? {
+                0 => None,
+                n => Some(Duration::from_secs(n)),
             };
-            st.rtcp_interval = match setting(&ctx.settings, "rtp.rtcp_interval") {
-                None | Some(Value::Null) => Duration::from_secs(5),
-                Some(v) => match v.as_u64() {
-                    Some(n) if (1..=60).contains(&n) => Duration::from_secs(n),
-                    _ => {
-                        return Err(Error::InvalidArgument(format!(
-                            "rtp.rtcp_interval must be 1 to 60 seconds, not {v}"
-                        )))
-                    }
-                },
-            };
-            st.rx_drop_percent = match setting(&ctx.settings, "rtp.rx_drop_percent") {
-                None | Some(Value::Null) => 0,
-                Some(v) => match v.as_u64() {
-                    Some(n) if n <= 100 => n as u32,
-                    _ => {
-                        return Err(Error::InvalidArgument(format!(
-                            "rtp.rx_drop_percent must be 0 to 100, not {v}"
-                        )))
-                    }
-                },
-            };
+            st.rtcp_interval =
+                Duration::from_secs(number_setting(cfg, "rtp.rtcp_interval", 1..=60, 5)?);
+            st.rx_drop_percent = number_setting(cfg, "rtp.rx_drop_percent", 0..=100, 0)? as u32;
             Ok(())
         })
     }
@@ -940,7 +916,7 @@ impl MediaStream for AudioStream {
                 }),
                 recorder: self.recorder.clone(),
                 no_audio_after: st.no_audio_after,
-                drop: (st.rx_drop_percent > 0).then(|| (st.rx_drop_percent, local_seed())),
+                drop: (st.rx_drop_percent > 0).then(|| (st.rx_drop_percent, random_u64())),
                 jitter: JitterBuffer::new(kind.clock_rate(), kind.frame_ticks(), 1, 10),
                 playback: std::collections::VecDeque::new(),
                 concealing: 0,
@@ -1065,16 +1041,7 @@ struct Media {
 
 /// An RTCP interval randomized by a factor of 0.5 to 1.5 (RFC 3550 6.2).
 fn randomized(interval: Duration, rng: &mut u64) -> Duration {
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 7;
-    *rng ^= *rng << 17;
-    interval / 2 + interval.mul_f64((*rng % 1000) as f64 / 1000.0)
-}
-
-/// A non-zero seed for the loss simulation.
-fn local_seed() -> u64 {
-    let hex = crate::driver::ids::random_hex(8);
-    u64::from_str_radix(&hex, 16).unwrap_or(0x9e37_79b9_7f4a_7c15) | 1
+    interval / 2 + interval.mul_f64((splitmix(rng) % 1000) as f64 / 1000.0)
 }
 
 /// Concealed frames in a row before the output goes silent.
@@ -1286,11 +1253,7 @@ impl Media {
         let clock = kind.clock_rate();
         let mut tick = tokio::time::interval(Duration::from_millis(u64::from(PTIME_MS)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let ssrc: u32 = crate::driver::ids::random_hex(4)
-            .chars()
-            .fold(0u32, |a, c| {
-                a.wrapping_mul(16).wrapping_add(c.to_digit(16).unwrap_or(0))
-            });
+        let ssrc = random_u64() as u32;
         let mut seq: u16 = (ssrc >> 16) as u16;
         let mut ts: u32 = ssrc.rotate_left(7);
         let mut frame = vec![0i16; frame_samples];
@@ -1302,7 +1265,7 @@ impl Media {
         let mut heard_any = false;
         let mut no_audio_told = false;
         let cname = format!("{}@sipsimple", crate::driver::ids::random_hex(8));
-        let mut rng = local_seed();
+        let mut rng = random_u64();
         // The first report after half the interval (RFC 3550 6.2).
         let mut next_rtcp = started + randomized(self.rtcp_interval, &mut rng) / 2;
         let mut rbuf = vec![0u8; 1500];
@@ -1382,12 +1345,9 @@ impl Media {
                 }
                 r = self.sock.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
-                    if let Some((percent, x)) = self.drop.as_mut() {
-                        // xorshift64: as if the network lost the packet.
-                        *x ^= *x << 13;
-                        *x ^= *x >> 7;
-                        *x ^= *x << 17;
-                        if (*x % 100) < u64::from(*percent) {
+                    if let Some((percent, rng)) = self.drop.as_mut() {
+                        // As if the network lost the packet.
+                        if splitmix(rng) % 100 < u64::from(*percent) {
                             continue;
                         }
                     }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::api::engine::setting;
+use crate::api::engine::bool_setting;
 use crate::api::error::{Error, Result};
 use crate::api::msrp::{
     get_acceptor, get_connector, new_session_id, parse_path, path_to_string, Acceptor, Connector,
@@ -146,15 +146,7 @@ impl Link {
             let p = a.prepare(local).await.map_err(msrp_err)?;
             (Side::Accept(a), p)
         };
-        let trace = match setting(&ctx.settings, "logs.trace_msrp") {
-            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
-            Some(serde_json::Value::Bool(true)) => true,
-            Some(v) => {
-                return Err(Error::InvalidArgument(format!(
-                    "logs.trace_msrp must be true or false, not {v}"
-                )))
-            }
-        };
+        let trace = bool_setting(&ctx.settings, "logs.trace_msrp", false)?;
         let endpoint = Endpoint {
             side,
             trace_from: trace.then_some(ctx.session),
