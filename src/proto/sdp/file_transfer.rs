@@ -262,7 +262,13 @@ impl FileSelector {
                     if sel.content_type.is_some() {
                         return err("more than one type selector");
                     }
-                    if val.is_empty() || val.len() > 255 || val.chars().any(char::is_control) {
+                    // An unclosed quote would swallow the selectors after it.
+                    let quotes = val.matches('"').count();
+                    if val.is_empty()
+                        || val.len() > 255
+                        || val.chars().any(char::is_control)
+                        || quotes % 2 != 0
+                    {
                         return err(format!("bad type selector {val:?}"));
                     }
                     sel.content_type = Some(val.to_string());
@@ -622,6 +628,8 @@ mod tests {
             "name:\"%zz\"",
             "name:\"%ff\"",
             "type:",
+            // Found by the fuzz target: an unclosed quote took the rest.
+            "type:a\" hash:sha1:60:A1 size:1",
         ] {
             assert!(FileSelector::parse(bad).is_err(), "{bad}");
         }
