@@ -6,84 +6,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::accounts::{app, Log};
 use common::kamailio::{kamailio_available, start};
 use common::sipp::free_port;
-use parking_lot::Mutex;
 use serde_json::{json, Value};
-use sipsimple::{
-    MediaStreamRegistry, MemoryStorage, Notification, NotificationCenter, ObserverToken,
-    SIPApplication, SessionState, Storage,
-};
-
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<(String, String, Value)>>>);
-
-impl Log {
-    /// Record account notifications: (name, account id, data).
-    fn start() -> (Log, ObserverToken) {
-        let log = Log::default();
-        let l = log.clone();
-        let tok =
-            NotificationCenter::default().add_observer(None, None, move |n: &Notification| {
-                if n.name.starts_with("SIPAccount") || n.name == "CFGSettingsObjectDidChange" {
-                    let data: Value =
-                        serde_json::from_str(&n.data.to_json()).unwrap_or(Value::Null);
-                    let who = data["registration"]
-                        .as_str()
-                        .or(data["account"].as_str())
-                        .unwrap_or("")
-                        .to_string();
-                    l.0.lock().push((n.name.clone(), who, data));
-                }
-            });
-        (log, tok)
-    }
-
-    fn all(&self, name: &str, who: &str) -> Vec<Value> {
-        self.0
-            .lock()
-            .iter()
-            .filter(|(n, w, _)| n == name && w == who)
-            .map(|(_, _, d)| d.clone())
-            .collect()
-    }
-
-    fn wait(&self, name: &str, who: &str, count: usize, secs: u64) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let v = self.all(name, who);
-            if v.len() >= count {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {count} x {name} for {who} in {secs} s; saw {:?}",
-                self.0
-                    .lock()
-                    .iter()
-                    .map(|(n, w, _)| format!("{n} {w}"))
-                    .collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn app(accounts: Value) -> SIPApplication {
-    let s = MemoryStorage::new();
-    s.save(
-        json!({"sip": {"transport_list": ["udp", "tcp"]}, "accounts": accounts})
-            .as_object()
-            .unwrap(),
-    )
-    .unwrap();
-    let a = SIPApplication::new();
-    a.start(Arc::new(s)).unwrap();
-    a
-}
+use sipsimple::{MediaStreamRegistry, Notification, NotificationCenter, SessionState};
 
 /// Account settings registering at Kamailio on `kport` (each test uses
 /// its own users: the notification log sees every test's accounts).

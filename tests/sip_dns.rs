@@ -5,96 +5,17 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 
+use common::dns::{a, dns_server, naptr, srv};
 use common::{local_engine, serve_uas, via};
-use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, NAPTR, SRV};
-use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use sipsimple::driver::dns::{send_with_failover, DNSLookup, DnsError, Route};
 use sipsimple::driver::engine::{Engine, EngineEvent};
 use sipsimple::driver::ids::{new_call_id, new_tag};
 use sipsimple::proto::sip::screen::build_response;
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::proto::sip::{SipMessage, Uri};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-
-fn name(s: &str) -> Name {
-    Name::from_ascii(format!("{s}.")).unwrap()
-}
-
-fn naptr(owner: &str, order: u16, pref: u16, service: &str, repl: &str) -> Record {
-    Record::from_rdata(
-        name(owner),
-        60,
-        RData::NAPTR(NAPTR::new(
-            order,
-            pref,
-            b"s".to_vec().into_boxed_slice(),
-            service.as_bytes().to_vec().into_boxed_slice(),
-            Vec::new().into_boxed_slice(),
-            name(repl),
-        )),
-    )
-}
-
-fn srv(owner: &str, prio: u16, weight: u16, port: u16, target: &str) -> Record {
-    Record::from_rdata(
-        name(owner),
-        60,
-        RData::SRV(SRV::new(prio, weight, port, name(target))),
-    )
-}
-
-fn a(owner: &str) -> Record {
-    Record::from_rdata(name(owner), 60, RData::A(A(Ipv4Addr::LOCALHOST)))
-}
-
-/// Answer queries from `zone`: matching records, NOERROR with no answer for
-/// a known name and another type, NXDOMAIN otherwise.
-async fn dns_server(zone: Vec<Record>) -> SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let zone = Arc::new(zone);
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(q) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
-            r.metadata.authoritative = true;
-            r.metadata.recursion_desired = q.metadata.recursion_desired;
-            r.metadata.recursion_available = true;
-            let mut known = false;
-            for query in &q.queries {
-                r.add_query(query.clone());
-                for rec in zone.iter() {
-                    if rec.name.to_lowercase() == query.name.to_lowercase() {
-                        known = true;
-                        if rec.record_type() == query.query_type
-                            || query.query_type == RecordType::ANY
-                        {
-                            r.add_answer(rec.clone());
-                        }
-                    }
-                }
-            }
-            if !known {
-                r.metadata.response_code = ResponseCode::NXDomain;
-            }
-            if let Ok(bytes) = r.to_vec() {
-                let _ = sock.send_to(&bytes, from).await;
-            }
-        }
-    });
-    addr
-}
 
 fn port_nobody_listens_on() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -73,6 +73,49 @@ pub(crate) fn bool_setting(cfg: &Map<String, Value>, path: &str, default: bool) 
     }
 }
 
+/// `dns.nameservers`: the servers to ask instead of the system's (each
+/// `ip` or `ip:port`, port 53 by default). The cell stays empty, and the
+/// system resolver is made on first use, when the list is empty.
+fn dns_setting(
+    cfg: &Map<String, Value>,
+    rt: &tokio::runtime::Handle,
+) -> Result<once_cell::sync::OnceCell<crate::driver::dns::DNSLookup>> {
+    let cell = once_cell::sync::OnceCell::new();
+    let list = match setting(cfg, "dns.nameservers") {
+        None | Some(Value::Null) => return Ok(cell),
+        Some(Value::Array(a)) => a.clone(),
+        Some(v) => {
+            return Err(Error::InvalidArgument(format!(
+                "dns.nameservers must be a list of addresses, not {v}"
+            )))
+        }
+    };
+    let mut servers = Vec::new();
+    for v in &list {
+        let text = v.as_str().unwrap_or_default();
+        let addr = text
+            .parse::<std::net::SocketAddr>()
+            .or_else(|_| {
+                text.parse::<std::net::IpAddr>()
+                    .map(|ip| std::net::SocketAddr::new(ip, 53))
+            })
+            .map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "dns.nameservers: {v} is not an IP address or IP:port"
+                ))
+            })?;
+        servers.push(addr);
+    }
+    if servers.is_empty() {
+        return Ok(cell);
+    }
+    let _in_runtime = rt.enter();
+    let dns = crate::driver::dns::DNSLookup::with_nameservers(&servers)
+        .map_err(|e| Error::InvalidArgument(format!("dns.nameservers: {e}")))?;
+    let _ = cell.set(dns);
+    Ok(cell)
+}
+
 /// `sip.timer_t1`, `sip.timer_t2`, `sip.timer_t4` in milliseconds (RFC 3261
 /// table 4; defaults 500, 4000, 5000). A smaller T1 suits a LAN or tests; every
 /// transaction timeout scales with it.
@@ -319,7 +362,7 @@ impl Subsystem for EngineSubsystem {
                 timers: session_timers(&ctx.configuration)?,
                 rel100: bool_setting(&ctx.configuration, "sip.enable_100rel", true)?,
                 t1,
-                dns: Arc::default(),
+                dns: Arc::new(dns_setting(&ctx.configuration, rt.handle())?),
                 msrp_tls: Default::default(),
                 settings: ctx.settings.clone().ok_or_else(|| {
                     Error::InvalidState("the configuration was not loaded".into())

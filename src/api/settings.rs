@@ -67,6 +67,7 @@ pub static GLOBAL: &[Def] = defs! {
     "sip.session_expires", Kind::Number(90, 86_400), Value::from(1800), "session interval, s";
     "sip.min_se", Kind::Number(90, 86_400), Value::from(90), "smallest session interval accepted, s";
     "sip.enable_100rel", Kind::Bool, Value::Bool(true), "reliable provisional responses (RFC 3262)";
+    "dns.nameservers", Kind::List, serde_json::json!([]), "DNS servers as ip or ip:port (empty: the system's)";
     "tls.ca_list", Kind::OptText, Value::Null, "extra CA certificates (PEM file)";
     "tls.certificate", Kind::OptText, Value::Null, "our certificate chain and key (PEM file)";
     "tls.verify_server", Kind::Bool, Value::Bool(true), "verify TLS server certificates";

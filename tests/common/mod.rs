@@ -30,7 +30,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+pub mod accounts;
 pub mod apps;
+pub mod dns;
 pub mod kamailio;
 pub mod media;
 pub mod pattern;

@@ -107,6 +107,8 @@ pub struct Registration {
     auth_tries: u32,
     next_id: u64,
     failures: u32,
+    /// The Retry-After of the last failure, if it had one.
+    retry_after: Option<Duration>,
     expires_asked: u32,
     registered: bool,
     timer: Option<Instant>,
@@ -135,6 +137,7 @@ impl Registration {
             auth_tries: 0,
             next_id: 1,
             failures: 0,
+            retry_after: None,
             expires_asked,
             registered: false,
             timer: None,
@@ -393,6 +396,19 @@ impl Registration {
                 }
                 // 5xx and 6xx may go better elsewhere; 4xx will not.
                 let other_route = code >= 500;
+                // A server that says when to come back (RFC 3261 20.33)
+                // is believed when no other route is left.
+                self.retry_after = resp
+                    .header(HeaderName::RetryAfter)
+                    .and_then(|v| {
+                        let digits: String = v
+                            .trim()
+                            .chars()
+                            .take_while(|c| c.is_ascii_digit())
+                            .collect();
+                        digits.parse::<u64>().ok()
+                    })
+                    .map(|s| Duration::from_secs(s.clamp(1, 86_400)));
                 self.fail(now, code, reason, other_route);
             }
         }
@@ -462,9 +478,11 @@ impl Registration {
             None => {
                 self.failures += 1;
                 self.route = 0;
-                self.backoff()
+                let backoff = self.backoff();
+                self.retry_after.take().unwrap_or(backoff)
             }
         };
+        self.retry_after = None;
         self.state = RegState::Waiting;
         self.timer = Some(now + delay);
         self.events.push_back(RegistrationEvent::Failed {

@@ -360,3 +360,43 @@ fn stale_responses_are_ignored() {
     assert!(!r.is_registered());
     assert!(events(&mut r).is_empty());
 }
+
+#[test]
+fn retry_after_of_the_last_route_sets_the_delay() {
+    let now = Instant::now();
+    let mut r = Registration::new(cfg());
+    r.start(now);
+    r.set_routes(now, routes(1));
+    let (id, req, _) = sent(&mut r);
+    let mut resp = build_response(&req, 503, "Service Unavailable", Some("x")).unwrap();
+    resp.push_header("Retry-After", "30 (maintenance);duration=60")
+        .unwrap();
+    r.handle_response(now, id, Outcome::Response(resp));
+    let ev = events(&mut r);
+    assert!(
+        matches!(
+            ev[..],
+            [RegistrationEvent::Failed {
+                code: 503,
+                next_route: None,
+                delay,
+                ..
+            }] if delay == 30.0
+        ),
+        "{ev:?}"
+    );
+    assert_eq!(r.poll_timeout(), Some(now + Duration::from_secs(30)));
+    // The next failure without one backs off as usual (10 s base, doubled).
+    r.handle_timeout(now + Duration::from_secs(30));
+    assert!(matches!(r.poll_action(), Some(RegistrationAction::Lookup)));
+    let later = now + Duration::from_secs(30);
+    r.set_routes(later, routes(1));
+    let (id, req, _) = sent(&mut r);
+    let resp = build_response(&req, 503, "Service Unavailable", Some("x")).unwrap();
+    r.handle_response(later, id, Outcome::Response(resp));
+    let ev = events(&mut r);
+    assert!(
+        matches!(ev[..], [RegistrationEvent::Failed { delay, .. }] if (32.0..=40.0).contains(&delay)),
+        "{ev:?}"
+    );
+}
