@@ -8,7 +8,7 @@ sudo_cmd() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 debs=(gcc pkg-config cmake libasound2-dev)
 if [ "${1:-}" != "--demo" ]; then
-  debs+=(valgrind libjna-java default-jre-headless sip-tester tshark baresip-core espeak-ng kamailio kamailio-tls-modules)
+  debs+=(valgrind libjna-java default-jre-headless sip-tester tshark baresip-core espeak-ng kamailio kamailio-tls-modules iproute2)
 fi
 missing=()
 for p in "${debs[@]}"; do

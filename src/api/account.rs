@@ -204,7 +204,20 @@ impl Account {
                 .map(Value::from)
                 .unwrap_or(Value::Null));
         }
-        Ok(value_of(ACCOUNT, &self.section(), name))
+        Ok(self.value_in(&self.section(), name))
+    }
+
+    /// A setting's value in a stored section, else its default. The
+    /// Bonjour account multicasts on the LAN when active, so it is off
+    /// until the user turns it on.
+    fn value_in(&self, section: &Map<String, Value>, name: &str) -> Value {
+        if name == "enabled" && self.is_bonjour() && self.inner.backing.is_some() {
+            let set = super::settings::lookup(section, "enabled").filter(|v| !v.is_null());
+            if set.is_none() {
+                return Value::Bool(false);
+            }
+        }
+        value_of(ACCOUNT, section, name)
     }
 
     fn text(&self, name: &str) -> Option<String> {
@@ -283,9 +296,7 @@ impl Account {
         let after = self.section();
         let mut modified: Vec<String> = Vec::new();
         for (n, _) in &changes {
-            if value_of(ACCOUNT, &before, n) != value_of(ACCOUNT, &after, n)
-                && !modified.contains(n)
-            {
+            if self.value_in(&before, n) != self.value_in(&after, n) && !modified.contains(n) {
                 modified.push(n.clone());
             }
         }
@@ -440,5 +451,24 @@ mod tests {
         let iid = a.instance_id();
         assert!(iid.starts_with("urn:uuid:") && iid.len() == 45, "{iid}");
         assert_eq!(a.instance_id(), iid, "stable");
+    }
+
+    #[test]
+    fn the_bonjour_account_is_off_until_enabled() {
+        let storage = Arc::new(MemoryStorage::new());
+        let store = Arc::new(SettingsStore::new(storage, Map::new()));
+        let b = Account::managed(BONJOUR_ID, store.clone()).unwrap();
+        assert!(!b.is_enabled());
+        assert_eq!(b.get("enabled").unwrap(), json!(false));
+        // Other accounts stay on by default; an unmanaged Bonjour account
+        // (sessions without an AccountManager) is usable.
+        assert!(Account::managed("a@b.c", store).unwrap().is_enabled());
+        assert!(Account::bonjour(None).unwrap().is_enabled());
+        b.set("enabled", json!(true)).unwrap();
+        assert_eq!(b.save().unwrap(), vec!["enabled"]);
+        assert!(b.is_enabled());
+        b.set("enabled", json!(null)).unwrap();
+        assert_eq!(b.save().unwrap(), vec!["enabled"]);
+        assert!(!b.is_enabled());
     }
 }

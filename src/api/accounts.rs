@@ -48,6 +48,11 @@ pub const DID_DEACTIVATE: &str = "SIPAccountDidDeactivate";
 pub const REG_SUCCEED: &str = "SIPAccountRegistrationDidSucceed";
 pub const REG_FAIL: &str = "SIPAccountRegistrationDidFail";
 pub const REG_END: &str = "SIPAccountRegistrationDidEnd";
+pub const BONJOUR_ADD: &str = "BonjourAccountDidAddNeighbour";
+pub const BONJOUR_UPDATE: &str = "BonjourAccountDidUpdateNeighbour";
+pub const BONJOUR_REMOVE: &str = "BonjourAccountDidRemoveNeighbour";
+/// Discovery could not start (e.g. no multicast); the account stays usable.
+pub const BONJOUR_FAIL: &str = "BonjourAccountDiscoveryDidFail";
 
 /// How long stop and delete wait for an unregistration.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(4);
@@ -76,6 +81,8 @@ pub(crate) struct AccountEnv {
 struct Active {
     account: Account,
     registration: Option<mpsc::UnboundedSender<Input>>,
+    /// The Bonjour account's advertising and browsing.
+    bonjour: Option<crate::driver::bonjour::Bonjour>,
 }
 
 struct Inner {
@@ -356,13 +363,89 @@ impl AccountManager {
         post(a.sender(), DID_ACTIVATE, NotificationData::new());
         let registration = (!a.is_bonjour() && a.flag("registration.enabled"))
             .then(|| spawn_registration(a.clone(), self.inner.env.clone()));
+        let bonjour = if a.is_bonjour() {
+            self.start_bonjour(a)
+        } else {
+            None
+        };
         active.insert(
             a.id().to_string(),
             Active {
                 account: a.clone(),
                 registration,
+                bonjour,
             },
         );
+    }
+
+    /// Advertise the Bonjour account's contact on every listening transport
+    /// and browse for neighbours (`bonjour.interfaces` limits where).
+    fn start_bonjour(&self, a: &Account) -> Option<crate::driver::bonjour::Bonjour> {
+        use crate::driver::bonjour::{Bonjour, BonjourConfig, NeighbourEvent};
+        let engine = &self.inner.env.engine;
+        let services: Vec<(TransportKind, u16)> =
+            [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls]
+                .into_iter()
+                .filter_map(|t| engine.local_addr(t).map(|l| (t, l.port())))
+                .collect();
+        let doc = self.inner.store.snapshot();
+        let interfaces = super::settings::lookup(&doc, "bonjour.interfaces")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cfg = BonjourConfig {
+            user: a.contact_user().to_string(),
+            display_name: a.display_name(),
+            instance_id: a.instance_id(),
+            services,
+            interfaces,
+        };
+        let sender = a.sender().clone();
+        let started = Bonjour::start(cfg, move |e| {
+            let (name, n) = match e {
+                NeighbourEvent::Added(n) => (BONJOUR_ADD, n),
+                NeighbourEvent::Updated(n) => (BONJOUR_UPDATE, n),
+                NeighbourEvent::Removed(n) => (BONJOUR_REMOVE, n),
+            };
+            post(
+                &sender,
+                name,
+                NotificationData::new()
+                    .with("neighbour", n.id)
+                    .with("display_name", n.display_name)
+                    .with("host", n.host.to_string())
+                    .with("uri", n.uri)
+                    .with("transport", n.transport.as_str().to_ascii_lowercase())
+                    .with("instance_id", n.instance_id),
+            );
+        });
+        match started {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(target: "sipsimple::accounts", "Bonjour discovery did not start: {e}");
+                post(
+                    a.sender(),
+                    BONJOUR_FAIL,
+                    NotificationData::new().with("reason", e),
+                );
+                None
+            }
+        }
+    }
+
+    /// The neighbours the active Bonjour account sees now.
+    pub fn bonjour_neighbours(&self) -> Vec<crate::driver::bonjour::Neighbour> {
+        self.inner
+            .active
+            .lock()
+            .get(BONJOUR_ID)
+            .and_then(|a| a.bonjour.as_ref())
+            .map(|b| b.neighbours())
+            .unwrap_or_default()
     }
 
     /// Stop an active account; returns where to wait for its unregistration.
@@ -373,6 +456,15 @@ impl AccountManager {
             DID_DEACTIVATE,
             NotificationData::new(),
         );
+        if let Some(b) = act.bonjour {
+            // Goodbyes take up to a second: not on the caller's thread.
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                b.stop();
+                let _ = done_tx.send(());
+            });
+            return Some(done_rx);
+        }
         let tx = act.registration?;
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         tx.send(Input::Ctl(Ctl::Stop(done_tx))).ok()?;

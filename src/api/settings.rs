@@ -68,6 +68,7 @@ pub static GLOBAL: &[Def] = defs! {
     "sip.min_se", Kind::Number(90, 86_400), Value::from(90), "smallest session interval accepted, s";
     "sip.enable_100rel", Kind::Bool, Value::Bool(true), "reliable provisional responses (RFC 3262)";
     "dns.nameservers", Kind::List, serde_json::json!([]), "DNS servers as ip or ip:port (empty: the system's)";
+    "bonjour.interfaces", Kind::List, serde_json::json!([]), "network interfaces the Bonjour account advertises and browses on (empty: all)";
     "tls.ca_list", Kind::OptText, Value::Null, "extra CA certificates (PEM file)";
     "tls.certificate", Kind::OptText, Value::Null, "our certificate chain and key (PEM file)";
     "tls.verify_server", Kind::Bool, Value::Bool(true), "verify TLS server certificates";
@@ -92,7 +93,7 @@ pub static GLOBAL: &[Def] = defs! {
 
 /// Per-account settings.
 pub static ACCOUNT: &[Def] = defs! {
-    "enabled", Kind::Bool, Value::Bool(true), "use this account";
+    "enabled", Kind::Bool, Value::Bool(true), "use this account (bonjour@local: off until set; on, it advertises and browses the LAN)";
     "display_name", Kind::OptText, Value::Null, "name shown to others";
     "auth.username", Kind::OptText, Value::Null, "digest user name (default: the id's user)";
     "auth.password", Kind::Text, Value::from(""), "digest password";
@@ -482,6 +483,17 @@ impl Configuration {
             store(&mut doc, name, v.clone());
         }
         if let Some(id) = only_account {
+            if id == super::account::BONJOUR_ID {
+                // The Bonjour account has a section only once configured.
+                if !doc.get("accounts").is_some_and(Value::is_object) {
+                    doc.insert("accounts".into(), Value::Object(Map::new()));
+                }
+                if let Some(accounts) = doc.get_mut("accounts").and_then(Value::as_object_mut) {
+                    accounts
+                        .entry(id.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                }
+            }
             if let Some(accounts) = doc.get_mut("accounts").and_then(Value::as_object_mut) {
                 for (other, sec) in accounts.iter_mut() {
                     if let Some(sec) = sec.as_object_mut() {

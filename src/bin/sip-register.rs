@@ -8,6 +8,10 @@
 //! SIGTERM it unregisters before exiting. With --json every notification
 //! is one JSON object per line on stdout. Other accounts of the
 //! configuration do not register while it runs (the file is not changed).
+//!
+//! With `--account bonjour` it registers nothing: the Bonjour account
+//! advertises this endpoint on the LAN (multicast DNS) and every neighbour
+//! that comes, changes or goes is printed, until Ctrl-C or SIGTERM.
 
 #[path = "common/tool.rs"]
 mod tool;
@@ -53,6 +57,14 @@ fn run() -> Result<(), String> {
     }
     let storage: Arc<dyn Storage> = Arc::new(FileStorage::new(&dir));
     let cfg = Configuration::open(storage).map_err(|e| e.to_string())?;
+    let bonjour_id = sipsimple::api::account::BONJOUR_ID;
+    let account = account.map(|a| {
+        if a == "bonjour" {
+            bonjour_id.to_string()
+        } else {
+            a
+        }
+    });
     let id = match account.or_else(|| cfg.default_account()) {
         Some(id) => id,
         None => cfg
@@ -66,8 +78,12 @@ fn run() -> Result<(), String> {
                 )
             })?,
     };
+    let bonjour = id == bonjour_id;
+    if bonjour && max.is_some() {
+        return Err("--max-registers does not apply to the Bonjour account".into());
+    }
     let acc = cfg.account(&id).map_err(|e| e.to_string())?;
-    if acc.credentials().is_none() {
+    if !bonjour && acc.credentials().is_none() {
         eprintln!("sip-register: {id} has no auth.password; registering without credentials");
     }
     // The instance id stays the same from run to run: made (and stored in
@@ -86,6 +102,26 @@ fn run() -> Result<(), String> {
         }
         if json_out {
             tool::print_line(&tool::json_line(n));
+        } else if n.name.starts_with("BonjourAccount") {
+            let d = &n.data;
+            let who = format!(
+                "{}<{}> ({})",
+                d.get_str("display_name")
+                    .map(|s| format!("{s} "))
+                    .unwrap_or_default(),
+                d.get_str("uri").unwrap_or(""),
+                d.get_str("neighbour").unwrap_or("")
+            );
+            let line = match n.name.as_str() {
+                "BonjourAccountDidAddNeighbour" => format!("neighbour {who}"),
+                "BonjourAccountDidUpdateNeighbour" => format!("neighbour changed {who}"),
+                "BonjourAccountDidRemoveNeighbour" => format!("neighbour gone {who}"),
+                _ => format!(
+                    "Bonjour discovery failed: {}",
+                    d.get_str("reason").unwrap_or("")
+                ),
+            };
+            tool::print_line(&line);
         } else if n.name.starts_with("SIPAccountRegistration") {
             let d = &n.data;
             let line = match n.name.as_str() {

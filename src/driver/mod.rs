@@ -3,6 +3,7 @@
 //! bytes and time into `proto/` and carries out what `proto/` asks for.
 
 pub mod audio_device;
+pub mod bonjour;
 pub mod dispatch;
 pub mod dns;
 pub mod engine;
