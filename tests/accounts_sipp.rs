@@ -227,3 +227,40 @@ fn unknown_domain_fails_with_the_lookup_named_and_retries() {
     app.stop();
     NotificationCenter::default().remove_observer(tok);
 }
+
+#[test]
+fn deleting_an_account_while_it_registers_ends_it_cleanly() {
+    // A registrar that takes the REGISTER and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (log, tok) = Log::start();
+    let who = "dora@127.0.0.5";
+    let app = app_with(
+        json!({}),
+        json!({ who: account(json!({"sip": {
+            "register_uri": format!("sip:127.0.0.1:{port}"),
+            "transport_list": ["udp"]}})) }),
+    );
+    let mut buf = [0u8; 4096];
+    let (n, _) = silent.recv_from(&mut buf).expect("the REGISTER arrives");
+    assert!(buf[..n].starts_with(b"REGISTER "));
+    let m = app.account_manager().unwrap();
+    m.delete_account(who).unwrap();
+    log.wait("SIPAccountManagerDidRemoveAccount", who, 1, 5);
+    assert!(!m.has_account(who));
+    assert!(!m.is_active(who));
+    // Never registered: nothing to unregister, and nothing more is said.
+    std::thread::sleep(Duration::from_millis(600));
+    for name in [
+        "SIPAccountRegistrationDidSucceed",
+        "SIPAccountRegistrationDidFail",
+        "SIPAccountRegistrationDidEnd",
+    ] {
+        assert!(log.all(name, who).is_empty(), "{name}");
+    }
+    app.stop();
+    NotificationCenter::default().remove_observer(tok);
+}
