@@ -8,11 +8,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::accounts::{app, Log};
+use common::accounts::{app, app_with, Log};
 use common::kamailio::{kamailio_available, start};
 use common::sipp::free_port;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sipsimple::{MediaStreamRegistry, Notification, NotificationCenter, SessionState};
+use std::sync::Arc;
 
 /// Account settings registering at Kamailio on `kport` (each test uses
 /// its own users: the notification log sees every test's accounts).
@@ -106,7 +108,24 @@ fn registered_accounts_call_each_other_through_kamailio() {
     let (log, tok) = Log::start();
     let carol = "carol@127.0.0.1";
     let dave = "dave@127.0.0.1";
-    let a = app(json!({ carol: account("carolpass", k.port, 60) }));
+    // Kamailio challenges a known caller's INVITE (407): seen in the trace.
+    let wire: Arc<Mutex<Vec<(bool, String)>>> = Arc::default();
+    let w = wire.clone();
+    let trace = NotificationCenter::default().add_observer(
+        Some("SIPEngineSIPTrace"),
+        None,
+        move |n: &Notification| {
+            let d: Value = serde_json::from_str(&n.data.to_json()).unwrap_or(Value::Null);
+            let text = d["data"].as_str().unwrap_or("").to_string();
+            if text.contains("sip:carol@127.0.0.1") {
+                w.lock().push((d["received"] == true, text));
+            }
+        },
+    );
+    let a = app_with(
+        json!({"logs.trace_sip": true}),
+        json!({ carol: account("carolpass", k.port, 60) }),
+    );
     let b = app(json!({ dave: account("davepass", k.port, 60) }));
     log.wait("SIPAccountRegistrationDidSucceed", carol, 1, 10);
     log.wait("SIPAccountRegistrationDidSucceed", dave, 1, 10);
@@ -137,6 +156,17 @@ fn registered_accounts_call_each_other_through_kamailio() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    {
+        let seen = wire.lock();
+        let challenged = seen
+            .iter()
+            .any(|(rx, t)| *rx && t.starts_with("SIP/2.0 407") && t.contains("INVITE"));
+        let answered = seen.iter().any(|(rx, t)| {
+            !*rx && t.starts_with("INVITE ") && t.contains("Proxy-Authorization: Digest")
+        });
+        assert!(challenged && answered, "no 407 answered in the trace");
+    }
+    NotificationCenter::default().remove_observer(trace);
     // Bob's session is his account's, and Kamailio stays in the path.
     let bs = b.session_manager().unwrap().sessions();
     assert_eq!(bs.len(), 1);

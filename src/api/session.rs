@@ -981,6 +981,7 @@ impl Task {
             rel100: env.rel100,
             t1: env.t1,
             seed: crate::driver::ids::random_u64(),
+            credentials: account.credentials(),
         }
     }
 

@@ -64,6 +64,8 @@ pub struct SessionConfig {
     pub t1: Duration,
     /// Seeds tags, branches, Call-ID, `o=` and the 491 retry delays.
     pub seed: u64,
+    /// What answers a 401/407 to our INVITE (the account's credentials).
+    pub credentials: Option<crate::proto::sip::auth::Credentials>,
 }
 
 impl Default for SessionConfig {
@@ -77,6 +79,7 @@ impl Default for SessionConfig {
             rel100: true,
             t1: Duration::from_millis(500),
             seed: 0x5eed,
+            credentials: None,
         }
     }
 }
@@ -313,6 +316,9 @@ pub struct InviteSession {
     prack_seen: HashMap<String, u32>,
     last_ack: Option<(u32, SipMessage, Uri)>,
     se_retry: bool,
+    /// Answers challenges to the initial INVITE; how many were answered.
+    auth: crate::proto::sip::auth::DigestClient,
+    auth_tries: u32,
     // Server side.
     server_invite: Option<ServerRequest>,
     reliable: Option<Reliable>,
@@ -382,6 +388,9 @@ fn sdp_body(msg: &SipMessage) -> Result<Option<SessionDescription>, (u16, String
 
 impl InviteSession {
     fn new(cfg: SessionConfig, direction: Originator) -> InviteSession {
+        let auth = crate::proto::sip::auth::DigestClient::new(
+            cfg.credentials.clone().into_iter().collect(),
+        );
         let mut rng = cfg.seed;
         let call_id = format!("{:016x}{:016x}", splitmix(&mut rng), splitmix(&mut rng));
         let local_tag = format!("{:016x}", splitmix(&mut rng));
@@ -408,6 +417,8 @@ impl InviteSession {
             prack_seen: HashMap::new(),
             last_ack: None,
             se_retry: false,
+            auth,
+            auth_tries: 0,
             server_invite: None,
             reliable: None,
             next_rseq: 1,
@@ -1658,24 +1669,36 @@ impl InviteSession {
                     t.interval = t.interval.max(want);
                     t.min_se = t.min_se.max(want);
                 }
-                let Some((_, inv)) = self.invite.clone() else {
+                let Some(m) = self.next_initial_invite() else {
                     return;
                 };
-                let mut m = inv.clone();
-                m.remove_header(HeaderName::SessionExpires);
-                m.remove_header(HeaderName::MinSE);
-                m.remove_header(HeaderName::Contact);
-                m.remove_header(HeaderName::Allow);
-                m.remove_header(HeaderName::Supported);
-                m.remove_header(HeaderName::UserAgent);
-                m.remove_header(HeaderName::ContentType);
-                let seq = inv.cseq().map(|c| c.0).unwrap_or(1) + 1;
-                let via = self.via();
-                let _ = m.set_header(HeaderName::CSeq, &format!("{seq} INVITE"));
-                let _ = m.set_header(HeaderName::Via, &via);
                 let offer = self.local_sdp.clone();
                 if self.finish_invite(m, offer.as_ref(), false).is_err() {
                     self.fail(Originator::Remote, 422, reason);
+                }
+            }
+            401 | 407
+                if self.state == State::Connecting
+                    && !self.cancel_wanted
+                    && self.auth_tries < 2
+                    && resp.is_some() =>
+            {
+                // A registrar-less proxy or the callee asks who we are:
+                // the same INVITE with our answer (RFC 3261 22.2), at
+                // most twice (a second challenge may carry a new nonce).
+                self.auth_tries += 1;
+                let Some(mut m) = self.next_initial_invite() else {
+                    return;
+                };
+                let mut rng = self.rng;
+                let mut cn = || format!("{:016x}", splitmix(&mut rng));
+                let answered = resp
+                    .map(|r| self.auth.handle_challenge(r, &mut m, &mut cn).is_ok())
+                    .unwrap_or(false);
+                self.rng = rng;
+                let offer = self.local_sdp.clone();
+                if !answered || self.finish_invite(m, offer.as_ref(), false).is_err() {
+                    self.fail(Originator::Remote, code, reason);
                 }
             }
             _ => {
@@ -1695,6 +1718,29 @@ impl InviteSession {
                 }
             }
         }
+    }
+
+    /// The initial INVITE again, to be finished anew: next CSeq, new
+    /// branch, the headers `finish_invite` adds taken off.
+    fn next_initial_invite(&mut self) -> Option<SipMessage> {
+        let (_, inv) = self.invite.clone()?;
+        let mut m = inv.clone();
+        for h in [
+            HeaderName::SessionExpires,
+            HeaderName::MinSE,
+            HeaderName::Contact,
+            HeaderName::Allow,
+            HeaderName::Supported,
+            HeaderName::UserAgent,
+            HeaderName::ContentType,
+        ] {
+            m.remove_header(h);
+        }
+        let seq = inv.cseq().map(|c| c.0).unwrap_or(1) + 1;
+        let via = self.via();
+        let _ = m.set_header(HeaderName::CSeq, &format!("{seq} INVITE"));
+        let _ = m.set_header(HeaderName::Via, &via);
+        Some(m)
     }
 
     fn prack(&mut self, r: &SipMessage) {

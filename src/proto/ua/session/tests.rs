@@ -1025,3 +1025,107 @@ fn ending_in_every_remaining_state() {
     n.a().end(now).unwrap();
     assert!(n.a().end(now).is_err());
 }
+
+/// The INVITE the session wants sent now.
+fn sent_invite(s: &mut InviteSession) -> (ReqId, SipMessage) {
+    while let Some(a) = s.poll_action() {
+        if let Action::Send { id, request, .. } = a {
+            if request.method() == Some("INVITE") {
+                return (id, request);
+            }
+        }
+    }
+    panic!("no INVITE sent");
+}
+
+fn challenge(req: &SipMessage, code: u16, nonce: &str) -> SipMessage {
+    let (reason, header) = if code == 407 {
+        ("Proxy Authentication Required", "Proxy-Authenticate")
+    } else {
+        ("Unauthorized", "WWW-Authenticate")
+    };
+    let mut r =
+        crate::proto::sip::screen::build_response(req, code, reason, Some("proxy")).unwrap();
+    r.push_header(
+        header,
+        &format!("Digest realm=\"example.com\", nonce=\"{nonce}\", qop=\"auth\""),
+    )
+    .unwrap();
+    r
+}
+
+#[test]
+fn challenged_invite_is_sent_again_with_the_answer() {
+    let mut c = cfg("alice", 5060, 7);
+    c.credentials = Some(crate::proto::sip::auth::Credentials {
+        realm: None,
+        username: "alice".into(),
+        password: "s3cret".into(),
+    });
+    let mut s = InviteSession::outgoing(c);
+    let now = Instant::now();
+    s.connect(
+        now,
+        Uri::parse("sip:bob@example.com").unwrap(),
+        "<sip:bob@example.com>",
+        vec!["<sip:proxy.example.com;lr>".into()],
+        sdp(&[("audio", 4000)], Direction::SendRecv),
+    )
+    .unwrap();
+    let (id1, inv1) = sent_invite(&mut s);
+    s.handle_response(now, id1, Outcome::Response(challenge(&inv1, 407, "n1")));
+    let (id2, inv2) = sent_invite(&mut s);
+    // The same INVITE (dialog identifiers, route, offer), the next CSeq,
+    // a new branch, and the answer for the proxy's realm.
+    assert_eq!(inv2.cseq().unwrap(), (2, "INVITE"));
+    assert_eq!(
+        inv2.header(HeaderName::CallId),
+        inv1.header(HeaderName::CallId)
+    );
+    assert_eq!(inv2.header(HeaderName::From), inv1.header(HeaderName::From));
+    assert_eq!(
+        inv2.header(HeaderName::Route),
+        inv1.header(HeaderName::Route)
+    );
+    assert_eq!(inv2.body(), inv1.body());
+    assert_ne!(inv2.header(HeaderName::Via), inv1.header(HeaderName::Via));
+    assert_eq!(inv2.header_items(HeaderName::Contact).len(), 1);
+    let auth = inv2.header(HeaderName::ProxyAuthorization).unwrap();
+    assert!(
+        auth.contains("username=\"alice\"") && auth.contains("nonce=\"n1\""),
+        "{auth}"
+    );
+    assert_eq!(s.state(), State::Connecting);
+    // The callee asks too (401): answered once more.
+    s.handle_response(now, id2, Outcome::Response(challenge(&inv2, 401, "n2")));
+    let (id3, inv3) = sent_invite(&mut s);
+    assert_eq!(inv3.cseq().unwrap(), (3, "INVITE"));
+    assert!(inv3.header(HeaderName::Authorization).is_some());
+    // A third challenge means the answer is not accepted: the call fails
+    // with it, no loop.
+    s.handle_response(now, id3, Outcome::Response(challenge(&inv3, 407, "n3")));
+    assert!(s.poll_action().is_none());
+    let failed =
+        std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, Event::Failed { code: 407, .. }));
+    assert!(failed);
+}
+
+#[test]
+fn challenged_invite_without_credentials_fails() {
+    let mut s = InviteSession::outgoing(cfg("alice", 5060, 8));
+    let now = Instant::now();
+    s.connect(
+        now,
+        Uri::parse("sip:bob@example.com").unwrap(),
+        "<sip:bob@example.com>",
+        vec![],
+        sdp(&[("audio", 4000)], Direction::SendRecv),
+    )
+    .unwrap();
+    let (id, inv) = sent_invite(&mut s);
+    s.handle_response(now, id, Outcome::Response(challenge(&inv, 401, "n1")));
+    assert!(s.poll_action().is_none());
+    let failed =
+        std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, Event::Failed { code: 401, .. }));
+    assert!(failed);
+}
