@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
 use super::notification::{NotificationCenter, NotificationData, ObjectId, Sender};
-use super::settings::{check, store, value_of, SettingsStore, ACCOUNT, DID_CHANGE};
+use super::settings::{account_value, check, store, value_of, SettingsStore, ACCOUNT, DID_CHANGE};
 use crate::driver::ids::random_hex;
 use crate::proto::sip::auth::Credentials;
 use crate::proto::sip::Uri;
@@ -207,17 +207,14 @@ impl Account {
         Ok(self.value_in(&self.section(), name))
     }
 
-    /// A setting's value in a stored section, else its default. The
-    /// Bonjour account multicasts on the LAN when active, so it is off
-    /// until the user turns it on.
+    /// A setting's value in a stored section, else its default. Accounts
+    /// made without a manager have the table's defaults (they are in use
+    /// by construction).
     fn value_in(&self, section: &Map<String, Value>, name: &str) -> Value {
-        if name == "enabled" && self.is_bonjour() && self.inner.backing.is_some() {
-            let set = super::settings::lookup(section, "enabled").filter(|v| !v.is_null());
-            if set.is_none() {
-                return Value::Bool(false);
-            }
+        match self.inner.backing {
+            Some(_) => account_value(&self.inner.id, section, name),
+            None => value_of(ACCOUNT, section, name),
         }
-        value_of(ACCOUNT, section, name)
     }
 
     fn text(&self, name: &str) -> Option<String> {

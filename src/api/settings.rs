@@ -247,6 +247,27 @@ pub fn value_of(table: &[Def], doc: &Map<String, Value>, name: &str) -> Value {
     }
 }
 
+/// Defaults of the Bonjour account that differ from [`ACCOUNT`]'s: once
+/// active it multicasts on the LAN, so it is off until the user turns it on.
+fn bonjour_default(name: &str) -> Option<Value> {
+    match name {
+        "enabled" => Some(Value::Bool(false)),
+        _ => None,
+    }
+}
+
+/// Account `id`'s setting `name` from its stored section, else its default
+/// (the Bonjour account's own where it has one).
+pub fn account_value(id: &str, section: &Map<String, Value>, name: &str) -> Value {
+    match lookup(section, name) {
+        Some(v) if !v.is_null() => v.clone(),
+        _ => (id == super::account::BONJOUR_ID)
+            .then(|| bonjour_default(name))
+            .flatten()
+            .unwrap_or_else(|| value_of(ACCOUNT, section, name)),
+    }
+}
+
 /// The whole settings document of a running application, shared by the
 /// subsystems. Readers take a snapshot; writers replace it.
 pub struct SettingsStore {

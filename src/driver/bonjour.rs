@@ -67,19 +67,18 @@ pub struct NeighbourTable {
 
 /// The address to call: a non-loopback IPv4 address first, then loopback.
 fn pick_address(addrs: &[IpAddr]) -> Option<IpAddr> {
-    let v4: Vec<Ipv4Addr> = addrs
+    let mut v4: Vec<Ipv4Addr> = addrs
         .iter()
         .filter_map(|a| match a {
             IpAddr::V4(v) if !v.is_unspecified() && !v.is_multicast() => Some(*v),
             _ => None,
         })
         .collect();
-    let mut sorted = v4.clone();
-    sorted.sort();
-    sorted
-        .iter()
+    // Sorted, so the choice does not depend on the set's order.
+    v4.sort();
+    v4.iter()
         .find(|a| !a.is_loopback())
-        .or_else(|| sorted.first())
+        .or_else(|| v4.first())
         .map(|a| IpAddr::V4(*a))
 }
 
@@ -227,6 +226,23 @@ impl Bonjour {
         on_event: impl Fn(NeighbourEvent) + Send + Sync + 'static,
     ) -> Result<Bonjour, String> {
         let daemon = ServiceDaemon::new().map_err(|e| format!("mDNS: {e}"))?;
+        let table = Arc::new(Mutex::new(NeighbourTable::default()));
+        match Self::advertise_and_browse(&daemon, &cfg, &table, Arc::new(on_event)) {
+            Ok(own) => Ok(Bonjour { daemon, own, table }),
+            Err(e) => {
+                // Nothing half-started stays behind.
+                let _ = daemon.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    fn advertise_and_browse(
+        daemon: &ServiceDaemon,
+        cfg: &BonjourConfig,
+        table: &Arc<Mutex<NeighbourTable>>,
+        on_event: Arc<dyn Fn(NeighbourEvent) + Send + Sync>,
+    ) -> Result<Vec<String>, String> {
         if !cfg.interfaces.is_empty() {
             let _ = daemon.disable_interface(IfKind::All);
             for i in &cfg.interfaces {
@@ -251,7 +267,7 @@ impl Bonjour {
             ];
             let info = ServiceInfo::new(
                 ty,
-                &instance_name(&cfg, *transport),
+                &instance_name(cfg, *transport),
                 &host,
                 "",
                 *port,
@@ -264,9 +280,7 @@ impl Bonjour {
                 .register(info)
                 .map_err(|e| format!("mDNS register: {e}"))?;
         }
-        let table = Arc::new(Mutex::new(NeighbourTable::default()));
         table.lock().set_own(own.clone());
-        let on_event = Arc::new(on_event);
         for ty in [SERVICE_UDP, SERVICE_TCP] {
             let rx = daemon.browse(ty).map_err(|e| format!("mDNS browse: {e}"))?;
             let table = table.clone();
@@ -293,7 +307,7 @@ impl Bonjour {
                 })
                 .map_err(|e| format!("mDNS thread: {e}"))?;
         }
-        Ok(Bonjour { daemon, own, table })
+        Ok(own)
     }
 
     pub fn neighbours(&self) -> Vec<Neighbour> {

@@ -1690,12 +1690,9 @@ impl InviteSession {
                 let Some(mut m) = self.next_initial_invite() else {
                     return;
                 };
-                let mut rng = self.rng;
-                let mut cn = || format!("{:016x}", splitmix(&mut rng));
-                let answered = resp
-                    .map(|r| self.auth.handle_challenge(r, &mut m, &mut cn).is_ok())
-                    .unwrap_or(false);
-                self.rng = rng;
+                let mut cn = || format!("{:016x}", splitmix(&mut self.rng));
+                let answered =
+                    resp.is_some_and(|r| self.auth.handle_challenge(r, &mut m, &mut cn).is_ok());
                 let offer = self.local_sdp.clone();
                 if !answered || self.finish_invite(m, offer.as_ref(), false).is_err() {
                     self.fail(Originator::Remote, code, reason);
