@@ -1,6 +1,7 @@
 //! Pager-mode MESSAGE (RFC 3428) between applications on 127.0.0.1:
 //! text/plain and CPIM, Unicode, what the receiver refuses, a peer that
-//! is not there, and MESSAGE routed by Kamailio to a registered user.
+//! is not there, and MESSAGE routed by Kamailio to a registered user
+//! (Kamailio challenges a known sender with 407; the answer goes through).
 
 mod common;
 
