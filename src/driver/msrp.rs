@@ -1383,6 +1383,9 @@ async fn fill(
     }
 }
 
+/// A session's error when its writing task stopped.
+const BROKE: &str = "the connection broke";
+
 async fn run_session(
     t: MSRPTransport,
     mut core: SessionCore,
@@ -1426,7 +1429,7 @@ async fn run_session(
         // Control traffic first: responses and reports are small.
         while let Some(b) = core.poll_transmit() {
             if frames_tx.send(b).await.is_err() {
-                error = Some("the connection broke".into());
+                error = Some(BROKE.into());
                 break 'outer;
             }
         }
@@ -1491,7 +1494,7 @@ async fn run_session(
             }
             permit = frames_tx.reserve(), if want.is_some() => {
                 let Ok(permit) = permit else {
-                    error = Some("the connection broke".into());
+                    error = Some(BROKE.into());
                     break 'outer;
                 };
                 let Some(req) = want else { continue };
@@ -1522,11 +1525,11 @@ async fn run_session(
                 let n = (head.len() + data.len() + tail.len()) as u64;
                 permit.send(head);
                 if !data.is_empty() && frames_tx.send(data).await.is_err() {
-                    error = Some("the connection broke".into());
+                    error = Some(BROKE.into());
                     break 'outer;
                 }
                 if frames_tx.send(tail).await.is_err() {
-                    error = Some("the connection broke".into());
+                    error = Some(BROKE.into());
                     break 'outer;
                 }
                 stats.bytes_sent.fetch_add(n, Relaxed);
@@ -1549,7 +1552,12 @@ async fn run_session(
     }
     drop(frames_tx);
     if let Ok(Err(e)) = writer_task.await {
-        error.get_or_insert_with(|| e.to_string());
+        // Say why writing failed (reset by the peer, broken pipe, ...).
+        error = Some(match error {
+            Some(x) if x == BROKE => format!("{BROKE}: {e}"),
+            Some(x) => x,
+            None => e.to_string(),
+        });
     }
     // No new messages from here on (send_message now says Closed); the ones
     // already queued are reported as not sent with the rest.
