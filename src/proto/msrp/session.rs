@@ -16,6 +16,17 @@
 //! transaction id that does not occur in the data (section 7.1.1). Responses
 //! to our chunks and REPORTs from the peer come out as events; a chunk whose
 //! response does not come within the transaction timeout is a 408.
+//!
+//! Pacing: transaction responses are hop by hop, so behind a relay that
+//! answers every chunk itself and queues what the next hop will not take,
+//! the sender learns nothing of a slow reader until the relay gives up on
+//! the connection. The receiver therefore sends partial success REPORTs
+//! (RFC 4975 section 7.1.2 lets a success report cover part of a message,
+//! by its Byte-Range) as a message that asked for reports arrives, and the
+//! sender keeps such a message at most [`SessionConfig::send_window`] bytes
+//! ahead of what the peer reported. A peer that never sends a partial
+//! report is found out when the window first fills and stays full for
+//! [`PROGRESS_PROBE`]; the session then sends without the window.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -29,6 +40,10 @@ use super::uri::MsrpUri;
 
 /// RFC 4975 section 7.1.3 suggests 30 s for a transaction response.
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a full send window waits for a first partial success REPORT
+/// before the session decides that the peer sends none.
+pub const PROGRESS_PROBE: Duration = Duration::from_secs(3);
 
 /// How a session behaves.
 #[derive(Debug, Clone)]
@@ -63,6 +78,16 @@ pub struct SessionConfig {
     /// checked and flushed to disk) and must not run into the sender's
     /// transaction timeout.
     pub verdict_by_report: bool,
+    /// Incoming: for a message whose sender asked for success reports,
+    /// send a partial success REPORT after its first chunk and then each
+    /// time this many more bytes have arrived in order (1 MiB). 0: only
+    /// the final report.
+    pub report_step: u64,
+    /// Outgoing: a message that asks for success reports is sent at most
+    /// this many bytes ahead of the peer's partial success reports (8 MiB),
+    /// which bounds what a relay between us must queue for a slow reader.
+    /// 0: no window.
+    pub send_window: u64,
 }
 
 impl Default for SessionConfig {
@@ -77,6 +102,8 @@ impl Default for SessionConfig {
             defer_completion: false,
             incoming_offset: 0,
             verdict_by_report: false,
+            report_step: 1 << 20,
+            send_window: 8 << 20,
         }
     }
 }
@@ -214,6 +241,8 @@ struct InMessage {
     ended: bool,
     success_report: ReportMode,
     from_path: Vec<MsrpUri>,
+    /// The end of the in-order bytes the last partial REPORT covered.
+    reported: u64,
 }
 
 impl InMessage {
@@ -236,6 +265,14 @@ impl InMessage {
             e = e.max(b);
         }
         self.have.insert(s, e);
+    }
+
+    /// Bytes received in order from the start.
+    fn prefix(&self) -> u64 {
+        match self.have.iter().next() {
+            Some((&0, &e)) => e,
+            _ => 0,
+        }
     }
 
     fn complete(&self) -> Option<u64> {
@@ -264,6 +301,8 @@ struct Held {
 struct OutState {
     msg: OutgoingMessage,
     sent: u64,
+    /// The end of the bytes the peer's partial REPORTs say arrived.
+    acked: u64,
     /// The data ended (known size reached or the source said so).
     finished: bool,
     abort: bool,
@@ -289,6 +328,11 @@ pub struct SessionCore {
     events: VecDeque<Event>,
     renewal: Option<Renewal>,
     held: HashMap<String, Held>,
+    /// Whether the peer sends partial success REPORTs: unknown until one
+    /// comes or the window has waited [`PROGRESS_PROBE`] in vain.
+    peer_reports_progress: Option<bool>,
+    /// When the send window last filled with the peer's habit unknown.
+    window_full_since: Option<Instant>,
     /// Requests refused, for statistics.
     pub refused: u64,
 }
@@ -315,6 +359,8 @@ impl SessionCore {
             events: VecDeque::new(),
             renewal: None,
             held: HashMap::new(),
+            peer_reports_progress: None,
+            window_full_since: None,
             refused: 0,
         }
     }
@@ -373,6 +419,7 @@ impl SessionCore {
             finished: msg.size == Some(0),
             msg,
             sent: start,
+            acked: start,
             abort: false,
         });
     }
@@ -401,6 +448,9 @@ impl SessionCore {
     /// What to send next, if anything.
     pub fn next_chunk(&self) -> Option<ChunkRequest> {
         let o = self.outq.front()?;
+        if !o.abort && self.window_full(o) {
+            return None;
+        }
         let mut max_len = if self.local.len() > 1 || self.remote.len() > 1 {
             self.config.chunk_size.min(self.config.relay_chunk_size)
         } else {
@@ -415,6 +465,14 @@ impl SessionCore {
             max_len,
             abort: o.abort,
         })
+    }
+
+    /// Whether `o` waits for the peer's partial REPORTs to catch up.
+    fn window_full(&self, o: &OutState) -> bool {
+        self.config.send_window > 0
+            && o.msg.success_report == ReportMode::Yes
+            && self.peer_reports_progress != Some(false)
+            && o.sent.saturating_sub(o.acked) >= self.config.send_window
     }
 
     /// Frame the next chunk of the front message around `data` (the bytes
@@ -442,6 +500,15 @@ impl SessionCore {
         o.sent = end;
         if flag != ContFlag::More {
             o.finished = true;
+        }
+        if flag == ContFlag::More
+            && self.peer_reports_progress.is_none()
+            && self.window_full_since.is_none()
+        {
+            let o = self.outq.front().expect("the message framed");
+            if self.window_full(o) {
+                self.window_full_since = Some(now);
+            }
         }
         // A transaction id that does not occur in the data.
         let mut head = self.request_head("SEND");
@@ -638,6 +705,7 @@ impl SessionCore {
                     ended: false,
                     success_report,
                     from_path: head.from_path().unwrap_or_default(),
+                    reported: 0,
                 },
             );
             self.events.push_back(Event::IncomingMessage {
@@ -666,11 +734,24 @@ impl SessionCore {
         let Ok(Some(status)) = head.status() else {
             return;
         };
+        let range = head.byte_range().ok().flatten();
+        if let Some(r) = range.filter(|r| status.code == 200 && r.start == 1) {
+            let end = r.end.unwrap_or(0);
+            if r.total.is_none_or(|t| end < t) {
+                // Partial: how far the peer has the message, not a verdict.
+                self.peer_reports_progress = Some(true);
+                self.window_full_since = None;
+                if let Some(o) = self.outq.iter_mut().find(|o| o.msg.message_id == mid) {
+                    o.acked = o.acked.max(end.min(o.sent));
+                }
+                return;
+            }
+        }
         self.events.push_back(Event::Report {
             message_id: mid.to_string(),
             code: status.code,
             comment: status.comment,
-            range: head.byte_range().ok().flatten(),
+            range,
         });
     }
 
@@ -786,7 +867,34 @@ impl SessionCore {
                 message_id: mid,
                 size,
             });
+        } else {
+            self.report_progress(&mid);
         }
+    }
+
+    /// A partial success REPORT for `mid` if its in-order bytes have grown
+    /// enough since the last one (see [`SessionConfig::report_step`]).
+    fn report_progress(&mut self, mid: &str) {
+        let step = self.config.report_step;
+        let Some(m) = self.incoming.get_mut(mid) else {
+            return;
+        };
+        let prefix = m.prefix();
+        if step == 0
+            || m.success_report != ReportMode::Yes
+            || prefix <= m.reported
+            || (m.reported > 0 && prefix - m.reported < step)
+        {
+            return;
+        }
+        m.reported = prefix;
+        let (total, from_path) = (m.total, m.from_path.clone());
+        let range = ByteRange {
+            start: 1,
+            end: Some(prefix),
+            total,
+        };
+        self.send_report_range(mid, &from_path, 200, "OK", range);
     }
 
     /// Answer a chunk by the Failure-Report rules (RFC 4975 section 7.1.2):
@@ -843,6 +951,22 @@ impl SessionCore {
         comment: &str,
         size: u64,
     ) {
+        let range = ByteRange {
+            start: 1,
+            end: Some(size),
+            total: Some(size),
+        };
+        self.send_report_range(mid, from_path, code, comment, range);
+    }
+
+    fn send_report_range(
+        &mut self,
+        mid: &str,
+        from_path: &[MsrpUri],
+        code: u16,
+        comment: &str,
+        range: ByteRange,
+    ) {
         // Back along the path the message came: its From-Path, which holds
         // every relay between us already, ours included.
         let mut h = if from_path.is_empty() {
@@ -854,15 +978,7 @@ impl SessionCore {
             h
         };
         h.push_header("Message-ID", mid);
-        h.push_header(
-            "Byte-Range",
-            &ByteRange {
-                start: 1,
-                end: Some(size),
-                total: Some(size),
-            }
-            .to_string(),
-        );
+        h.push_header("Byte-Range", &range.to_string());
         h.push_header("Status", &format!("000 {code} {comment}"));
         self.transmit.push_back(h.to_bytes(b"", ContFlag::End));
     }
@@ -928,14 +1044,24 @@ impl SessionCore {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let renewal = self.renewal.as_ref().and_then(|r| r.deadline.or(r.next));
+        let probe = self.window_full_since.map(|t| t + PROGRESS_PROBE);
         self.pending
             .values()
             .filter_map(|p| p.deadline)
             .chain(renewal)
+            .chain(probe)
             .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self
+            .window_full_since
+            .is_some_and(|t| t + PROGRESS_PROBE <= now)
+        {
+            // No partial REPORT in all that time: the peer sends none.
+            self.window_full_since = None;
+            self.peer_reports_progress = Some(false);
+        }
         if let Some(r) = self.renewal.as_mut() {
             if r.deadline.is_some_and(|d| d <= now) {
                 let outcome = r.client.timed_out();

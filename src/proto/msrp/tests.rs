@@ -737,3 +737,163 @@ fn relay_paths_follow_rfc_4976() {
     assert_eq!(h.to_path().unwrap(), vec![relay, bob]);
     assert_eq!(h.from_path().unwrap(), vec![alice]);
 }
+
+/// Pacing: side A frames chunks for B until its window is full, B's
+/// REPORTs not yet delivered; returns the bytes A sent in that burst.
+fn burst_from_a(n: &mut Pair, data: &[u8]) -> usize {
+    let mut sent = 0;
+    while let Some(req) = n.a.next_chunk() {
+        let off = req.offset as usize;
+        let end = (off + req.max_len).min(data.len());
+        let (head, tail) = n.a.frame_chunk(n.now, &data[off..end], false).unwrap();
+        let mut wire = head;
+        wire.extend_from_slice(&data[off..end]);
+        wire.extend_from_slice(&tail);
+        Pair::feed(&mut n.b, &mut n.pb, &mut n.got[1], &wire);
+        sent += end - off;
+    }
+    sent
+}
+
+fn paced_config() -> SessionConfig {
+    SessionConfig {
+        chunk_size: 1000,
+        report_step: 4000,
+        send_window: 10_000,
+        ..SessionConfig::default()
+    }
+}
+
+#[test]
+fn a_large_message_is_paced_by_partial_success_reports() {
+    let mut n = Pair::with(paced_config());
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
+    n.a.send_message(message("big", data.len(), ReportMode::Yes, ReportMode::Yes));
+    let mut bursts = Vec::new();
+    loop {
+        let sent = burst_from_a(&mut n, &data);
+        if sent == 0 {
+            break;
+        }
+        bursts.push(sent);
+        // B's partial REPORTs (and responses) reach A: the window opens.
+        n.exchange();
+    }
+    // Never more than the window ahead of what B reported.
+    assert_eq!(bursts[0], 10_000, "{bursts:?}");
+    assert!(bursts.iter().all(|&b| b <= 10_000), "{bursts:?}");
+    assert!(bursts.len() >= 5, "{bursts:?}");
+    assert_eq!(reassemble(&n.got[1], "big", data.len()), data);
+    assert!(n.events[1].contains(&Event::MessageComplete {
+        message_id: "big".into(),
+        size: 50_000
+    }));
+    // Partial reports are not verdicts: A sees one REPORT, the final one.
+    let reports: Vec<_> = n.events[0]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Report { range, code, .. } => Some((*code, range.map(|r| r.end))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports, vec![(200, Some(Some(50_000)))]);
+}
+
+#[test]
+fn partial_reports_go_out_after_the_first_chunk_and_then_each_step() {
+    let mut n = Pair::with(paced_config());
+    let data = vec![7u8; 9_500];
+    n.a.send_message(message("p", data.len(), ReportMode::Yes, ReportMode::No));
+    burst_from_a(&mut n, &data);
+    let mut ranges = Vec::new();
+    while let Some(w) = n.b.poll_transmit() {
+        let chunks = parse_all(&w, w.len()).unwrap();
+        let (h, _, _, _) = &chunks[0];
+        assert_eq!(h.method(), Some("REPORT"));
+        assert_eq!(h.status().unwrap().unwrap().code, 200);
+        let r = h.byte_range().unwrap().unwrap();
+        ranges.push((r.start, r.end, r.total));
+    }
+    assert_eq!(
+        ranges,
+        vec![
+            (1, Some(1000), Some(9_500)),
+            (1, Some(5000), Some(9_500)),
+            (1, Some(9_000), Some(9_500)),
+            (1, Some(9_500), Some(9_500)),
+        ]
+    );
+}
+
+#[test]
+fn a_peer_that_sends_no_partial_reports_is_sent_to_after_the_probe() {
+    let mut n = Pair::with(paced_config());
+    // B sends only final reports.
+    n.b = SessionCore::new(
+        vec![uri("127.0.0.1", 3000, "bob1")],
+        vec![uri("127.0.0.1", 2000, "alice1")],
+        SessionConfig {
+            report_step: 0,
+            ..paced_config()
+        },
+        2,
+    );
+    let data = vec![3u8; 30_000];
+    n.a.send_message(message("q", data.len(), ReportMode::Yes, ReportMode::No));
+    assert_eq!(burst_from_a(&mut n, &data), 10_000);
+    n.exchange();
+    assert!(n.a.next_chunk().is_none(), "still waiting for a report");
+    let probe = n.a.poll_timeout().expect("the probe's deadline");
+    assert_eq!(probe, n.now + session::PROGRESS_PROBE);
+    n.a.handle_timeout(probe - Duration::from_millis(1));
+    assert!(n.a.next_chunk().is_none());
+    n.now = probe;
+    n.a.handle_timeout(probe);
+    // From now on the session sends without the window.
+    assert_eq!(burst_from_a(&mut n, &data), 20_000);
+    n.exchange();
+    assert_eq!(reassemble(&n.got[1], "q", data.len()), data);
+    assert!(n.a.poll_timeout().is_none());
+}
+
+#[test]
+fn messages_without_success_reports_are_not_paced() {
+    let mut n = Pair::with(paced_config());
+    let data = vec![5u8; 30_000];
+    n.a.send_message(message("r", data.len(), ReportMode::No, ReportMode::Yes));
+    assert_eq!(burst_from_a(&mut n, &data), 30_000);
+    n.exchange();
+    assert!(n.b.poll_transmit().is_none());
+    assert!(!n.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Report { .. })));
+}
+
+#[test]
+fn a_partial_report_with_unknown_total_is_progress_and_a_whole_one_a_verdict() {
+    // Reports A gets from B for a message of unknown size in progress.
+    let mut n = Pair::with(paced_config());
+    let mut m = message("u", 0, ReportMode::Yes, ReportMode::No);
+    m.size = None;
+    n.a.send_message(m);
+    let report = |n: &mut Pair, range: &str, status: &str| {
+        let mut h = n.b.request_head("REPORT");
+        h.push_header("Message-ID", "u");
+        h.push_header("Byte-Range", range);
+        h.push_header("Status", status);
+        let w = h.to_bytes(b"", ContFlag::End);
+        Pair::feed(&mut n.a, &mut n.pa, &mut n.got[0], &w);
+        n.exchange();
+    };
+    report(&mut n, "1-500/*", "000 200 OK");
+    report(&mut n, "1-800/800", "000 200 OK");
+    report(&mut n, "1-100/*", "000 413 Too Large");
+    let reports: Vec<_> = n.events[0]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Report { code, range, .. } => Some((*code, range.and_then(|r| r.end))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports, vec![(200, Some(800)), (413, Some(100))]);
+}
