@@ -5,7 +5,9 @@
 //! a message each way with success reports, wrong credentials refused, a
 //! session renewing its 2 s grant while a path without one expires, and a
 //! 1 GiB message streamed through the relay in 8 KiB chunks, every byte
-//! checked, and msrps to the relay with its certificate verified.
+//! checked, a slow reader behind the relay holding the sender back with
+//! partial success REPORTs, and msrps to the relay with its certificate
+//! verified.
 
 mod common;
 
@@ -309,6 +311,93 @@ fn a_large_message_streams_through_the_relay() {
             "{} MiB through the relay in {:.1} s",
             SIZE >> 20,
             started.elapsed().as_secs_f64()
+        );
+    });
+}
+
+#[test]
+fn a_slow_reader_behind_the_relay_holds_the_sender_back() {
+    use common::pattern::{block, matches_pattern, Pattern};
+    if !kamailio_available() {
+        return;
+    }
+    // The relay answers every chunk itself and queues what Alice does not
+    // read yet, up to 16 MiB (tcp_conn_wq_max), then drops her connection.
+    // Alice reads at most about 50 MB/s here; Bob could send ten times
+    // that. Only her partial success REPORTs hold him back.
+    const SIZE: u64 = 96 << 20;
+    let k = start("msrp_relay.cfg", free_port());
+    rt().block_on(async {
+        let (a, b, _) =
+            sessions_behind_relay(MsrpTls::default(), relay(k.port, "alice", "alicepass")).await;
+        let blk = block();
+        let mid = b
+            .send_message(
+                MessageSource::Reader(Box::new(Pattern::new(blk.clone(), SIZE))),
+                SendOptions {
+                    content_type: "application/octet-stream".into(),
+                    size: Some(SIZE),
+                    success_report: ReportMode::Yes,
+                    ..SendOptions::default()
+                },
+            )
+            .unwrap();
+        // Payload bytes the relay has taken from Bob: its 200s come at once.
+        let relay_took = std::cell::Cell::new(0u64);
+        let sender = async {
+            loop {
+                match b.next_event().await.expect("open") {
+                    SessionEvent::Core(MsrpEvent::ChunkResponse { code, range, .. }) => {
+                        assert_eq!(code, 200);
+                        relay_took.set(relay_took.get().max(range.1));
+                    }
+                    SessionEvent::Core(MsrpEvent::Report { code, range, .. }) => {
+                        // Only the final report is an event.
+                        assert_eq!(code, 200);
+                        assert_eq!(range.and_then(|r| r.end), Some(SIZE));
+                        return;
+                    }
+                    SessionEvent::Closed { error } => panic!("closed: {error:?}"),
+                    _ => {}
+                }
+            }
+        };
+        let receiver = async {
+            let (mut got, mut ahead_max) = (0u64, 0u64);
+            loop {
+                let ev = tokio::time::timeout(Duration::from_secs(30), a.next_event())
+                    .await
+                    .expect("data in time")
+                    .expect("open");
+                match ev {
+                    SessionEvent::Data { offset, data, .. } => {
+                        assert!(matches_pattern(&blk, offset, &data), "bad at {offset}");
+                        let before = got;
+                        got += data.len() as u64;
+                        if got >> 20 != before >> 20 {
+                            // What the relay holds for Alice, or has in
+                            // its sockets.
+                            ahead_max = ahead_max.max(relay_took.get().saturating_sub(got));
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    SessionEvent::Core(MsrpEvent::MessageComplete { message_id, size }) => {
+                        assert_eq!((message_id.as_str(), size), (mid.as_str(), SIZE));
+                        return (got, ahead_max);
+                    }
+                    SessionEvent::Closed { error } => panic!("closed: {error:?}"),
+                    _ => {}
+                }
+            }
+        };
+        let ((), (got, ahead_max)) = tokio::join!(sender, receiver);
+        assert_eq!(got, SIZE);
+        // The send window (8 MiB), a report step (1 MiB) and Alice's event
+        // queue; without pacing Bob ran the relay's 16 MiB queue over.
+        assert!(ahead_max < 10 << 20, "the relay held {ahead_max} bytes");
+        eprintln!(
+            "the relay held at most {:.1} MiB for Alice",
+            ahead_max as f64 / 1048576.0
         );
     });
 }
