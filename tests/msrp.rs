@@ -256,6 +256,12 @@ fn one_server_port_for_many_sessions_and_strangers_get_481() {
             Err(MsrpIoError::Refused { code: 481, .. }) => {}
             other => panic!("expected 481, got {:?}", other.err()),
         }
+        // The server counts the refusal once its 481 is written, which
+        // may be just after the client has read it.
+        let counted = tokio::time::Instant::now() + Duration::from_secs(5);
+        while server.refused() == 0 && tokio::time::Instant::now() < counted {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(server.refused(), 1);
     });
 }
