@@ -141,11 +141,14 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
                     let _ = s.accept(s.proposed_streams());
                 }
             }
-            "SIPSessionDidStart" | "FileTransferStreamDidFinish" => {
-                let ok = n.data.get_bool("error") != Some(true);
-                assert!(ok, "the transfer failed: {}", n.data.to_json());
-                t.lock()
-                    .push((n.name.clone(), n.sender.id.0, Instant::now()));
+            "SIPSessionDidStart" | "FileTransferStreamDidFinish" | "SIPSessionDidFail" => {
+                // A failure ends the wait below with what it said.
+                let name = if n.data.get_bool("error") == Some(true) || n.name.ends_with("Fail") {
+                    format!("{}: {}", n.name, n.data.to_json())
+                } else {
+                    n.name.clone()
+                };
+                t.lock().push((name, n.sender.id.0, Instant::now()));
             }
             _ => {}
         });
@@ -179,6 +182,9 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
             .map(|x| x.2);
         if let (Some(s), Some(d)) = (started, done) {
             break (s, d);
+        }
+        if let Some((failure, _, _)) = seen.iter().find(|x| x.0.contains(": ")) {
+            panic!("the transfer failed: {failure}");
         }
         assert!(t0.elapsed() < Duration::from_secs(600), "no end in sight");
     };
