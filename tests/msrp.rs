@@ -1,6 +1,7 @@
 //! MSRP between two endpoints on 127.0.0.1: connector and acceptor binding
 //! with a message each way and success reports, MSRPServer sharing one port
-//! between sessions and refusing strangers, the low-level transport with
+//! between sessions and refusing strangers, sessions sharing one connection
+//! (msrp and msrps), the low-level transport with
 //! make_chunk, misbehaving peers (garbage, a disconnect mid-chunk, unknown
 //! methods), and msrps with certificate checks.
 
@@ -262,6 +263,223 @@ fn one_server_port_for_many_sessions_and_strangers_get_481() {
         while server.refused() == 0 && tokio::time::Instant::now() < counted {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        assert_eq!(server.refused(), 1);
+    });
+}
+
+/// Until `s` has the success report for `sent` and a whole message from
+/// its peer, which must be `expect`.
+async fn both_done(name: (&str, usize), s: &MSRPSession, sent: String, expect: Vec<u8>) {
+    let (name, i) = name;
+    let (mut report, mut got) = (false, false);
+    let mut data: Vec<u8> = Vec::new();
+    while !(report && got) {
+        let ev = tokio::time::timeout(Duration::from_secs(20), s.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("{name}{i}: an event in time"))
+            .expect("open");
+        match ev {
+            SessionEvent::Data {
+                message_id,
+                offset,
+                data: d,
+            } => {
+                assert_ne!(message_id, sent, "{name}{i}: its own message");
+                assert_eq!(offset as usize, data.len());
+                data.extend_from_slice(&d);
+            }
+            SessionEvent::Core(MsrpEvent::MessageComplete { .. }) => got = true,
+            SessionEvent::Core(MsrpEvent::Report {
+                message_id, code, ..
+            }) => {
+                assert_eq!((message_id.as_str(), code), (sent.as_str(), 200));
+                report = true;
+            }
+            SessionEvent::Closed { error } => panic!("{name}{i}: closed {error:?}"),
+            _ => {}
+        }
+    }
+    assert!(data == expect, "{name}{i}: not the bytes its peer sent");
+}
+
+/// Sessions from one pool to one MSRPServer, over msrp or msrps.
+async fn shared_sessions(
+    server: &MSRPServer,
+    pool: &MsrpConnectionPool,
+    tls: &MsrpTls,
+    secure: bool,
+    n: usize,
+) -> Vec<(MSRPSession, MSRPSession)> {
+    let mut pairs = Vec::new();
+    for _ in 0..n {
+        let answer_path = server.prepare("127.0.0.1");
+        let mut c = ConnectorDirect::with_pool(tls.clone(), pool.clone());
+        let offer_path = c.prepare(local(secure)).await.unwrap();
+        let (a, b) = tokio::join!(
+            c.complete(answer_path.clone()),
+            server.complete(&answer_path, offer_path)
+        );
+        pairs.push((
+            a.unwrap().into_session(SessionConfig::default()),
+            b.unwrap().into_session(SessionConfig::default()),
+        ));
+    }
+    pairs
+}
+
+#[test]
+fn sessions_share_one_connection_and_each_sees_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = msrp_tls(dir.path());
+    for secure in [false, true] {
+        rt().block_on(async {
+            let server = MSRPServer::bind("127.0.0.1:0".parse().unwrap(), secure, tls.clone())
+                .await
+                .unwrap();
+            let pool = MsrpConnectionPool::new();
+            let mut pairs = shared_sessions(&server, &pool, &tls, secure, 3).await;
+            // Three sessions, one connection.
+            assert_eq!(server.accepted(), 1, "secure {secure}");
+            assert_eq!(pool.connections(), 1);
+            // Every session sends a message of many chunks each way at the
+            // same time; each arrives whole at its own peer, and only there.
+            let body = |i: usize, dir: u8| -> Vec<u8> {
+                (0..300_000u32)
+                    .map(|k| (k as usize * 31 + i * 7 + dir as usize) as u8)
+                    .collect()
+            };
+            let send = |s: &MSRPSession, data: Vec<u8>| {
+                s.send_message(
+                    MessageSource::Bytes(data),
+                    SendOptions {
+                        success_report: ReportMode::Yes,
+                        ..SendOptions::default()
+                    },
+                )
+                .unwrap()
+            };
+            let mut ids = Vec::new();
+            for (i, (a, b)) in pairs.iter().enumerate() {
+                ids.push((send(a, body(i, 0)), send(b, body(i, 1))));
+            }
+            // Each session's events are taken at the same time, as an
+            // application does: a chunk for a session whose reader waits
+            // holds up the connection for all (one TCP stream).
+            let [(a0, b0), (a1, b1), (a2, b2)] = &pairs[..] else {
+                unreachable!()
+            };
+            let [(m0, n0), (m1, n1), (m2, n2)] = &ids[..] else {
+                unreachable!()
+            };
+            tokio::join!(
+                both_done(("a", 0), a0, m0.clone(), body(0, 1)),
+                both_done(("b", 0), b0, n0.clone(), body(0, 0)),
+                both_done(("a", 1), a1, m1.clone(), body(1, 1)),
+                both_done(("b", 1), b1, n1.clone(), body(1, 0)),
+                both_done(("a", 2), a2, m2.clone(), body(2, 1)),
+                both_done(("b", 2), b2, n2.clone(), body(2, 0)),
+            );
+            // One session ends; the others go on over the same connection.
+            // Nothing on the wire says a session ended (SIP does): the
+            // peer's chunks for it now get 481 from our end.
+            let (a0, b0) = pairs.remove(0);
+            a0.shutdown();
+            let gone = tokio::time::Instant::now() + Duration::from_secs(5);
+            while pool.sessions() > 2 && tokio::time::Instant::now() < gone {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(pool.sessions(), 2);
+            send(&b0, b"anyone?".to_vec());
+            events_until(&b0, |e| {
+                matches!(
+                    e,
+                    SessionEvent::Core(MsrpEvent::ChunkResponse { code: 481, .. })
+                )
+            })
+            .await;
+            b0.shutdown();
+            for (a, b) in &pairs {
+                let mid = send(b, b"still here".to_vec());
+                let (_, data) = events_until(a, |e| {
+                    matches!(e, SessionEvent::Core(MsrpEvent::MessageComplete { .. }))
+                })
+                .await;
+                assert_eq!(data[&mid], b"still here");
+            }
+            // A new session joins the open connection.
+            pairs.extend(shared_sessions(&server, &pool, &tls, secure, 1).await);
+            assert_eq!(server.accepted(), 1);
+            // The last session to end closes the connection.
+            for (a, _) in &pairs {
+                a.shutdown();
+            }
+            for (_, b) in &pairs {
+                events_until(b, |e| matches!(e, SessionEvent::Closed { .. })).await;
+            }
+            let closed = tokio::time::Instant::now() + Duration::from_secs(5);
+            while pool.connections() > 0 && tokio::time::Instant::now() < closed {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(pool.connections(), 0);
+            // The next session opens a new one.
+            let again = shared_sessions(&server, &pool, &tls, secure, 1).await;
+            assert_eq!(server.accepted(), 2);
+            let mid = send(&again[0].0, b"new connection".to_vec());
+            let (_, data) = events_until(&again[0].1, |e| {
+                matches!(e, SessionEvent::Core(MsrpEvent::MessageComplete { .. }))
+            })
+            .await;
+            assert_eq!(data[&mid], b"new connection");
+            assert_eq!(server.refused(), 0);
+        });
+    }
+}
+
+#[test]
+fn a_shared_connection_answers_chunks_for_unknown_sessions_with_481() {
+    rt().block_on(async {
+        let server = MSRPServer::bind("127.0.0.1:0".parse().unwrap(), false, MsrpTls::default())
+            .await
+            .unwrap();
+        // A hand-driven peer binds one session, then sends for another.
+        let answer_path = server.prepare("127.0.0.1");
+        let mut c = get_connector(MsrpTls::default(), None);
+        let offer_path = c.prepare(local(false)).await.unwrap();
+        let (t, b) = tokio::join!(
+            c.complete(answer_path.clone()),
+            server.complete(&answer_path, offer_path.clone())
+        );
+        let (mut t, b) = (
+            t.unwrap(),
+            b.unwrap().into_session(SessionConfig::default()),
+        );
+        let mut stranger = answer_path.clone();
+        stranger[0].session_id = Some("notpreparedhere".into());
+        let mut chunk = t.make_chunk(ChunkSpec {
+            data: b"for nobody",
+            ..ChunkSpec::default()
+        });
+        chunk.head.set_paths(&stranger, &offer_path);
+        t.write_chunk(&chunk).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), t.read_chunk(4096))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.transaction_id(), r.code()),
+            (chunk.transaction_id(), Some(481))
+        );
+        // The bound session is unharmed.
+        let good = t.make_chunk(ChunkSpec {
+            data: b"for b",
+            ..ChunkSpec::default()
+        });
+        t.write_chunk(&good).await.unwrap();
+        let (_, data) = events_until(&b, |e| {
+            matches!(e, SessionEvent::Core(MsrpEvent::MessageComplete { .. }))
+        })
+        .await;
+        assert_eq!(data.values().next().map(Vec::as_slice), Some(&b"for b"[..]));
         assert_eq!(server.refused(), 1);
     });
 }

@@ -20,8 +20,8 @@ use std::sync::Arc;
 pub use crate::driver::msrp::{
     get_acceptor, get_connector, new_session_id, Acceptor, AcceptorDirect, AcceptorRelay,
     BlockSource, ChunkSpec, Connector, ConnectorDirect, ConnectorRelay, MSRPData, MSRPServer,
-    MSRPSession, MSRPTransport, MessageSource, MsrpIoError, MsrpTls, MsrpTrace, RelaySettings,
-    SendOptions, SessionEvent, SessionStats, TraceDirection,
+    MSRPSession, MSRPTransport, MessageSource, MsrpConnectionPool, MsrpIoError, MsrpTls, MsrpTrace,
+    RelaySettings, SendOptions, SessionEvent, SessionStats, TraceDirection,
 };
 pub use crate::proto::msrp::auth::{AuthClient, AuthOutcome};
 pub use crate::proto::msrp::session::{Event as MsrpEvent, SessionConfig};

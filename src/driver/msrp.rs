@@ -40,6 +40,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 /// How long binding and the first response may take.
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
 
+mod share;
+pub use share::{MsrpConnectionPool, SharedConn};
+
 /// What went wrong with an MSRP connection.
 #[derive(Debug, thiserror::Error)]
 pub enum MsrpIoError {
@@ -541,6 +544,7 @@ pub struct ConnectorDirect {
     local_path: Vec<MsrpUri>,
     socket: Option<TcpSocket>,
     fingerprint: Option<Fingerprint>,
+    pool: Option<MsrpConnectionPool>,
 }
 
 impl ConnectorDirect {
@@ -550,6 +554,20 @@ impl ConnectorDirect {
             local_path: Vec::new(),
             socket: None,
             fingerprint: None,
+            pool: None,
+        }
+    }
+
+    /// A connector that shares connections (RFC 4975 connection reuse):
+    /// `complete` uses an open connection of `pool` to the same peer
+    /// authority (and a=fingerprint) when there is one, and puts a new
+    /// connection in the pool for later sessions. Sessions on a shared
+    /// connection each see only their own chunks; the connection closes
+    /// with its last session.
+    pub fn with_pool(tls: MsrpTls, pool: MsrpConnectionPool) -> Self {
+        ConnectorDirect {
+            pool: Some(pool),
+            ..ConnectorDirect::new(tls)
         }
     }
 
@@ -579,6 +597,27 @@ impl ConnectorDirect {
             .ok_or_else(|| MsrpIoError::Protocol("empty remote path".into()))?;
         if self.local_path.is_empty() {
             return Err(MsrpIoError::Protocol("complete() before prepare()".into()));
+        }
+        if let Some(pool) = &self.pool {
+            let key = MsrpConnectionPool::key(first, self.fingerprint.as_ref());
+            let sid = self
+                .local_path
+                .last()
+                .and_then(|u| u.session_id.clone())
+                .unwrap_or_default();
+            let conn = match pool.get(&key) {
+                Some(c) => c,
+                None => {
+                    let io = connect_io(first, &self.tls, self.socket, self.fingerprint.as_ref())
+                        .await?;
+                    let c = SharedConn::start(io, None);
+                    pool.insert(key, c.clone());
+                    c
+                }
+            };
+            let mut t = conn.attach(&sid, self.local_path, remote_path)?;
+            t.bind_active().await?;
+            return Ok(t);
         }
         let io = connect_io(first, &self.tls, self.socket, self.fingerprint.as_ref()).await?;
         let mut t = MSRPTransport::new(io, self.local_path, remote_path);
@@ -717,8 +756,11 @@ pub struct MSRPServer {
     secure: bool,
     slots: Arc<Slots>,
     task: tokio::task::JoinHandle<()>,
-    /// Connections refused (unknown session, bad first chunk).
+    /// Binds refused (unknown session, bad first chunk) and connections
+    /// that failed before any chunk (TLS).
     refused: Arc<std::sync::atomic::AtomicU64>,
+    /// Connections accepted.
+    accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MSRPServer {
@@ -731,12 +773,13 @@ impl MSRPServer {
         let addr = listener.local_addr()?;
         let slots: Arc<Slots> = Arc::default();
         let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = tokio::spawn(Self::accept_loop(
             listener,
             secure,
             tls,
             slots.clone(),
-            refused.clone(),
+            [refused.clone(), accepted.clone()],
         ));
         Ok(MSRPServer {
             addr,
@@ -744,6 +787,7 @@ impl MSRPServer {
             slots,
             task,
             refused,
+            accepted,
         })
     }
 
@@ -751,9 +795,14 @@ impl MSRPServer {
         self.addr
     }
 
-    /// Connections refused so far.
+    /// Binds and connections refused so far.
     pub fn refused(&self) -> u64 {
         self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far (sessions that share one count once).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn accept_loop(
@@ -761,18 +810,19 @@ impl MSRPServer {
         secure: bool,
         tls: MsrpTls,
         slots: Arc<Slots>,
-        refused: Arc<std::sync::atomic::AtomicU64>,
+        [refused, accepted]: [Arc<std::sync::atomic::AtomicU64>; 2],
     ) {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let tls = tls.clone();
             let slots = slots.clone();
             let refused = refused.clone();
             tokio::spawn(async move {
-                if let Err(e) = Self::serve(tcp, secure, &tls, &slots).await {
+                if let Err(e) = Self::serve(tcp, secure, &tls, &slots, &refused).await {
                     refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!("MSRP server: refused a connection: {e}");
                 }
@@ -780,44 +830,25 @@ impl MSRPServer {
         }
     }
 
+    /// A connection accepted on the port: every session it carries binds
+    /// with its own first chunk (see [`SharedConn`]).
     async fn serve(
         tcp: TcpStream,
         secure: bool,
         tls: &MsrpTls,
-        slots: &Slots,
+        slots: &Arc<Slots>,
+        refused: &Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<(), MsrpIoError> {
-        let (io, peer) = accept_io(tcp, secure, tls).await?;
-        let mut t = MSRPTransport::new(io, Vec::new(), Vec::new());
-        let first = tokio::time::timeout(BIND_TIMEOUT, t.read_chunk(64 * 1024))
-            .await
-            .map_err(|_| MsrpIoError::Timeout("waiting for the first chunk"))??;
-        let sid = first
-            .head
-            .to_path()
-            .ok()
-            .and_then(|p| p.into_iter().next())
-            .and_then(|u| u.session_id);
-        let slot = match sid {
-            Some(sid) => slots.take_when_ready(&sid).await,
-            None => None,
-        };
-        let Some(mut slot) = slot else {
-            t.respond(&first, 481, "Session Does Not Exist").await?;
-            return Err(MsrpIoError::Protocol("no session waits for it".into()));
-        };
-        let remote = slot.remote_path.take().unwrap_or_default();
-        t.local_path = slot.local_path.clone();
-        t.remote_path = remote;
-        let checked = check_first_chunk(&first, &t.local_path, &t.remote_path)
-            .and_then(|()| check_fingerprint(secure, slot.fingerprint.as_ref(), peer.as_deref()));
-        if let Err(e) = checked {
-            t.respond(&first, 403, "Forbidden").await?;
-            return Err(e);
-        }
-        t.respond(&first, 200, "OK").await?;
-        if let Some(done) = slot.done.take() {
-            let _ = done.send(t);
-        }
+        let (io, peer_cert) = accept_io(tcp, secure, tls).await?;
+        SharedConn::start(
+            io,
+            Some(share::ServerSide {
+                slots: slots.clone(),
+                refused: refused.clone(),
+                secure,
+                peer_cert,
+            }),
+        );
         Ok(())
     }
 
