@@ -485,6 +485,68 @@ fn a_shared_connection_answers_chunks_for_unknown_sessions_with_481() {
 }
 
 #[test]
+fn a_shared_connection_that_breaks_closes_its_sessions_and_the_port_goes_on() {
+    rt().block_on(async {
+        let server = MSRPServer::bind("127.0.0.1:0".parse().unwrap(), false, MsrpTls::default())
+            .await
+            .unwrap();
+        let half = format!(
+            "MSRP half0001 SEND\r\nTo-Path: TO\r\nFrom-Path: FROM\r\nMessage-ID: halfway\r\nByte-Range: 1-5000/5000\r\nContent-Type: text/plain\r\n\r\n{}",
+            "x".repeat(1000)
+        );
+        // A disconnect in the middle of a chunk, and garbage.
+        for (i, tail) in [half, "GET / HTTP/1.1\r\nHost: x\r\n\r\n".into()]
+            .into_iter()
+            .enumerate()
+        {
+            let answer_path = server.prepare("127.0.0.1");
+            let from = format!("msrp://127.0.0.1:9/rawpeer{i};tcp");
+            let to = path_to_string(&answer_path);
+            let peer = MsrpUri::parse(&from).unwrap();
+            let raw_side = async {
+                let mut tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+                let bind = format!(
+                    "MSRP bind0001 SEND\r\nTo-Path: {to}\r\nFrom-Path: {from}\r\nMessage-ID: b{i}\r\nByte-Range: 1-0/0\r\n-------bind0001$\r\n"
+                );
+                tcp.write_all(bind.as_bytes()).await.unwrap();
+                let mut got = Vec::new();
+                // All of it: a socket closed with unread data resets.
+                while !String::from_utf8_lossy(&got).contains("-------bind0001$\r\n") {
+                    let mut buf = [0u8; 512];
+                    let n = tcp.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed before the bind's answer");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                assert!(String::from_utf8_lossy(&got).starts_with("MSRP bind0001 200"));
+                tcp
+            };
+            let (b, mut tcp) = tokio::join!(server.complete(&answer_path, vec![peer]), raw_side);
+            let b = b.unwrap().into_session(SessionConfig::default());
+            let tail = tail.replace("TO", &to).replace("FROM", &from);
+            tcp.write_all(tail.as_bytes()).await.unwrap();
+            drop(tcp);
+            let (evs, _) = events_until(&b, |e| matches!(e, SessionEvent::Closed { .. })).await;
+            if i == 0 {
+                assert!(evs.iter().any(|e| matches!(
+                    e,
+                    SessionEvent::Core(MsrpEvent::MessageAborted { message_id, by_sender: false })
+                        if message_id == "halfway"
+                )), "{evs:?}");
+            }
+        }
+        // The port goes on serving.
+        let answer_path = server.prepare("127.0.0.1");
+        let mut c = get_connector(MsrpTls::default(), None);
+        let offer_path = c.prepare(local(false)).await.unwrap();
+        let (t2, b2) = tokio::join!(
+            c.complete(answer_path.clone()),
+            server.complete(&answer_path, offer_path)
+        );
+        assert!(t2.is_ok() && b2.is_ok());
+    });
+}
+
+#[test]
 fn low_level_transport_make_chunk_write_and_read() {
     rt().block_on(async {
         let mut acceptor = get_acceptor(MsrpTls::default(), None);

@@ -398,7 +398,7 @@ fn response(request: &ChunkHead, code: u16, comment: &str) -> Vec<u8> {
 
 /// Prints a chunk again from the parser's pieces, as
 /// [`ChunkHead::to_bytes`] would have: the blank line and the CRLF before
-/// the end-line when it has a body or a Content-Type.
+/// the end-line when it has a Content-Type or a body.
 #[derive(Default)]
 struct Reprint {
     head: Option<ChunkHead>,
@@ -409,8 +409,14 @@ impl Reprint {
     fn head(&mut self, head: &ChunkHead) -> Vec<Vec<u8>> {
         let mut out = Vec::with_capacity(512);
         head.write_head(&mut out);
+        // A Content-Type means a body follows, maybe empty: the blank line
+        // goes now, so the session has the whole head before any body byte
+        // (and when the connection breaks before one).
+        self.body = head.content_type().is_some();
+        if self.body {
+            out.extend_from_slice(b"\r\n");
+        }
         self.head = Some(head.clone());
-        self.body = false;
         vec![out]
     }
 
@@ -433,8 +439,6 @@ impl Reprint {
         let mut v = Vec::with_capacity(64);
         if self.body {
             v.extend_from_slice(b"\r\n");
-        } else if head.content_type().is_some() {
-            v.extend_from_slice(b"\r\n\r\n");
         }
         v.extend_from_slice(&head.end_line(flag));
         self.body = false;
