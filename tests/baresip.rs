@@ -347,7 +347,7 @@ fn we_call_baresip(srtp: bool, codec: Codec) {
     let bport = free_udp_port();
     baresip_dir(dir.path(), bport, srtp.then_some("srtp-mand"), codec);
     let mut b = baresip(dir.path(), 8, None);
-    std::thread::sleep(Duration::from_millis(700));
+    common::wait_for_sip_udp(bport, "baresip");
     let s = call_baresip(&us, bport);
     assert!(s
         .remote_user_agent()
@@ -452,7 +452,7 @@ fn sip_audio_session_calls_baresip_with_srtp() {
     let bport = free_udp_port();
     baresip_dir(dir.path(), bport, Some("srtp-mand"), G722);
     let b = baresip(dir.path(), 8, None);
-    std::thread::sleep(Duration::from_millis(700));
+    common::wait_for_sip_udp(bport, "baresip");
     let (ok, said) = audio_tool(
         dir.path(),
         &[
@@ -518,7 +518,7 @@ fn baresip_calls_sip_audio_session_opus() {
             "",
         )
     });
-    std::thread::sleep(Duration::from_millis(700));
+    common::wait_for_sip_udp(port, "sip-audio-session");
     let b = baresip(dir.path(), 4, Some(&format!("sip:us@127.0.0.1:{port}")));
     wait_exit(b);
     let (ok, said) = tool.join().unwrap();
@@ -610,7 +610,7 @@ fn speech_both_ways(codec: Codec) {
     let bport = free_udp_port();
     baresip_dir_with_source(dir.path(), bport, None, codec, &spoken);
     let b = baresip(dir.path(), 9, None);
-    std::thread::sleep(Duration::from_millis(700));
+    common::wait_for_sip_udp(bport, "baresip");
     let s = call_baresip(&us, bport);
     // The phrase lasts about 5 s; it loops on our side, and baresip hangs
     // up when its file ends.

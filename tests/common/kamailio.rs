@@ -77,26 +77,6 @@ pub fn start_with(config: &str, port: u16, extra: &[String]) -> Kamailio {
         port,
     };
     // Up when it answers anything to an OPTIONS.
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let me = sock.local_addr().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut buf = [0u8; 4096];
-    loop {
-        let msg = format!(
-            "OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping{}\r\n\
-             From: <sip:t@127.0.0.1>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping\r\nCSeq: 1 OPTIONS\r\n\
-             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-            Instant::now().elapsed().as_nanos()
-        );
-        let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", port));
-        if sock.recv_from(&mut buf).is_ok() {
-            return k;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kamailio did not come up on port {port}"
-        );
-    }
+    super::wait_for_sip_udp(port, "kamailio");
+    k
 }

@@ -30,6 +30,35 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Waits until something on UDP `port` of 127.0.0.1 answers an OPTIONS
+/// (any response: it parses SIP and listens); panics naming `what` after
+/// 15 s. Peers started by a test are called only once they are up.
+pub fn wait_for_sip_udp(port: u16, what: &str) {
+    use std::time::{Duration, Instant};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let me = sock.local_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 4096];
+    for n in 0u32.. {
+        let msg = format!(
+            "OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping{n}\r\n\
+             From: <sip:t@127.0.0.1>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping{port}\r\n\
+             CSeq: {} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            n + 1
+        );
+        let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", port));
+        if sock.recv_from(&mut buf).is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not come up on UDP port {port}"
+        );
+    }
+}
+
 pub mod accounts;
 pub mod apps;
 pub mod dns;
