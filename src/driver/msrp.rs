@@ -1449,6 +1449,13 @@ async fn run_session(
             if buf.capacity() >= 64 * 1024 {
                 let _ = pool_tx.send(buf);
             }
+            // A TLS stream takes bytes it cannot put on a full socket yet
+            // and keeps them until it is written or flushed again: with
+            // nothing more queued, push them out now, or the end of a
+            // message waits for the next one.
+            if frames_rx.is_empty() {
+                writer.flush().await?;
+            }
         }
         let _ = writer.shutdown().await;
         Ok::<(), io::Error>(())
@@ -1605,4 +1612,104 @@ async fn run_session(
         }
     }
     let _ = ev_tx.send(SessionEvent::Closed { error }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    /// A stream that keeps what is written until it is flushed, as a TLS
+    /// stream does with bytes the socket could not take yet.
+    struct HoldsUntilFlush {
+        inner: tokio::io::DuplexStream,
+        held: Vec<u8>,
+    }
+
+    impl AsyncRead for HoldsUntilFlush {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for HoldsUntilFlush {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            while !self.held.is_empty() {
+                let this = &mut *self;
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &this.held))?;
+                this.held.drain(..n);
+            }
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            ready!(self.as_mut().poll_flush(cx))?;
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    use std::task::ready;
+
+    /// The session's writer flushes once nothing more is queued: a message
+    /// written to a stream that buffers (TLS with a full socket) reaches
+    /// the peer without waiting for a next one.
+    #[test]
+    fn a_message_on_a_buffering_stream_is_flushed_out() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (x, y) = tokio::io::duplex(1 << 20);
+            let a_uri = MsrpUri::new(false, "127.0.0.1", 1, "alice");
+            let b_uri = MsrpUri::new(false, "127.0.0.1", 2, "bob");
+            let alice = MSRPTransport::new(
+                Box::new(HoldsUntilFlush {
+                    inner: x,
+                    held: Vec::new(),
+                }),
+                vec![a_uri.clone()],
+                vec![b_uri.clone()],
+            )
+            .into_session(SessionConfig::default());
+            let bob = MSRPTransport::new(Box::new(y), vec![b_uri], vec![a_uri])
+                .into_session(SessionConfig::default());
+            alice
+                .send_message(
+                    MessageSource::Bytes(b"hello".to_vec()),
+                    SendOptions {
+                        content_type: "text/plain".into(),
+                        ..SendOptions::default()
+                    },
+                )
+                .unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut body = Vec::new();
+                while let Some(ev) = bob.next_event().await {
+                    match ev {
+                        SessionEvent::Data { data, .. } => body.extend_from_slice(&data),
+                        SessionEvent::Core(Event::MessageComplete { .. }) => return body,
+                        _ => {}
+                    }
+                }
+                body
+            })
+            .await
+            .expect("the message arrives without a second one behind it");
+            assert_eq!(got, b"hello");
+        });
+    }
 }
