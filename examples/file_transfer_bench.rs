@@ -133,6 +133,10 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
     let bob = app("bob", dst, transport);
     let times: Arc<Mutex<Vec<(String, u64, Instant)>>> = Arc::default();
     let t = times.clone();
+    // The last progress either side reported: a transfer that stops moving
+    // says which side stopped, while it waits.
+    let progress = Arc::new(Mutex::new((Instant::now(), String::new(), 0i64)));
+    let p = progress.clone();
     let bob_manager = bob.session_manager().unwrap();
     let token =
         NotificationCenter::default().add_observer(None, None, move |n| match n.name.as_str() {
@@ -140,6 +144,10 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
                 if let Some(s) = bob_manager.session(n.sender.id) {
                     let _ = s.accept(s.proposed_streams());
                 }
+            }
+            "FileTransferStreamDidDeliverChunk" | "FileTransferStreamGotChunk" => {
+                let bytes = n.data.get_i64("transferred_bytes").unwrap_or(0);
+                *p.lock() = (Instant::now(), n.name.clone(), bytes);
             }
             "SIPSessionDidStart" | "FileTransferStreamDidFinish" | "SIPSessionDidFail" => {
                 // A failure ends the wait below with what it said.
@@ -169,6 +177,7 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
         vec![push.clone()],
     )
     .unwrap();
+    let mut stalled = false;
     let (started, done) = loop {
         std::thread::sleep(Duration::from_millis(5));
         let seen = times.lock();
@@ -185,6 +194,14 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
         }
         if let Some((failure, _, _)) = seen.iter().find(|x| x.0.contains(": ")) {
             panic!("the transfer failed: {failure}");
+        }
+        let (at, what, bytes) = progress.lock().clone();
+        if at.elapsed() > Duration::from_secs(10) && !stalled {
+            stalled = true;
+            eprintln!(
+                "stalled (process {}): no progress for 10 s; last {what} at {bytes} bytes",
+                std::process::id()
+            );
         }
         assert!(t0.elapsed() < Duration::from_secs(600), "no end in sight");
     };
