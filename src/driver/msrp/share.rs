@@ -8,8 +8,11 @@
 //! reads the socket and copies each chunk into the pipe of the session its
 //! To-Path names; per session, a forwarder reads what the session writes and
 //! puts it on the socket a whole chunk at a time, so chunks of different
-//! sessions never interleave. The costs (a parse and a copy more each way)
-//! are paid only by connections that are shared.
+//! sessions never interleave. The cost is a parse more each way and the
+//! pipe's copy in and out; body bytes go from the parser's buffer to the
+//! pipe or the socket without another. Every connection an [`MSRPServer`]
+//! accepts pays it (a session may bind on it later); a connector's own
+//! connection pays it only when it comes from a pool.
 //!
 //! On an [`MSRPServer`] connection the first chunk of an unknown session is
 //! its bind (RFC 4975 section 5.4), checked like the first chunk of a
@@ -138,20 +141,21 @@ impl SharedConn {
                     Err(_) => break 'outer,
                 };
                 // The socket is ours from a chunk's head to its end-line.
-                let (bytes, end) = match piece {
+                // Body bytes go out from the parser's buffer, uncopied.
+                let (printed, body, end): (Vec<u8>, &[u8], bool) = match piece {
                     Piece::Head { head, .. } => {
                         if held.is_none() {
                             held = Some(self.writer.lock().await);
                         }
-                        (chunk.head(&head), false)
+                        (chunk.head(&head), &[], false)
                     }
-                    Piece::Data(d) => (chunk.data(d), false),
-                    Piece::End(flag) => (chunk.end(flag), true),
+                    Piece::Data(d) => (chunk.data_prefix().to_vec(), d, false),
+                    Piece::End(flag) => (chunk.end(flag), &[], true),
                 };
                 let Some(w) = held.as_mut() else { continue };
                 let mut ok = true;
-                for b in &bytes {
-                    if w.write_all(b).await.is_err() {
+                for b in [&printed[..], body] {
+                    if !b.is_empty() && w.write_all(b).await.is_err() {
                         ok = false;
                         break;
                     }
@@ -230,7 +234,7 @@ impl SharedConn {
                         dest = match (route, &defect) {
                             (Some(r), None) => {
                                 let bytes = chunk.head(&head);
-                                if write_all(&r, &bytes).await {
+                                if write_all(&r, &[&bytes]).await {
                                     Dest::Session(r)
                                 } else {
                                     // The session has gone: as if unknown.
@@ -285,8 +289,8 @@ impl SharedConn {
                     }
                     Piece::Data(d) => {
                         if let Dest::Session(r) = &dest {
-                            let bytes = chunk.data(d);
-                            if !write_all(r, &bytes).await {
+                            // Straight from the parser's buffer to the pipe.
+                            if !write_all(r, &[chunk.data_prefix(), d]).await {
                                 dest = Dest::Drop;
                             }
                         }
@@ -294,7 +298,7 @@ impl SharedConn {
                     Piece::End(flag) => match std::mem::replace(&mut dest, Dest::Drop) {
                         Dest::Session(r) => {
                             let bytes = chunk.end(flag);
-                            let _ = write_all(&r, &bytes).await;
+                            let _ = write_all(&r, &[&bytes]).await;
                         }
                         Dest::Bind(head) => {
                             let Some(s) = &server else { continue };
@@ -373,9 +377,9 @@ impl SharedConn {
     }
 }
 
-async fn write_all(r: &Route, parts: &[Vec<u8>]) -> bool {
+async fn write_all(r: &Route, parts: &[&[u8]]) -> bool {
     let mut w = r.lock().await;
-    for p in parts {
+    for p in parts.iter().filter(|p| !p.is_empty()) {
         if w.write_all(p).await.is_err() {
             return false;
         }
@@ -406,7 +410,7 @@ struct Reprint {
 }
 
 impl Reprint {
-    fn head(&mut self, head: &ChunkHead) -> Vec<Vec<u8>> {
+    fn head(&mut self, head: &ChunkHead) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         head.write_head(&mut out);
         // A Content-Type means a body follows, maybe empty: the blank line
@@ -417,22 +421,21 @@ impl Reprint {
             out.extend_from_slice(b"\r\n");
         }
         self.head = Some(head.clone());
-        vec![out]
+        out
     }
 
-    fn data(&mut self, d: &[u8]) -> Vec<Vec<u8>> {
+    /// What goes before body bytes: the blank line, when the head did not
+    /// end with it. The bytes themselves follow as they are.
+    fn data_prefix(&mut self) -> &'static [u8] {
         if self.body {
-            vec![d.to_vec()]
+            b""
         } else {
             self.body = true;
-            let mut v = Vec::with_capacity(2 + d.len());
-            v.extend_from_slice(b"\r\n");
-            v.extend_from_slice(d);
-            vec![v]
+            b"\r\n"
         }
     }
 
-    fn end(&mut self, flag: ContFlag) -> Vec<Vec<u8>> {
+    fn end(&mut self, flag: ContFlag) -> Vec<u8> {
         let Some(head) = self.head.take() else {
             return Vec::new();
         };
@@ -442,7 +445,7 @@ impl Reprint {
         }
         v.extend_from_slice(&head.end_line(flag));
         self.body = false;
-        vec![v]
+        v
     }
 }
 
