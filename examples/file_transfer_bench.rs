@@ -13,9 +13,10 @@
 //! and checked); "end to end" adds the sender's hashing of the file for
 //! its offer, before the INVITE. Peak heap is counted by the allocator.
 //!
-//! cargo run --release --example file_transfer_bench [-- SIZE_MIB]
+//! cargo run --release --example file_transfer_bench [-- SIZE_MIB [msrp|msrps]]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -72,8 +73,22 @@ fn make_file(dir: &Path, size: usize) -> PathBuf {
     p
 }
 
+/// CPU time (user and system, all threads) this process has used, in
+/// seconds: what each stage costs the machine's cores, whatever the disk
+/// does meanwhile.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// File -> socket -> file, the receiving file flushed to disk.
-fn raw_copy(src: &Path, dst: &Path) -> Duration {
+/// Returns the whole time and the part of it the final flush took.
+fn raw_copy(src: &Path, dst: &Path) -> (Duration, Duration) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let dst = dst.to_path_buf();
@@ -89,7 +104,9 @@ fn raw_copy(src: &Path, dst: &Path) -> Duration {
             }
             out.write_all(&buf[..n]).unwrap();
         }
+        let t = Instant::now();
         out.sync_data().unwrap();
+        t.elapsed()
     });
     let mut s = TcpStream::connect(addr).unwrap();
     let mut f = std::fs::File::open(src).unwrap();
@@ -102,8 +119,8 @@ fn raw_copy(src: &Path, dst: &Path) -> Duration {
         s.write_all(&buf[..n]).unwrap();
     }
     drop(s);
-    receiver.join().unwrap();
-    t0.elapsed()
+    let flush = receiver.join().unwrap();
+    (t0.elapsed(), flush)
 }
 
 fn app(user: &str, dir: &Path, transport: &str) -> SIPApplication {
@@ -126,12 +143,25 @@ fn app(user: &str, dir: &Path, transport: &str) -> SIPApplication {
     a
 }
 
-/// (end to end, transfer, peak heap above the start).
-fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, usize) {
+/// One transfer: its times, the CPU it used and the heap it held.
+struct Transfer {
+    /// From `connect()`, counting the sender's hashing for its offer.
+    end_to_end: Duration,
+    /// From the session's start to the receiver's finish.
+    transfer: Duration,
+    /// CPU seconds over `transfer`, both ends.
+    cpu: f64,
+    /// Peak heap above the start, in bytes.
+    peak: usize,
+}
+
+fn transfer(file: &Path, dst: &Path, transport: &str) -> Transfer {
     let src_dir = file.parent().unwrap();
     let alice = app("alice", src_dir, transport);
     let bob = app("bob", dst, transport);
-    let times: Arc<Mutex<Vec<(String, u64, Instant)>>> = Arc::default();
+    // (notification, sender, when, CPU seconds so far)
+    type Seen = Vec<(String, u64, Instant, f64)>;
+    let times: Arc<Mutex<Seen>> = Arc::default();
     let t = times.clone();
     // The last progress either side reported: a transfer that stops moving
     // says which side stopped, while it waits.
@@ -156,7 +186,8 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
                 } else {
                     n.name.clone()
                 };
-                t.lock().push((name, n.sender.id.0, Instant::now()));
+                t.lock()
+                    .push((name, n.sender.id.0, Instant::now(), cpu_seconds()));
             }
             _ => {}
         });
@@ -183,16 +214,16 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
         let seen = times.lock();
         let started = seen
             .iter()
-            .find(|(n, s, _)| n == "SIPSessionDidStart" && *s == a.id().0)
-            .map(|x| x.2);
+            .find(|(n, s, _, _)| n == "SIPSessionDidStart" && *s == a.id().0)
+            .map(|x| (x.2, x.3));
         let done = seen
             .iter()
-            .find(|(n, s, _)| n == "FileTransferStreamDidFinish" && *s != push.id().0)
-            .map(|x| x.2);
+            .find(|(n, s, _, _)| n == "FileTransferStreamDidFinish" && *s != push.id().0)
+            .map(|x| (x.2, x.3));
         if let (Some(s), Some(d)) = (started, done) {
             break (s, d);
         }
-        if let Some((failure, _, _)) = seen.iter().find(|x| x.0.contains(": ")) {
+        if let Some((failure, _, _, _)) = seen.iter().find(|x| x.0.contains(": ")) {
             panic!("the transfer failed: {failure}");
         }
         let (at, what, bytes) = progress.lock().clone();
@@ -211,7 +242,12 @@ fn transfer(file: &Path, dst: &Path, transport: &str) -> (Duration, Duration, us
     NotificationCenter::default().remove_observer(token);
     alice.stop();
     bob.stop();
-    (done - t0, done - started, peak)
+    Transfer {
+        end_to_end: done.0 - t0,
+        transfer: done.0 - started.0,
+        cpu: done.1 - started.1,
+        peak,
+    }
 }
 
 const RUNS: usize = 5;
@@ -226,7 +262,15 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1024);
+    // A second argument, msrp or msrps, runs only that transport (for a
+    // profile of one).
+    let only = std::env::args().nth(2);
+    let transports: Vec<(&str, &str)> = [("tcp", "msrp"), ("tls", "msrps")]
+        .into_iter()
+        .filter(|(_, name)| only.as_deref().is_none_or(|o| o == *name))
+        .collect();
     let size = mib << 20;
+    let gib = size as f64 / (1u64 << 30) as f64;
     let work = tempfile::tempdir().unwrap();
     let file = make_file(work.path(), size);
     let mbs = |d: Duration| size as f64 / 1e6 / d.as_secs_f64();
@@ -235,38 +279,61 @@ fn main() {
     // The disk's speed varies from minute to minute on a shared machine,
     // so every round measures the baselines next to the transfers and the
     // ratios are taken per round; the figures are the rounds' medians.
-    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 9];
+    // Each stage's CPU time (both cores, per GiB) says what it costs
+    // whatever the disk does.
+    let mut rows: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut push = |k: &str, v: f64| rows.entry(k.to_string()).or_default().push(v);
+    let mut peak = 0usize;
     for _ in 0..RUNS {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let _ = hash_file(&file, &[HashAlgorithm::Sha1]).unwrap();
         let hash = mbs(t.elapsed());
+        push("hash cpu", (cpu_seconds() - c) / gib);
         let copy_dst = work.path().join("copy.bin");
-        let raw = mbs(raw_copy(&file, &copy_dst));
+        let c = cpu_seconds();
+        let (took, flush) = raw_copy(&file, &copy_dst);
+        push("raw cpu", (cpu_seconds() - c) / gib);
+        push("raw flush", flush.as_secs_f64() / took.as_secs_f64());
+        let raw = mbs(took);
         std::fs::remove_file(&copy_dst).unwrap();
         let slower = hash.min(raw);
-        rows[0].push(hash);
-        rows[1].push(raw);
-        for (i, transport) in ["tcp", "tls"].into_iter().enumerate() {
+        push("hash", hash);
+        push("raw", raw);
+        for &(transport, name) in &transports {
             let dst = tempfile::tempdir_in(work.path()).unwrap();
-            let (e2e, xfer, peak) = transfer(&file, dst.path(), transport);
-            rows[2 + i * 3].push(mbs(xfer));
-            rows[3 + i * 3].push(mbs(xfer) / slower);
-            rows[4 + i * 3].push(mbs(e2e));
-            rows[8].push(peak as f64 / (1 << 20) as f64);
+            let r = transfer(&file, dst.path(), transport);
+            push(&format!("{name} transfer"), mbs(r.transfer));
+            push(&format!("{name} ratio"), mbs(r.transfer) / slower);
+            push(&format!("{name} e2e"), mbs(r.end_to_end));
+            push(&format!("{name} cpu"), r.cpu / gib);
+            peak = peak.max(r.peak);
         }
     }
-    let peak = rows[8].iter().cloned().fold(0.0, f64::max);
-    let m: Vec<f64> = rows.into_iter().map(median).collect();
-    println!("file: {mib} MiB, medians of {RUNS} rounds");
-    println!("baseline: SHA-1 alone        {:8.0} MB/s", m[0]);
-    println!("baseline: raw socket copy    {:8.0} MB/s", m[1]);
-    for (i, name) in ["msrp ", "msrps"].into_iter().enumerate() {
+    let m = |k: &str| median(rows[k].clone());
+    println!("file: {mib} MiB, medians of {RUNS} rounds; CPU in core-seconds per GiB");
+    println!(
+        "baseline: SHA-1 alone        {:6.0} MB/s, CPU {:.2}",
+        m("hash"),
+        m("hash cpu")
+    );
+    println!(
+        "baseline: raw socket copy    {:6.0} MB/s, CPU {:.2}, the final flush {:.0}% of its time",
+        m("raw"),
+        m("raw cpu"),
+        m("raw flush") * 100.0
+    );
+    for &(_, name) in &transports {
+        let k = |what: &str| format!("{name} {what}");
         println!(
-            "file transfer over {name}: transfer {:6.0} MB/s (ratio {:.2} to the slower baseline), end to end with the sender's hash {:6.0} MB/s",
-            m[2 + i * 3],
-            m[3 + i * 3],
-            m[4 + i * 3]
+            "file transfer over {name:5}: transfer {:6.0} MB/s (ratio {:.2} to the slower baseline), CPU {:.2}; end to end with the sender's hash {:6.0} MB/s",
+            m(&k("transfer")),
+            m(&k("ratio")),
+            m(&k("cpu")),
+            m(&k("e2e"))
         );
     }
-    println!("peak heap during a transfer: {peak:.1} MiB");
+    println!(
+        "peak heap during a transfer: {:.1} MiB",
+        peak as f64 / (1 << 20) as f64
+    );
 }
