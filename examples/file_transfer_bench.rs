@@ -2,8 +2,9 @@
 //! in the same run on the same file:
 //!
 //! - a raw socket copy: one thread reads the file and writes a TCP
-//!   socket, another reads the socket and writes a new file (flushed to
-//!   disk at the end, as the receiver of a transfer does);
+//!   socket, another reads the socket and writes a new file, starting its
+//!   disk writes as it goes and flushing it at the end, as the receiver of
+//!   a transfer does ([`WriteBehind`]);
 //! - the hash alone (SHA-1, what the SDK's file-selector carries) over the
 //!   same file.
 //!
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::json;
 use sipsimple::api::streams::FileTransferStream;
-use sipsimple::driver::file_io::hash_file;
+use sipsimple::driver::file_io::{hash_file, WriteBehind};
 use sipsimple::proto::sdp::file_transfer::HashAlgorithm;
 use sipsimple::proto::sip::transaction::TransportKind;
 use sipsimple::{MemoryStorage, NotificationCenter, SIPApplication, Storage};
@@ -96,6 +97,8 @@ fn raw_copy(src: &Path, dst: &Path) -> (Duration, Duration) {
     let receiver = std::thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
         let mut out = std::fs::File::create(dst).unwrap();
+        let mut behind = WriteBehind::new(0);
+        let mut written = 0u64;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = s.read(&mut buf).unwrap();
@@ -103,6 +106,8 @@ fn raw_copy(src: &Path, dst: &Path) -> (Duration, Duration) {
                 break;
             }
             out.write_all(&buf[..n]).unwrap();
+            written += n as u64;
+            behind.wrote(&out, written);
         }
         let t = Instant::now();
         out.sync_data().unwrap();
