@@ -223,7 +223,11 @@ fn chat_both_ways_with_cpim_unicode_1mib_and_composing() {
         .pop()
         .unwrap();
     assert_eq!(idle.data.get_str("state"), Some("idle"));
-    // Composing indications are not chat messages: no reports for them.
+    // Composing indications are not chat messages. The idle indication is
+    // posted just before the message that ended the composing, so wait
+    // for that message; the indications, sent before it on the same
+    // session, would have made their own by then.
+    c.rec.wait_count("ChatStreamGotMessage", bid, 4);
     assert_eq!(c.rec.count("ChatStreamGotMessage", bid), 4);
 
     // Bad calls are errors, not panics.
