@@ -83,8 +83,11 @@ fn cpu_seconds() -> f64 {
     let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 here.
-    (ticks(11) + ticks(12)) / 100.0
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 here,
+    // counted in clock ticks.
+    // SAFETY: sysconf reads a constant of the system, no memory of ours.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / per_second
 }
 
 /// File -> socket -> file, the receiving file flushed to disk.
