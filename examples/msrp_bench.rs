@@ -14,10 +14,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use rcgen::{CertificateParams, KeyPair};
 use sipsimple::api::msrp::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "common/tls.rs"]
+mod tls;
+use tls::tls_configs;
 
 /// A reader of `left` bytes from a repeated block (what a file read costs:
 /// one copy into the caller's buffer).
@@ -99,32 +102,6 @@ async fn tcp_pair() -> (TcpStream, TcpStream) {
     a.set_nodelay(true).unwrap();
     b.set_nodelay(true).unwrap();
     (a, b)
-}
-
-fn tls_configs() -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    (Arc::new(client), Arc::new(server))
 }
 
 async fn msrp_pair(tls: MsrpTls, secure: bool, chunk_size: usize) -> (MSRPSession, MSRPSession) {
