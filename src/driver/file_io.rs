@@ -425,6 +425,8 @@ pub fn read_ahead(
     max_rate: Option<u64>,
 ) -> io::Result<crate::driver::msrp::BlockSource> {
     let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>(4);
+    // Buffers the socket is done with come back for later blocks.
+    let (back_tx, back) = std::sync::mpsc::channel::<Vec<u8>>();
     let block = match max_rate {
         // About ten blocks a second, between 4 KiB and a full block.
         Some(r) => usize::try_from(r / 10)
@@ -439,8 +441,11 @@ pub fn read_ahead(
             let start = std::time::Instant::now();
             let mut sent = 0u64;
             loop {
-                // Read into fresh capacity: nothing is zeroed first.
-                let mut buf = Vec::with_capacity(block);
+                // Read into spare capacity: nothing is zeroed first.
+                let mut buf = std::iter::from_fn(|| back.try_recv().ok())
+                    .find(|b| b.capacity() >= block)
+                    .unwrap_or_else(|| Vec::with_capacity(block));
+                buf.clear();
                 let r = match (&mut file).take(block as u64).read_to_end(&mut buf) {
                     Ok(0) => return,
                     Ok(n) => {
@@ -461,7 +466,7 @@ pub fn read_ahead(
                 }
             }
         })?;
-    Ok(crate::driver::msrp::BlockSource::new(rx))
+    Ok(crate::driver::msrp::BlockSource::with_returns(rx, back_tx))
 }
 
 #[cfg(test)]

@@ -1172,6 +1172,7 @@ pub struct BlockSource {
     rx: mpsc::Receiver<io::Result<Vec<u8>>>,
     block: Vec<u8>,
     pos: usize,
+    back: Option<std::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl BlockSource {
@@ -1180,7 +1181,36 @@ impl BlockSource {
             rx,
             block: Vec::new(),
             pos: 0,
+            back: None,
         }
+    }
+
+    /// As [`BlockSource::new`], and spent buffers go back to the producer
+    /// on `back` for its next blocks: memory that stays mapped, where a
+    /// fresh buffer per block would fault in (and zero) every page of it.
+    pub fn with_returns(
+        rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+        back: std::sync::mpsc::Sender<Vec<u8>>,
+    ) -> BlockSource {
+        BlockSource {
+            back: Some(back),
+            ..BlockSource::new(rx)
+        }
+    }
+
+    /// The next block from the producer, the spent one going back.
+    async fn next_block(&mut self) -> io::Result<bool> {
+        let b = match self.rx.recv().await {
+            None => return Ok(false),
+            Some(r) => r?,
+        };
+        let spent = std::mem::replace(&mut self.block, b);
+        self.pos = 0;
+        if let Some(back) = self.back.as_ref().filter(|_| spent.capacity() > 0) {
+            // A producer that has ended frees it.
+            let _ = back.send(spent);
+        }
+        Ok(true)
     }
 
     /// Up to `max` bytes into `buf` (emptied first); true when the blocks
@@ -1189,13 +1219,8 @@ impl BlockSource {
         buf.clear();
         while buf.len() < max {
             if self.pos == self.block.len() {
-                match self.rx.recv().await {
-                    None => return Ok(true),
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(b)) => {
-                        self.block = b;
-                        self.pos = 0;
-                    }
+                if !self.next_block().await? {
+                    return Ok(true);
                 }
                 if buf.is_empty() && self.block.len() <= max {
                     // The whole block is the chunk: hand it over.
@@ -1722,5 +1747,60 @@ mod tests {
             .expect("the message arrives without a second one behind it");
             assert_eq!(got, b"hello");
         });
+    }
+
+    /// Blocks come out split to the chunk size or handed over whole, in
+    /// order, and the spent buffers go back to the producer.
+    #[test]
+    fn block_source_splits_in_order_and_returns_spent_buffers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Fill chunks of at most `max` the way the session does (one
+        // buffer, reused), from `blocks`; returns the chunk sizes, the
+        // bytes, and the buffers that came back to the producer.
+        let run = |blocks: Vec<Vec<u8>>, max: usize| {
+            rt.block_on(async {
+                let (tx, rx) = mpsc::channel(8);
+                let (back_tx, back) = std::sync::mpsc::channel();
+                let mut src = BlockSource::with_returns(rx, back_tx);
+                for b in blocks {
+                    tx.send(Ok(b)).await.unwrap();
+                }
+                drop(tx);
+                let (mut sizes, mut out, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+                loop {
+                    let ended = src.fill(max, &mut buf).await.unwrap();
+                    sizes.push(buf.len());
+                    out.extend_from_slice(&buf);
+                    if ended {
+                        break;
+                    }
+                }
+                (sizes, out, back.try_iter().collect::<Vec<Vec<u8>>>())
+            })
+        };
+        let block = |n: u8, from: u8| (from..from + n).collect::<Vec<u8>>();
+
+        // Blocks larger and smaller than a chunk: split and joined.
+        let blocks = vec![block(10, 0), block(4, 50), block(7, 100)];
+        let (sizes, out, back) = run(blocks.clone(), 6);
+        assert_eq!(out, blocks.concat());
+        assert_eq!(sizes, [6, 6, 6, 3]);
+        // The first two went back once read out; the last was still the
+        // source's when the producer ended.
+        assert_eq!(back, blocks[..2]);
+
+        // Blocks of a chunk each (a file read ahead in chunk-sized blocks)
+        // go out without a copy, and the buffer of one sent chunk goes
+        // back once the next block replaces it.
+        let blocks = vec![block(6, 0), block(6, 50), block(6, 100)];
+        let (first, all) = (blocks[0].as_ptr(), blocks.concat());
+        let (sizes, out, back) = run(blocks, 6);
+        assert_eq!(out, all);
+        assert_eq!(sizes, [6, 6, 6, 0]);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].as_ptr(), first, "the first block's own buffer");
+        assert!(back[0].is_empty() && back[0].capacity() >= 6);
     }
 }
