@@ -141,20 +141,21 @@ impl SharedConn {
                     Err(_) => break 'outer,
                 };
                 // The socket is ours from a chunk's head to its end-line.
-                // Body bytes go out from the parser's buffer, uncopied.
-                let (printed, body, end): (Vec<u8>, &[u8], bool) = match piece {
+                // Body bytes go out from the parser's buffer, uncopied,
+                // after the blank line when it has not gone yet.
+                let (printed, prefix, body, end): (Vec<u8>, &[u8], &[u8], bool) = match piece {
                     Piece::Head { head, .. } => {
                         if held.is_none() {
                             held = Some(self.writer.lock().await);
                         }
-                        (chunk.head(&head), &[], false)
+                        (chunk.head(&head), &[], &[], false)
                     }
-                    Piece::Data(d) => (chunk.data_prefix().to_vec(), d, false),
-                    Piece::End(flag) => (chunk.end(flag), &[], true),
+                    Piece::Data(d) => (Vec::new(), chunk.data_prefix(), d, false),
+                    Piece::End(flag) => (chunk.end(flag), &[], &[], true),
                 };
                 let Some(w) = held.as_mut() else { continue };
                 let mut ok = true;
-                for b in [&printed[..], body] {
+                for b in [&printed[..], prefix, body] {
                     if !b.is_empty() && w.write_all(b).await.is_err() {
                         ok = false;
                         break;
