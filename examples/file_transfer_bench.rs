@@ -134,17 +134,18 @@ fn raw_copy(
         // Read buffers go to the hasher and come back for later reads.
         let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let (back_tx, back) = std::sync::mpsc::channel::<Vec<u8>>();
-        let hasher = std::thread::spawn(move || {
-            let mut h = FileHasher::new(&HashAlgorithm::Sha1).unwrap();
-            for b in hash_rx {
-                h.update(&b);
-                let _ = back_tx.send(b);
-            }
-            h.finish()
+        let hasher = hashed.then(|| {
+            std::thread::spawn(move || {
+                let mut h = FileHasher::new(&HashAlgorithm::Sha1).unwrap();
+                for b in hash_rx {
+                    h.update(&b);
+                    let _ = back_tx.send(b);
+                }
+                h.finish()
+            })
         });
+        let mut buf = vec![0u8; 1 << 20];
         loop {
-            let mut buf = back.try_recv().unwrap_or_default();
-            buf.resize(1 << 20, 0);
             // A TLS stream reads a record or so at a time: fill the buffer
             // before writing, as the SDK's receiver writes whole chunks.
             let mut n = 0;
@@ -161,12 +162,16 @@ fn raw_copy(
             written += n as u64;
             behind.wrote(&out, written);
             if hashed {
+                let mut spare = back.try_recv().unwrap_or_default();
+                spare.resize(1 << 20, 0);
                 buf.truncate(n);
-                to_hash.send(buf).unwrap();
+                to_hash.send(std::mem::replace(&mut buf, spare)).unwrap();
             }
         }
         drop(to_hash);
-        hasher.join().unwrap();
+        if let Some(h) = hasher {
+            h.join().unwrap();
+        }
         let t = Instant::now();
         out.sync_data().unwrap();
         t.elapsed()
